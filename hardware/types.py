@@ -1,0 +1,103 @@
+"""Frozen dataclasses for hardware specs. Values are SI: bytes, bytes/s, FLOP/s, seconds.
+
+Bandwidth convention (the classic factor-of-2 trap): every ``bandwidth`` field in clustersim is
+**per direction** (unidirectional). NVIDIA quotes NVLink 4 on H100 as "900 GB/s", which is the
+bidirectional total: 450 GB/s each way. The loader and these types only ever hold the
+per-direction figure; datasheet totals are converted (and cited) in the TOML files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal, Mapping
+
+DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+
+
+@dataclass(frozen=True)
+class EfficiencyModel:
+    """Achievable fraction of the spec sheet, kept as data so users see the gap.
+
+    Matmul efficiency rises with problem size and saturates:
+    eff(flops) = matmul_max * flops / (flops + matmul_half_flops)  (a simple saturating model;
+    matmul_half_flops is the GEMM size in FLOPs at which half of matmul_max is reached).
+    """
+
+    matmul_max: float  # fraction of dense peak a large GEMM reaches
+    matmul_half_flops: float  # GEMM FLOPs at which efficiency is matmul_max / 2
+    attention_max: float  # fraction of peak a fused (flash) attention kernel reaches
+    memory_bandwidth: float  # fraction of HBM bandwidth a streaming kernel reaches
+    kernel_overhead_s: float  # fixed cost per kernel launch
+    source: str = ""
+
+    def matmul_efficiency(self, flops: float) -> float:
+        return self.matmul_max * flops / (flops + self.matmul_half_flops)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    name: str
+    vendor: str
+    peak_flops: Mapping[str, float]  # dense (no sparsity) FLOP/s per dtype
+    memory_bytes: int
+    memory_bandwidth: float  # HBM bytes/s
+    efficiency: EfficiencyModel
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    kind: Literal["accelerator"] = "accelerator"
+
+    def peak(self, dtype: str = "bf16") -> float:
+        from sim.errors import HardwareError
+
+        try:
+            return self.peak_flops[dtype]
+        except KeyError:
+            raise HardwareError(
+                f"accelerator '{self.name}' has no {dtype} peak; it supports "
+                f"{', '.join(self.peak_flops)}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    bandwidth: float  # bytes/s, per direction, per link (port)
+    latency: float  # s, one-way, small message
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    kind: Literal["link"] = "link"
+
+
+@dataclass(frozen=True)
+class ScaleOut:
+    """The network between nodes: a two-level fat tree (leaf/spine), optionally rail-optimised
+    (NIC i of every node on leaf i's rail). ``oversubscription`` = leaf downlink bandwidth /
+    uplink bandwidth (1.0 = non-blocking)."""
+
+    topology: Literal["fat-tree", "rail-optimized", "none"]
+    nodes_per_leaf: int
+    oversubscription: float = 1.0
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    accelerator: Accelerator
+    gpus_per_node: int
+    intra_link: Link  # one NVLink/PCIe port
+    intra_links_per_gpu: int  # ports per GPU into the node fabric
+    nic_link: Link
+    nics_per_node: int
+    scale_out: ScaleOut
+    price_per_gpu_hour: float | None = None  # USD, on-demand, with source in sources
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    kind: Literal["system"] = "system"
+
+    @property
+    def intra_node_bandwidth(self) -> float:
+        """Per GPU, per direction, bytes/s into the node fabric."""
+        return self.intra_link.bandwidth * self.intra_links_per_gpu
+
+    @property
+    def inter_node_bandwidth(self) -> float:
+        """Per GPU, per direction, bytes/s to the scale-out network (NICs shared evenly)."""
+        return self.nic_link.bandwidth * self.nics_per_node / self.gpus_per_node

@@ -1,0 +1,41 @@
+"""Typed errors. Every user-facing failure is a ClusterSimError subclass whose message names
+the broken constraint and how to fix it; the CLI prints it on one line and exits with status 2."""
+
+from __future__ import annotations
+
+import difflib
+
+
+class ClusterSimError(Exception):
+    """Base class of every error clustersim raises on bad input."""
+
+    exit_code = 2
+
+
+class ConfigError(ClusterSimError):
+    """A configuration file or value is malformed (unknown/missing key, wrong type or unit)."""
+
+
+class HardwareError(ConfigError):
+    """A hardware catalog file is malformed."""
+
+
+class ModelError(ConfigError):
+    """A model configuration is malformed or unsupported."""
+
+
+class PlanError(ClusterSimError):
+    """A parallel plan violates a divisibility or size constraint."""
+
+
+class UnknownNameError(ClusterSimError, KeyError):
+    """A named catalog entry (GPU, system, model preset, exercise...) does not exist."""
+
+    def __init__(self, kind: str, name: str, known: list[str] | tuple[str, ...]):
+        self.kind, self.name = kind, name
+        close = difflib.get_close_matches(name, list(known), n=4, cutoff=0.4)
+        hint = f"; did you mean: {', '.join(close)}" if close else ""
+        super().__init__(f"unknown {kind} '{name}'{hint} (run `clustersim {kind} list` to see all)")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
