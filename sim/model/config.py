@@ -68,6 +68,7 @@ class MoEConfig:
     router: RouterKind = "softmax_topk"
     capacity_factor: float | None = None  # None: dropless
     router_bias: bool = False
+    shared_expert_gate: bool = False  # Qwen2-MoE: sigmoid gate (hidden x 1) on the shared expert
 
     @property
     def shared_hidden(self) -> int:
