@@ -1,0 +1,177 @@
+"""The scenario convention: what a script in ``scenarios/`` declares and how its outputs are
+written.
+
+A scenario module has a docstring whose first line is its title (the rest names the lesson and
+concepts), ``LESSON`` (a key of ``sim.report.lesson.LESSONS``), ``TOPIC`` (one line),
+``REFUTES`` (misconception ids, possibly empty), a few CAPITALISED knobs with their units in a
+comment, ``run() -> Result`` and ``main(out_dir=None)`` which calls ``publish``. ``run`` does the
+simulation and returns the table, the headline numbers, a takeaway sentence built from those
+numbers, the effective configuration and chart *recipes* (callables drawing a Figure), so the
+golden tests can check the numbers without paying for drawing.
+
+``publish`` prints the table and writes into ``reports/<scenario>/``: ``table.csv`` (the golden
+output), ``summary.md``, ``config.json`` (knobs + effective config), ``card.json`` (what the
+gallery needs) and one PNG per chart.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+
+from sim import __version__
+from sim.errors import ConfigError, UnknownNameError
+from sim.report.lesson import LESSONS, MISCONCEPTIONS, check_lesson, check_misconceptions
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCENARIO_DIR = REPO_ROOT / "scenarios"
+REPORTS_DIR = REPO_ROOT / "reports"
+META_NAMES = {"LESSON", "TOPIC", "REFUTES"}
+KNOB_TYPES = (int, float, str, bool, tuple, list, dict)
+
+
+@dataclass
+class Result:
+    """What ``run()`` returns. ``numbers`` are the headline figures the takeaway quotes."""
+
+    table: pd.DataFrame
+    numbers: dict[str, float]
+    takeaway: str
+    config: dict = field(default_factory=dict)
+    charts: dict[str, Callable] = field(default_factory=dict)
+
+
+# --- discovery --------------------------------------------------------------------------------
+def scenario_names(directory: Path = SCENARIO_DIR) -> list[str]:
+    """Every scenario script (``scenarios/*.py`` except private ``_*.py`` helpers)."""
+    return sorted(p.stem for p in directory.glob("*.py") if not p.stem.startswith("_"))
+
+
+def load_scenario(name: str, directory: Path = SCENARIO_DIR) -> ModuleType:
+    """Import ``scenarios/<name>.py`` (scenarios are scripts, not an installed package)."""
+    path = directory / f"{name}.py"
+    if not path.is_file():
+        raise UnknownNameError("scenario", name, scenario_names(directory))
+    mod_name = f"clustersim_scenarios.{name}"
+    cached = sys.modules.get(mod_name)
+    if cached is not None and Path(cached.__file__) == path:
+        return cached
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[mod_name]
+        raise
+    module._scenario_name = name
+    return module
+
+
+def title_of(module: ModuleType) -> str:
+    doc = (module.__doc__ or "").strip()
+    if not doc:
+        raise ConfigError(f"scenario {module.__name__} needs a docstring whose first line is "
+                          "its title")
+    return doc.splitlines()[0].strip().rstrip(".")
+
+
+def knobs_of(module: ModuleType) -> dict:
+    """The CAPITALISED module-level settings (the scenario's knobs)."""
+    return {k: v for k, v in vars(module).items()
+            if k.isupper() and k not in META_NAMES and isinstance(v, KNOB_TYPES)}
+
+
+def name_of(module: ModuleType) -> str:
+    return getattr(module, "_scenario_name", None) or Path(module.__file__).stem
+
+
+# --- rendering (pure: text only, used by publish and by the golden tests) --------------------
+def table_csv(table: pd.DataFrame) -> str:
+    """The golden output: 6 significant digits so last-bit float noise cannot flip a byte."""
+    return table.to_csv(index=False, float_format="%.6g", lineterminator="\n")
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    head = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(False)]
+    return "\n".join([head, rule, *rows])
+
+
+def card(module: ModuleType, result: Result) -> dict:
+    """What the gallery shows for one scenario."""
+    return {
+        "name": name_of(module),
+        "title": title_of(module),
+        "lesson": check_lesson(module.LESSON),
+        "topic": module.TOPIC,
+        "refutes": list(check_misconceptions(module.REFUTES)),
+        "takeaway": result.takeaway,
+        "charts": sorted(result.charts),
+    }
+
+
+def summary_md(module: ModuleType, result: Result) -> str:
+    c = card(module, result)
+    lines = [f"# {c['title']}", "", f"*{LESSONS[c['lesson']]}* - {c['topic']}", ""]
+    if c["refutes"]:
+        lines += ["Refutes: " + "; ".join(f'"{MISCONCEPTIONS[t]}"' for t in c["refutes"]), ""]
+    lines += ["## Takeaway", "", result.takeaway, ""]
+    lines += [f"![{name}]({name})" for name in c["charts"]]
+    lines += ["", "## Table", "", markdown_table(result.table), "",
+              "Files: [table.csv](table.csv), [config.json](config.json), "
+              f"source [`scenarios/{c['name']}.py`](../../scenarios/{c['name']}.py).", ""]
+    return "\n".join(lines)
+
+
+def config_json(module: ModuleType, result: Result) -> str:
+    doc = {"scenario": name_of(module), "clustersim_version": __version__,
+           "knobs": knobs_of(module), "effective": result.config}
+    return json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def text_outputs(module: ModuleType, result: Result) -> dict[str, str]:
+    """Every text file ``publish`` writes, by file name."""
+    return {
+        "table.csv": table_csv(result.table),
+        "summary.md": summary_md(module, result),
+        "config.json": config_json(module, result),
+        "card.json": json.dumps(card(module, result), indent=2, sort_keys=True) + "\n",
+    }
+
+
+# --- publishing --------------------------------------------------------------------------------
+def print_table(table: pd.DataFrame) -> None:
+    with pd.option_context("display.width", 160, "display.max_columns", 30,
+                           "display.float_format", "{:.4g}".format):
+        print(table.to_string(index=False))
+
+
+def publish(module_name: str, result: Result, out_dir: str | Path | None = None) -> dict:
+    """Print the table and write the scenario's files; returns its gallery card."""
+    from sim.plots.charts import save
+
+    module = sys.modules[module_name]
+    out = Path(out_dir) if out_dir is not None else REPORTS_DIR / name_of(module)
+    out.mkdir(parents=True, exist_ok=True)
+    print_table(result.table)
+    for fname, text in text_outputs(module, result).items():
+        (out / fname).write_text(text)
+    for fname, draw in sorted(result.charts.items()):
+        save(draw(), out / fname)
+    print(f"\n{result.takeaway}\nwritten to {out}")
+    return card(module, result)
