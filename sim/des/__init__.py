@@ -1,0 +1,1 @@
+"""Discrete-event training simulation (SimPy): see docs/design-des.md."""

@@ -1,0 +1,147 @@
+"""The SimPy engine: GPUs with CUDA-like streams, the network, and the record of what ran.
+
+A simulated ``Gpu`` has one compute stream (a ``simpy.Resource`` of capacity 1: kernels on
+one stream run one after another) and named communication streams (``PriorityResource``s:
+"tp", "dp", "pp", "ep", "cp"), so a gradient all-reduce on the "dp" stream overlaps the next
+layer's backward on the compute stream exactly as two CUDA streams would; a lower priority
+number is served first (ZeRO-3 parameter prefetch before gradient reduce-scatter). Its HBM is a
+``Hbm`` container. ``Net`` wraps the cluster: paths, per-hop prices of rings and pairs, and the
+``Fabric`` that shares link bandwidth between concurrent flows; ``Net.collective`` runs a
+collective's step plan (``sim.des.collectives``) as flows. Everything is SimPy events,
+processes and resources; there is no other event loop.
+
+``Recorder`` keeps one tuple per executed interval (rank, stream, kind, name, start, end, bytes,
+flops, microbatch, pass). A fused compute segment (several ops back to back on one stream) is
+recorded once with its op list and expanded into per-op rows only when a DataFrame is asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import simpy
+
+from sim.des import collectives
+from sim.des.memory import Hbm
+from sim.des.network import Fabric
+
+COMM_STREAMS = ("tp", "cp", "ep", "dp", "pp")
+
+
+class Net:
+    """The cluster as the engine sees it (cached lookups) plus the shared-link fabric."""
+
+    def __init__(self, env, cluster, slow_links: dict | None = None,
+                 choose_algorithm=None):
+        self.env, self.cluster = env, cluster
+        self.fabric = Fabric(env, bandwidth_of=cluster.link_bandwidth, slow_links=slow_links)
+        self._paths: dict = {}
+        self._prices: dict = {}
+        self._plans: dict = {}
+        self._choose = choose_algorithm  # (kind, nbytes, ranks) -> algorithm name
+
+    def path(self, a: int, b: int) -> tuple:
+        key = (a, b)
+        if key not in self._paths:
+            self._paths[key] = tuple(self.cluster.path_links(a, b))
+        return self._paths[key]
+
+    def price(self, price: tuple) -> tuple[float, float]:
+        """(bandwidth, latency) per hop for a step's price key."""
+        if price not in self._prices:
+            what, ranks = price
+            c = self.cluster
+            if what == "p2p":
+                val = (c.bandwidth(*ranks), c.latency(*ranks))
+            elif what == "a2a":
+                val = (c.all_to_all_bandwidth(list(ranks)), c.ring_latency(list(ranks)))
+            else:
+                val = (c.ring_bandwidth(list(ranks)), c.ring_latency(list(ranks)))
+            self._prices[price] = val
+        return self._prices[price]
+
+    def plan(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        key = (kind, nbytes, ranks, algorithm)
+        if key not in self._plans:
+            alg = algorithm
+            if alg == "auto":
+                alg = self._choose(kind, nbytes, ranks) if self._choose else "ring"
+            self._plans[key] = collectives.phases(kind, nbytes, ranks, alg, self.cluster.node_of)
+        return self._plans[key]
+
+    def ideal_time(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        steps = self.plan(kind, nbytes, ranks, algorithm)
+        return collectives.ideal_time(steps, lambda p: self.price(p)[0],
+                                      lambda p: self.price(p)[1])
+
+    def collective(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        """SimPy process body: run the step plan from ``ranks[0]``'s point of view."""
+        rep = ranks[0]
+        for phase in self.plan(kind, nbytes, ranks, algorithm):
+            flows = [self._flow(rep, step) for step in phase]
+            if len(flows) == 1:
+                yield from flows[0]
+            else:
+                yield self.env.all_of([self.env.process(f) for f in flows])
+
+    def _flow(self, rep: int, step):
+        bw, lat = self.price(step.price)
+        return self.fabric.transfer(step.nbytes, self.path(rep, step.peer),
+                                    latency=step.hops * lat, cap=bw)
+
+
+class Gpu:
+    def __init__(self, env: simpy.Environment, rank: int, stage: int, hbm_bytes: float,
+                 speed: float = 1.0):
+        self.env, self.rank, self.stage = env, rank, stage
+        self.compute = simpy.Resource(env, capacity=1)
+        self.streams = {name: simpy.PriorityResource(env, capacity=1) for name in COMM_STREAMS}
+        self.hbm = Hbm(env, rank, hbm_bytes)
+        self.slowdown = speed  # >1: a straggler; compute durations are multiplied by it
+
+
+@dataclass(frozen=True)
+class Record:
+    rank: int
+    stream: str
+    kind: str
+    name: str
+    start: float
+    end: float
+    nbytes: float
+    flops: float
+    mb: int
+    pass_: str
+    ops: tuple = ()  # ((op, duration), ...) for a fused compute segment
+
+
+class Recorder:
+    def __init__(self):
+        self.records: list[Record] = []
+
+    def add(self, rank, stream, kind, name, start, end, nbytes=0.0, flops=0.0, mb=-1,
+            pass_="", ops=()):
+        self.records.append(Record(rank, stream, kind, name, start, end, nbytes, flops, mb,
+                                   pass_, ops))
+
+    def rows(self):
+        """Per-op rows: fused segments expanded into their ops, back to back."""
+        for r in self.records:
+            if not r.ops:
+                yield (r.rank, r.stream, r.kind, r.name, r.start, r.end, r.nbytes, r.flops,
+                       r.mb, r.pass_)
+                continue
+            t, scale = r.start, _scale(r)
+            for op, dur in r.ops:
+                end = t + dur * scale
+                yield (r.rank, r.stream, op.kind, op.name, t, end, op.total_bytes,
+                       op.total_flops, r.mb, r.pass_)
+                t = end
+
+
+def _scale(r: Record) -> float:
+    """Stretch of a fused segment's nominal op times to its simulated span (straggler)."""
+    nominal = sum(d for _, d in r.ops)
+    span = r.end - r.start
+    return span / nominal if nominal > 0 and not math.isclose(span, nominal) else 1.0
