@@ -31,6 +31,7 @@ STYLE = {
     "axes.titlesize": 12,
     "axes.titleweight": "bold",
     "axes.grid": True,
+    "axes.axisbelow": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
     "axes.spines.right": False,
