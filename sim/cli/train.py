@@ -1,0 +1,123 @@
+"""``clustersim train``: how fast does one training step run, does it fit, and what limits it?
+
+Builds a ``ParallelPlan`` from the flags, a ``Cluster`` of ``--gpus`` GPUs of ``--system``, and
+asks the analytic backend (``sim.costs.analytic.estimate_train``) or the discrete-event engine
+(``sim.des.simulate_train``, ``--engine des``) for the step time, throughput, MFU/HFU, memory
+per GPU and the bottleneck.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
+from sim.plan import RECOMPUTE_MODES, SCHEDULES
+
+EPILOG = """\
+examples:
+  clustersim train --model llama3-70b --system dgx-h100 --gpus 64 --tp 8 --pp 4 \\
+      --global-batch 512 --seq 4096 --recompute selective --sequence-parallel
+  clustersim train --model mixtral-8x7b --system dgx-h100 --gpus 16 --tp 2 --ep 8 \\
+      --global-batch 256 --seq 4096 --zero 1 --json
+  clustersim train --model llama3-8b --system dgx-h100 --gpus 8 --tp 1 --pp 1 \\
+      --global-batch 64 --seq 8192 --overlap sum      # no comm/compute overlap: upper bound
+
+--dp is inferred as gpus/(tp*pp*cp) when omitted. A plan that does not fit in memory is still
+answered (fits=false, bottleneck=memory); an illegal plan (e.g. tp not dividing the heads) is
+an error naming the constraint.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="estimate one training step: time, throughput, MFU, memory, bottleneck",
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="preset name or path to a HF config.json")
+    p.add_argument("--system", required=True, help="system name from `clustersim hardware list`")
+    p.add_argument("--gpus", type=int, required=True, help="total number of GPUs")
+    p.add_argument("--tp", type=int, required=True, help="tensor-parallel degree")
+    p.add_argument("--pp", type=int, required=True, help="pipeline-parallel stages")
+    p.add_argument("--dp", type=int, default=0, help="data-parallel degree (default: inferred)")
+    p.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE, within dp)")
+    p.add_argument("--cp", type=int, default=1, help="context-parallel degree")
+    p.add_argument("--zero", type=int, default=0, choices=(0, 1, 2, 3), help="ZeRO stage")
+    p.add_argument("--micro-batch", type=int, default=1, help="sequences per microbatch")
+    p.add_argument("--global-batch", type=int, required=True, help="sequences per step")
+    p.add_argument("--seq", type=int, required=True, help="sequence length (tokens)")
+    p.add_argument("--recompute", choices=RECOMPUTE_MODES, default="none")
+    p.add_argument("--sequence-parallel", action="store_true",
+                   help="shard norms/dropout activations over tp (Korthikanti et al. 2022)")
+    p.add_argument("--schedule", choices=SCHEDULES, default="1f1b", help="pipeline schedule")
+    p.add_argument("--virtual-stages", type=int, default=1,
+                   help="model chunks per GPU (interleaved schedule)")
+    p.add_argument("--overlap", choices=("max", "sum"), default="max",
+                   help="max: comm overlaps compute where it can; sum: no overlap")
+    p.add_argument("--engine", choices=("analytic", "des"), default="analytic")
+    p.add_argument("--trace", metavar="FILE", help="(des) write a Chrome trace of the step")
+    p.add_argument("--timeline", metavar="FILE.png", help="(des) draw the per-GPU timeline")
+    p.add_argument("--straggler", metavar="SPEC",
+                   help="(des) slow GPU(s), passed to sim.des.simulate_train")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def plan_from_args(args):
+    from sim.plan import ParallelPlan
+
+    return ParallelPlan(
+        tp=args.tp, pp=args.pp, dp=args.dp, ep=args.ep, cp=args.cp, zero=args.zero,
+        micro_batch=args.micro_batch, global_batch=args.global_batch, seq_len=args.seq,
+        recompute=args.recompute, sequence_parallel=args.sequence_parallel,
+        schedule=args.schedule, virtual_stages=args.virtual_stages, overlap=args.overlap)
+
+
+def _estimate(args, model, plan, cluster) -> dict:
+    if args.engine == "des":
+        from sim.des import simulate_train
+
+        opts = {k: getattr(args, k) for k in ("trace", "timeline", "straggler")
+                if getattr(args, k) is not None}
+        result = simulate_train(model, plan, cluster, **opts)
+    else:
+        from sim.costs.analytic import estimate_train
+
+        result = estimate_train(model, plan, cluster)
+    return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def run(args) -> int:
+    from hardware import Cluster, get_system
+    from sim.model import get_model
+    from sim.plan_validation import resolve_plan
+
+    model = get_model(args.model)
+    cluster = Cluster.for_gpus(get_system(args.system), args.gpus)
+    plan = resolve_plan(plan_from_args(args), args.gpus)
+    doc = _estimate(args, model, plan, cluster)
+    if args.json:
+        return emit_json(doc)
+    print(render(doc))
+    return 0
+
+
+def render(doc: dict) -> str:
+    cfg, t, mem = doc["config"], doc["time_breakdown_s"], doc["memory_breakdown_bytes"]
+    p = cfg["plan"]
+    plan = (f"tp={p['tp']} pp={p['pp']} dp={p['dp']} ep={p['ep']} cp={p['cp']} "
+            f"zero={p['zero']} mb={p['micro_batch']} gb={p['global_batch']} seq={p['seq_len']} "
+            f"{p['schedule']} recompute={p['recompute']} overlap={p['overlap']}")
+    rows = [
+        ("model", cfg["model"]["name"]), ("system", f"{cfg['system']} x {cfg['n_gpus']} GPUs"),
+        ("plan", plan), ("step time", fmt_time(doc["step_time_s"])),
+        ("  compute", fmt_time(t["compute"])),
+        ("  exposed communication", fmt_time(t["communication_exposed"])),
+        ("  pipeline bubble", fmt_time(t["pipeline_bubble"])),
+        ("tokens/s", f"{doc['tokens_per_s']:,.0f}"),
+        ("TFLOP/s per GPU", f"{doc['tflops_per_gpu']:.1f}"),
+        ("MFU / HFU", f"{doc['mfu']:.1%} / {doc['hfu']:.1%}"),
+        ("memory per GPU", fmt_bytes(doc["memory_per_gpu_bytes"])
+         + ("" if doc["fits"] else "  (DOES NOT FIT)")),
+    ]
+    rows += [(f"  {k}", fmt_bytes(v)) for k, v in mem.items()]
+    rows.append(("bottleneck", doc["bottleneck"]))
+    return table(rows)

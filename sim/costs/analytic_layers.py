@@ -1,0 +1,151 @@
+"""Per-microbatch time of one transformer layer (and of the embedding / LM head) on one rank,
+priced from the lowering's Ops: compute ops with the roofline ``sim.costs.timing.op_time``,
+communication ops with ``sim.costs.comm.collective_time`` over the op's group.
+
+What makes this fast enough for plan search is the cache: a layer's cost depends only on the
+model, whether the layer is MoE, and the plan fields that change its per-rank shape or its
+groups (micro-batch, sequence, tp, cp, ep, sequence parallelism, recomputation, dtype, flash
+attention), never on dp, pp, ZeRO, the global batch or the schedule. A sweep over those
+re-prices nothing.
+
+Communication on the critical path: TP collectives and EP all-to-alls block the next op
+(Megatron-LM without TP/EP comm overlap), so they are always exposed. The context-parallel KV
+exchange of ring attention runs while the previous KV block is being attended (Liu et al.
+2023, Ring Attention, Sec. 3), so with ``overlap="max"`` only what exceeds the attention
+compute is exposed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from sim.costs.comm import collective_time, group_ranks
+from sim.plan import Shape
+
+_PASS_OF = {"fwd": "fwd", "bwd": "bwd_input", "bwd_input": "bwd_input",
+            "bwd_weight": "bwd_weight", "recompute": "recompute"}
+
+
+@dataclass(frozen=True)
+class PartCost:
+    """Seconds per microbatch of one model part on one rank."""
+
+    fwd: float = 0.0
+    bwd_input: float = 0.0
+    bwd_weight: float = 0.0
+    recompute: float = 0.0
+    attention: float = 0.0  # forward+backward attention-core compute (hides CP exchange)
+    comm: dict = field(default_factory=dict)  # group -> seconds issued per microbatch
+
+    @property
+    def compute(self) -> float:
+        return self.fwd + self.bwd_input + self.bwd_weight + self.recompute
+
+    def comm_exposed(self, overlap: str) -> float:
+        cp = self.comm.get("cp", 0.0)
+        hidden_cp = cp if overlap == "sum" else max(0.0, cp - self.attention)
+        return sum(t for g, t in self.comm.items() if g != "cp") + hidden_cp
+
+    def __add__(self, o: PartCost) -> PartCost:
+        comm = dict(self.comm)
+        for g, t in o.comm.items():
+            comm[g] = comm.get(g, 0.0) + t
+        return PartCost(self.fwd + o.fwd, self.bwd_input + o.bwd_input,
+                        self.bwd_weight + o.bwd_weight, self.recompute + o.recompute,
+                        self.attention + o.attention, comm)
+
+    def scaled(self, k: float) -> PartCost:
+        return PartCost(self.fwd * k, self.bwd_input * k, self.bwd_weight * k,
+                        self.recompute * k, self.attention * k,
+                        {g: t * k for g, t in self.comm.items()})
+
+
+ZERO = PartCost()
+
+
+def layer_key(plan) -> tuple:
+    """The plan fields a layer's per-rank cost depends on (see module docstring)."""
+    return (plan.micro_batch, plan.seq_len, plan.tp, plan.cp, plan.ep, plan.sequence_parallel,
+            plan.recompute, plan.dtype, plan.flash_attention)
+
+
+def canonical_plan(plan):
+    """A plan with only the layer-relevant fields of ``plan`` (cache representative)."""
+    return replace(plan, pp=1, dp=plan.ep, zero=0, global_batch=plan.ep * plan.micro_batch,
+                   schedule="1f1b", virtual_stages=1, overlap="max")
+
+
+def _price(ops, plan, cluster, acc) -> PartCost:
+    from sim.costs.timing import op_time
+
+    times = dict.fromkeys(("fwd", "bwd_input", "bwd_weight", "recompute"), 0.0)
+    comm: dict[str, float] = {}
+    attention = 0.0
+    for op in ops:
+        if op.is_comm:
+            ranks = group_ranks(plan, op.group)
+            t = collective_time(op.collective, op.bytes, ranks, cluster) * op.count
+            comm[op.group] = comm.get(op.group, 0.0) + t
+            continue
+        t = op_time(op, acc, plan.dtype)
+        times[_PASS_OF.get(op.pass_, "fwd")] += t
+        if op.kind == "attention" and op.pass_ != "recompute":
+            attention += t
+    return PartCost(attention=attention, comm=comm, **times)
+
+
+@lru_cache(maxsize=8192)
+def _layer_cost_cached(mkey, moe_layer: bool, key: tuple, ckey) -> PartCost:
+    model, plan, cluster, layer = _CTX[(mkey, moe_layer, key, ckey)]
+    from sim.costs.lowering import lower_layer, lower_layer_backward
+
+    shape = Shape(plan.micro_batch, plan.seq_len, "train")
+    fwd = lower_layer(model, layer, shape, plan)
+    bwd = lower_layer_backward(model, layer, shape, plan)  # recompute ops included
+    return _price(list(fwd) + list(bwd), plan, cluster, cluster.accelerator)
+
+
+_CTX: dict = {}
+_KEEP: dict = {}
+
+
+def _ident(obj) -> int:
+    _KEEP.setdefault(id(obj), obj)  # keep alive so id() stays unique while cached
+    return id(obj)
+
+
+def layer_cost(model, layer: int, plan, cluster) -> PartCost:
+    """Cost of transformer layer ``layer`` per microbatch on one rank (cached by layer kind)."""
+    moe_layer = model.is_moe_layer(layer)
+    k = (_ident(model), moe_layer, layer_key(plan), _ident(cluster))
+    if k not in _CTX:
+        _CTX[k] = (model, canonical_plan(plan), cluster, layer)
+    return _layer_cost_cached(*k)
+
+
+@lru_cache(maxsize=8192)
+def _ends_cost_cached(mkey, key: tuple, ckey) -> tuple[PartCost, PartCost]:
+    model, plan, cluster = _CTX[(mkey, "ends", key, ckey)]
+    from sim.costs import lowering
+
+    shape = Shape(plan.micro_batch, plan.seq_len, "train")
+    acc = cluster.accelerator
+    emb = list(lowering.lower_embedding(model, shape, plan))
+    head = list(lowering.lower_head(model, shape, plan))
+    emb_b = _backward_of(lowering, "lower_embedding_backward", model, shape, plan)
+    head_b = _backward_of(lowering, "lower_head_backward", model, shape, plan)
+    return _price(emb + emb_b, plan, cluster, acc), _price(head + head_b, plan, cluster, acc)
+
+
+def _backward_of(lowering, name, model, shape, plan) -> list:
+    fn = getattr(lowering, name, None)
+    return list(fn(model, shape, plan)) if fn else []
+
+
+def ends_cost(model, plan, cluster) -> tuple[PartCost, PartCost]:
+    """(embedding on the first stage, LM head + loss on the last stage) per microbatch."""
+    k = (_ident(model), "ends", layer_key(plan), _ident(cluster))
+    if k not in _CTX:
+        _CTX[k] = (model, canonical_plan(plan), cluster)
+    return _ends_cost_cached(k[0], k[2], k[3])

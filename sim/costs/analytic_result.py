@@ -1,0 +1,100 @@
+"""``TrainResult``: the answer of a training estimate, and its JSON document.
+
+``to_dict()`` is exactly the ``clustersim train --json`` contract (field names from issue 3)
+followed by extras: communication per group, per-stage times, the bubble fraction. Numbers
+are SI (seconds, bytes, FLOPs); ``tflops_per_gpu`` is model FLOP/s per GPU / 1e12.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BOTTLENECKS = ("compute", "communication", "bubble", "memory")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step_time_s: float
+    tokens_per_s: float
+    model_flops_per_step: float
+    hardware_flops_per_step: float
+    tflops_per_gpu: float
+    mfu: float
+    hfu: float
+    memory_per_gpu_bytes: float
+    memory_breakdown_bytes: dict
+    fits: bool
+    time_breakdown_s: dict
+    bottleneck: str
+    config: dict
+    extras: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        out = {k: getattr(self, k) for k in (
+            "step_time_s", "tokens_per_s", "model_flops_per_step", "hardware_flops_per_step",
+            "tflops_per_gpu", "mfu", "hfu", "memory_per_gpu_bytes", "memory_breakdown_bytes",
+            "fits", "time_breakdown_s", "bottleneck", "config")}
+        out["memory_breakdown_bytes"] = dict(self.memory_breakdown_bytes)
+        out["time_breakdown_s"] = dict(self.time_breakdown_s)
+        out.update(self.extras)
+        return out
+
+    @classmethod
+    def build(cls, model, plan, cluster, per_stage, slow, stage_costs, model_flops,
+              hw_flops, memory, p2p, version) -> TrainResult:
+        s = per_stage[slow]
+        breakdown = {"compute": s["compute"], "communication_exposed": s["comm"] + p2p.exposed,
+                     "pipeline_bubble": s["bubble"]}
+        step = sum(breakdown.values())
+        n, peak = cluster.n_gpus, cluster.accelerator.peak(plan.dtype)
+        mem = memory.to_dict()
+        fits = memory.total <= cluster.accelerator.memory_bytes
+        return cls(
+            step_time_s=step,
+            tokens_per_s=plan.global_batch * plan.seq_len / step,
+            model_flops_per_step=model_flops, hardware_flops_per_step=hw_flops,
+            tflops_per_gpu=model_flops / step / n / 1e12,
+            mfu=model_flops / (step * n * peak), hfu=hw_flops / (step * n * peak),
+            memory_per_gpu_bytes=memory.total,
+            memory_breakdown_bytes={k: mem[k] for k in
+                                    ("weights", "gradients", "optimizer", "activations", "other")},
+            fits=fits, time_breakdown_s=breakdown,
+            bottleneck=_bottleneck(breakdown, fits),
+            config=_config(model, plan, cluster, version),
+            extras=_extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory),
+        )
+
+
+def _bottleneck(breakdown: dict, fits: bool) -> str:
+    if not fits:
+        return "memory"
+    names = {"compute": "compute", "communication_exposed": "communication",
+             "pipeline_bubble": "bubble"}
+    return names[max(breakdown, key=breakdown.get)]
+
+
+def _config(model, plan, cluster, version) -> dict:
+    return {"model": model.to_dict(), "plan": plan.to_dict(), "system": cluster.system.name,
+            "n_gpus": cluster.n_gpus, "engine": "analytic", "version": version}
+
+
+def _extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory) -> dict:
+    s, cost = per_stage[slow], stage_costs[slow]
+    m = plan.n_microbatches
+    issued = {g: m * t for g, t in sorted(cost.comm.items())}
+    issued["dp"] = s["dp"].total
+    issued["pp"] = p2p.total
+    useful = m * cost.compute
+    return {
+        "n_microbatches": m,
+        "bubble_fraction": s["bubble"] / useful if useful else 0.0,
+        "slowest_stage": slow,
+        "stage_times_s": [st["total"] for st in per_stage],
+        "communication_by_group_s": issued,
+        "communication_exposed_by_group_s": {
+            "tp_ep_cp": m * cost.comm_exposed(plan.overlap), "dp": s["dp"].exposed,
+            "pp": p2p.exposed},
+        "optimizer_step_s": s["optimizer"],
+        "memory_capacity_bytes": cluster.accelerator.memory_bytes,
+        "memory_per_gpu_gib": memory.total / 2**30,
+    }

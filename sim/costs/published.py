@@ -1,0 +1,128 @@
+"""Published training runs, and how our analytic estimate compares with them.
+
+Two sources, each with its own FLOP convention (we convert our predicted step time into the
+paper's convention before comparing, so the comparison is of step time, not of bookkeeping):
+
+- Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters Using
+  Megatron-LM" (SC'21), Table 1: GPT models of 1.7B-1T parameters on Selene (DGX A100 80GB,
+  8 GPUs/node, 8x HDR 200 Gb/s InfiniBand), vocabulary 51,200, sequence 2048, mixed precision,
+  full activation recomputation. Reported "achieved teraFLOP/s per GPU" counts FLOPs with
+  their Eq. 3, F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h)), which *includes* the recomputation
+  forward pass (4 forward-equivalents for the transformer, 3 for the logits) and counts the
+  full (unmasked) attention rectangle. Micro-batch size and schedule per row are not in the
+  table; we assume micro-batch 1 and the non-interleaved 1F1B schedule.
+- Llama Team, Meta 2024, "The Llama 3 Herd of Models", Table 4: Llama 3 405B pre-training on
+  up to 16K H100 80GB (8 GPUs/server, NVLink; 400 Gb/s RoCE per GPU). Reported "TFLOPs/GPU"
+  with BF16 MFU = TFLOPs / 989 TFLOP/s; model FLOPs (no recomputation). The paper does not
+  spell out the attention convention; we compare with clustersim's model FLOPs
+  (``sim.costs.flops.model_flops_per_step``). Batch size per DP group as in the table;
+  we assume micro-batch 1, the interleaved schedule with 2 virtual stages, ZeRO-1 (the paper's
+  FSDP-style sharding of optimizer state) and selective recomputation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SC21_SYSTEM = "dgx-a100-80gb"
+LLAMA3_SYSTEM = "dgx-h100"
+
+SC21 = "Narayanan et al. 2021 (SC'21) Table 1"
+LLAMA3 = "Llama 3 (2024) Table 4"
+
+
+@dataclass(frozen=True)
+class PublishedRun:
+    source: str
+    model: str  # clustersim preset
+    gpus: int
+    tp: int
+    pp: int
+    cp: int
+    dp: int
+    global_batch: int
+    seq: int
+    reported_tflops: float  # per GPU, in the paper's convention
+    convention: str  # "megatron-eq3" or "model-flops"
+    system: str
+    schedule: str = "1f1b"
+    virtual_stages: int = 1
+    recompute: str = "full"
+    zero: int = 0
+
+
+def _sc21(model, tp, pp, gpus, batch, tflops) -> PublishedRun:
+    return PublishedRun(SC21, model, gpus, tp, pp, 1, gpus // (tp * pp), batch, 2048, tflops,
+                        "megatron-eq3", SC21_SYSTEM)
+
+
+# Narayanan et al. 2021, Table 1 (model, t, p, GPUs, batch, achieved TFLOP/s per GPU).
+RUNS: tuple[PublishedRun, ...] = (
+    _sc21("megatron-gpt-1.7b", 1, 1, 32, 512, 137),
+    _sc21("megatron-gpt-3.6b", 2, 1, 64, 512, 138),
+    _sc21("megatron-gpt-7.5b", 4, 1, 128, 512, 142),
+    _sc21("megatron-gpt-18b", 8, 1, 256, 1024, 135),
+    _sc21("megatron-gpt-39b", 8, 2, 512, 1536, 138),
+    _sc21("megatron-gpt-76b", 8, 4, 1024, 1792, 140),
+    _sc21("megatron-gpt-145b", 8, 8, 1536, 2304, 148),
+    _sc21("megatron-gpt-310b", 8, 16, 1920, 2160, 155),
+    _sc21("megatron-gpt-530b", 8, 35, 2520, 2520, 163),
+    _sc21("megatron-gpt-1t", 8, 64, 3072, 3072, 163),
+    # Llama 3 Table 4: GPUs, TP, CP, PP, DP, seq, batch/DP, TFLOPs/GPU (MFU 43/41/38%)
+    PublishedRun(LLAMA3, "llama3-405b", 8192, 8, 16, 1, 64, 64 * 32, 8192, 430,
+                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "selective", 1),
+    PublishedRun(LLAMA3, "llama3-405b", 16384, 8, 16, 1, 128, 128 * 16, 8192, 400,
+                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "selective", 1),
+    PublishedRun(LLAMA3, "llama3-405b", 16384, 8, 16, 16, 8, 8 * 16, 131072, 380,
+                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "selective", 1),
+)
+
+
+def megatron_eq3_flops(model, batch: int, seq: int) -> float:
+    """Narayanan et al. 2021, Eq. 3: FLOPs per iteration with activation recomputation."""
+    n, h, v = model.n_layers, model.hidden, model.vocab_size
+    return 96 * batch * seq * n * h * h * (1 + seq / (6 * h) + v / (16 * n * h))
+
+
+def run_plan(run: PublishedRun):
+    from sim.plan import ParallelPlan
+
+    return ParallelPlan(
+        tp=run.tp, pp=run.pp, dp=run.dp, cp=run.cp, zero=run.zero, micro_batch=1,
+        global_batch=run.global_batch, seq_len=run.seq, recompute=run.recompute,
+        sequence_parallel=run.source == LLAMA3, schedule=run.schedule,
+        virtual_stages=run.virtual_stages)
+
+
+def predict(run: PublishedRun) -> dict:
+    """Our estimate of ``run``, with TFLOP/s per GPU in the paper's convention."""
+    from hardware import Cluster, get_system
+    from sim.costs.analytic import estimate_train
+    from sim.model import get_model
+
+    model = get_model(run.model)
+    result = estimate_train(model, run_plan(run), Cluster.for_gpus(get_system(run.system),
+                                                                   run.gpus))
+    if run.convention == "megatron-eq3":
+        flops = megatron_eq3_flops(model, run.global_batch, run.seq)
+        tflops = flops / result.step_time_s / run.gpus / 1e12
+    else:
+        tflops = result.tflops_per_gpu
+    return {"predicted_tflops": tflops, "step_time_s": result.step_time_s,
+            "fits": result.fits, "bottleneck": result.bottleneck}
+
+
+def published_comparison():
+    """Predicted vs reported TFLOP/s per GPU for every published run (pandas DataFrame)."""
+    import pandas as pd
+
+    rows = []
+    for run in RUNS:
+        p = predict(run)
+        err = (p["predicted_tflops"] - run.reported_tflops) / run.reported_tflops
+        rows.append({"source": run.source, "model": run.model, "gpus": run.gpus, "tp": run.tp,
+                     "pp": run.pp, "cp": run.cp, "dp": run.dp, "global_batch": run.global_batch,
+                     "seq": run.seq, "convention": run.convention,
+                     "reported_tflops": run.reported_tflops, **p, "error": err,
+                     "abs_error": abs(err)})
+    return pd.DataFrame(rows)
