@@ -1,0 +1,85 @@
+"""Time of one compute op on one accelerator: the roofline with an efficiency model.
+
+Roofline (Williams, Waterman & Patterson 2009, CACM 52(4)): an op that does F FLOPs and moves
+B bytes to and from HBM takes at least ``max(F / P, B / W)`` on a chip with peak P FLOP/s and
+bandwidth W bytes/s; its arithmetic intensity ``I = F/B`` against the ridge point ``P/W``
+says which limit binds. Real kernels reach only part of the spec sheet, so P and W are scaled
+by the accelerator's ``EfficiencyModel``: GEMMs (and routers) by the saturating
+``matmul_efficiency(F)`` (small GEMMs are launch- and tile-bound), fused attention by
+``attention_max``, HBM streaming by ``memory_bandwidth``. Non-GEMM math (norms, activations,
+softmax, embedding) runs on the vector units, whose throughput is the chip's non-tensor FP32
+peak (``peak_flops["fp32"]``) when the catalog lists it. Each launch adds ``kernel_overhead_s``.
+Communication ops are priced by ``sim.costs.comm.collective_time`` over the cluster instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hardware.types import Accelerator
+from sim.errors import ConfigError
+from sim.ops import Op
+
+TENSOR_KINDS = ("matmul", "router", "attention")
+
+
+def _compute_rate(op: Op, acc: Accelerator, dtype: str) -> float:
+    """Achievable FLOP/s for this op (peak x efficiency)."""
+    eff = acc.efficiency
+    if op.kind in ("matmul", "router"):
+        return acc.peak(dtype) * eff.matmul_efficiency(op.flops)
+    if op.kind == "attention":
+        return acc.peak(dtype) * eff.attention_max
+    return acc.peak_flops.get("fp32") or acc.peak(dtype)  # vector units: non-tensor FP32
+
+
+def _check(op: Op) -> None:
+    if op.is_comm:
+        raise ConfigError(f"op '{op.name}' is a {op.kind} op: price it with "
+                          "sim.costs.comm.collective_time over its group, not op_time")
+
+
+def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float, float]:
+    """(compute seconds, memory seconds) of ONE repetition of ``op``, before overhead."""
+    _check(op)
+    t_compute = op.flops / _compute_rate(op, acc, dtype) if op.flops > 0 else 0.0
+    t_memory = op.bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
+    return t_compute, t_memory
+
+
+def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
+    """Seconds for ``op`` (all ``op.count`` repetitions): roofline max of compute and memory
+    time, plus one kernel launch overhead per repetition (Williams et al. 2009)."""
+    t_compute, t_memory = op_time_parts(op, accelerator, dtype)
+    return op.count * (max(t_compute, t_memory) + accelerator.efficiency.kernel_overhead_s)
+
+
+def ops_time(ops, accelerator: Accelerator, dtype: str = "bf16") -> float:
+    """Sum of ``op_time`` over the compute ops of ``ops`` (comm ops skipped)."""
+    return sum(op_time(op, accelerator, dtype) for op in ops if not op.is_comm)
+
+
+@dataclass(frozen=True)
+class RooflinePoint:
+    """Where an op sits on the roofline chart."""
+
+    name: str
+    intensity: float  # FLOP per HBM byte
+    ridge: float  # peak FLOP/s / HBM bytes/s: intensity where the two roofs meet
+    bound: str  # "compute" | "memory"
+    time_s: float
+    achieved_flops_per_s: float  # flops / time (what the chart plots on its y axis)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def roofline_point(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> RooflinePoint:
+    """Arithmetic intensity and binding roof of ``op`` (Williams et al. 2009, Fig. 1)."""
+    t_compute, t_memory = op_time_parts(op, accelerator, dtype)
+    intensity = op.flops / op.bytes if op.bytes > 0 else float("inf")
+    ridge = accelerator.peak(dtype) / accelerator.memory_bandwidth
+    t = op_time(op, accelerator, dtype)
+    achieved = op.total_flops / t if t > 0 else 0.0
+    return RooflinePoint(op.name, intensity, ridge, "compute" if t_compute >= t_memory
+                         else "memory", t, achieved)
