@@ -8,11 +8,40 @@ per-direction figure; datasheet totals are converted (and cited) in the TOML fil
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal, Mapping
+from typing import Literal
 
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
+
+
+class FrozenMap(Mapping):
+    """An immutable, hashable mapping (so frozen specs can key caches); equal to a plain dict
+    with the same items."""
+
+    __slots__ = ("_d", "_h")
+
+    def __init__(self, items=()):
+        self._d = dict(items)
+        self._h = None
+
+    def __getitem__(self, key):
+        return self._d[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __hash__(self) -> int:
+        if self._h is None:
+            self._h = hash(frozenset(self._d.items()))
+        return self._h
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._d!r})"
 
 
 @dataclass(frozen=True)
@@ -76,6 +105,7 @@ class ScaleOut:
     topology: Literal["fat-tree", "rail-optimized", "none"]
     nodes_per_leaf: int
     oversubscription: float = 1.0
+    switch_latency: float = 0.0  # s, added per switch hop beyond the first (leaf->spine->leaf)
 
 
 @dataclass(frozen=True)
@@ -91,6 +121,12 @@ class System:
     price_per_gpu_hour: float | None = None  # USD, on-demand, with source in sources
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     kind: Literal["system"] = "system"
+    # "switch": every GPU has intra_links_per_gpu ports into one non-blocking switch (NVSwitch);
+    # "full-mesh": every GPU pair joined by intra_links_per_gpu / (gpus_per_node - 1) ports
+    # (MI300X Infinity Fabric); "mesh": explicit (gpu_a, gpu_b, n_ports) edges in intra_mesh
+    # (DGX-1 hybrid cube-mesh).
+    intra_topology: Literal["switch", "full-mesh", "mesh"] = "switch"
+    intra_mesh: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def intra_node_bandwidth(self) -> float:

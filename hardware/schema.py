@@ -1,0 +1,210 @@
+"""The catalog file format, as data: which keys each kind of TOML file has, and their types.
+
+A checker walks a parsed TOML table against a schema and raises ``HardwareError`` naming the
+file and the dotted key for every kind of mistake: an unknown key (typo), a missing required key,
+a value of the wrong type, or a quantity with the wrong unit ("80 GB/s" where bytes are
+expected). Every number must also carry a citation: the ``[sources]`` table mirrors the data and
+a source string at a key covers that key and everything below it ("peak_flops" covers
+"peak_flops.bf16").
+
+Field kinds: ``str``, ``enum`` (one of choices), ``int`` (>= 1), ``fraction`` (0 < x <= 1),
+``ratio`` (>= 1), ``qty`` (string with a unit of a dimension, see ``hardware.units``),
+``table`` (sub-schema), ``dtypes`` (dtype -> FLOP/s), ``ref`` (a catalog name or an inline
+table of that kind), ``mesh`` (list of [gpu_a, gpu_b, ports]) and ``sources``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hardware.types import DTYPES
+from hardware.units import UnitError, parse_quantity
+from sim.errors import HardwareError
+
+
+@dataclass(frozen=True)
+class F:
+    """One field: its kind, whether required, and the kind's argument (dimension, choices...)."""
+
+    kind: str
+    required: bool = True
+    arg: Any = None
+
+
+EFFICIENCY = {
+    "matmul_max": F("fraction"), "matmul_half_flops": F("qty", arg="flops"),
+    "attention_max": F("fraction"), "memory_bandwidth": F("fraction"),
+    "kernel_overhead": F("qty", arg="time"),
+}
+ACCELERATOR = {
+    "name": F("str"), "kind": F("enum", False, ("accelerator",)), "vendor": F("str"),
+    "memory": F("qty", arg="bytes"), "memory_bandwidth": F("qty", arg="bandwidth"),
+    "peak_flops": F("dtypes"), "efficiency": F("table", arg=EFFICIENCY), "sources": F("sources"),
+}
+LINK = {
+    "name": F("str"), "kind": F("enum", False, ("link",)),
+    "bandwidth_per_direction": F("qty", arg="bandwidth"), "latency": F("qty", arg="time"),
+    "sources": F("sources"),
+}
+INTRA_NODE = {
+    "link": F("ref", arg="link"), "links_per_gpu": F("int"),
+    "topology": F("enum", False, ("switch", "full-mesh", "mesh")), "mesh": F("mesh", False),
+}
+INTER_NODE = {"nic_link": F("ref", arg="link"), "nics_per_node": F("int")}
+SCALE_OUT = {
+    "topology": F("enum", arg=("fat-tree", "rail-optimized", "none")),
+    "nodes_per_leaf": F("int"), "oversubscription": F("ratio", False),
+    "switch_latency": F("qty", False, "time"),
+}
+SYSTEM = {
+    "name": F("str"), "kind": F("enum", False, ("system",)),
+    "accelerator": F("ref", arg="accelerator"), "gpus_per_node": F("int"),
+    "price_per_gpu_hour": F("qty", False, "price"),
+    "intra_node": F("table", arg=INTRA_NODE), "inter_node": F("table", arg=INTER_NODE),
+    "scale_out": F("table", arg=SCALE_OUT), "sources": F("sources"),
+}
+SCHEMAS = {"accelerator": ACCELERATOR, "link": LINK, "system": SYSTEM}
+NUMERIC = {"int", "fraction", "ratio", "qty", "dtypes"}
+
+
+def fail(where: str, key: str, message: str) -> HardwareError:
+    return HardwareError(f"{where}: key '{key}': {message}")
+
+
+def check_table(table: dict, schema: dict[str, F], where: str, prefix: str = "") -> dict:
+    """Validate ``table`` against ``schema``; return {key: converted value} (SI floats, ints,
+    nested dicts; refs and sources are left as parsed). Raises HardwareError."""
+    for key in table:
+        if key not in schema:
+            known = ", ".join(schema)
+            raise fail(where, prefix + key, f"unknown key (allowed here: {known})")
+    out = {}
+    for key, spec in schema.items():
+        path = prefix + key
+        if key not in table:
+            if spec.required:
+                raise fail(where, path, "missing (required)")
+            continue
+        out[key] = _convert(table[key], spec, where, path)
+    return out
+
+
+def _convert(value: Any, spec: F, where: str, path: str) -> Any:
+    kind = spec.kind
+    if kind == "str":
+        return _typed(value, str, where, path)
+    if kind == "enum":
+        if value not in spec.arg:
+            raise fail(where, path, f"must be one of {', '.join(spec.arg)}, got {value!r}")
+        return value
+    if kind == "int":
+        return _positive_int(value, where, path)
+    if kind in ("fraction", "ratio"):
+        return _dimensionless(value, kind, where, path)
+    if kind == "qty":
+        return _quantity(value, spec.arg, where, path)
+    if kind == "table":
+        return check_table(_typed(value, dict, where, path), spec.arg, where, path + ".")
+    if kind == "dtypes":
+        return _dtypes(value, where, path)
+    if kind == "ref":
+        if not isinstance(value, (str, dict)):
+            raise fail(where, path, f"expected a catalog {spec.arg} name or an inline table, "
+                                    f"got {type(value).__name__}")
+        return value
+    if kind == "mesh":
+        return _mesh(value, where, path)
+    return flatten_sources(_typed(value, dict, where, path), where, path)
+
+
+def _typed(value: Any, typ: type, where: str, path: str) -> Any:
+    if not isinstance(value, typ) or isinstance(value, bool):
+        raise fail(where, path, f"expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _positive_int(value: Any, where: str, path: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise fail(where, path, f"expected an integer >= 1, got {value!r}")
+    return value
+
+
+def _dimensionless(value: Any, kind: str, where: str, path: str) -> float:
+    if isinstance(value, str):
+        raise fail(where, path, f"is dimensionless: write a plain number, not {value!r}")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise fail(where, path, f"expected a number, got {type(value).__name__} {value!r}")
+    ok = 0 < value <= 1 if kind == "fraction" else value >= 1
+    if not ok:
+        rule = "0 < x <= 1 (a fraction of peak)" if kind == "fraction" else ">= 1"
+        raise fail(where, path, f"must be {rule}, got {value!r}")
+    return float(value)
+
+
+def _quantity(value: Any, dimension: str, where: str, path: str) -> float:
+    try:
+        return parse_quantity(value, dimension)
+    except UnitError as exc:
+        raise fail(where, path, str(exc)) from None
+
+
+def _dtypes(value: Any, where: str, path: str) -> dict[str, float]:
+    table = _typed(value, dict, where, path)
+    if not table:
+        raise fail(where, path, f"needs at least one dtype of {', '.join(DTYPES)}")
+    out = {}
+    for dtype, text in table.items():
+        if dtype not in DTYPES:
+            raise fail(where, f"{path}.{dtype}", f"unknown dtype (allowed: {', '.join(DTYPES)})")
+        out[dtype] = _quantity(text, "flop_rate", where, f"{path}.{dtype}")
+    return out
+
+
+def _mesh(value: Any, where: str, path: str) -> tuple[tuple[int, int, int], ...]:
+    rows = _typed(value, list, where, path)
+    out = []
+    for i, row in enumerate(rows):
+        if (not isinstance(row, list) or len(row) != 3
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in row)):
+            raise fail(where, f"{path}[{i}]", f"expected [gpu_a, gpu_b, ports], got {row!r}")
+        out.append(tuple(row))
+    return tuple(out)
+
+
+def flatten_sources(table: dict, where: str, prefix: str = "sources") -> dict[str, str]:
+    """Nested [sources] table -> {"peak_flops": ..., "efficiency.matmul_max": ...}."""
+    flat: dict[str, str] = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            inner = flatten_sources(value, where, f"{prefix}.{key}")
+            flat.update({f"{key}.{k}": v for k, v in inner.items()})
+        elif isinstance(value, str) and value.strip():
+            flat[key] = value
+        else:
+            raise fail(where, f"{prefix}.{key}", "a source must be a non-empty string "
+                                                  "(datasheet title/URL or paper)")
+    return flat
+
+
+def numeric_paths(table: dict, schema: dict[str, F], prefix: str = "") -> list[str]:
+    """Dotted paths of every number in a (validated) raw table, for the source check."""
+    paths = []
+    for key, spec in schema.items():
+        if key not in table:
+            continue
+        if spec.kind == "table":
+            paths += numeric_paths(table[key], spec.arg, f"{prefix}{key}.")
+        elif spec.kind == "dtypes":
+            paths += [f"{prefix}{key}.{d}" for d in table[key]]
+        elif spec.kind in NUMERIC or spec.kind == "mesh":
+            paths.append(prefix + key)
+    return paths
+
+
+def check_sources(raw: dict, schema: dict[str, F], sources: dict[str, str], where: str) -> None:
+    for path in numeric_paths(raw, schema):
+        parts = path.split(".")
+        if not any(".".join(parts[:i]) in sources for i in range(1, len(parts) + 1)):
+            raise fail(where, path, f"has no source; add sources.{path} = \"<datasheet title "
+                                    f"and URL, or paper>\" (a source for '{parts[0]}' covers it)")

@@ -1,0 +1,107 @@
+"""``to_toml(obj)``: a hardware dataclass back to catalog-format TOML that the loader reads back
+to an equal object.
+
+A system is written self-contained: its accelerator and both links become inline tables
+(``[accelerator]``, ``[intra_node.link]``, ``[inter_node.nic_link]``), so one file describes a
+whole machine (this is how ``clustersim calibrate`` stores a measured profile). Quantities are
+written in SI base units with ``repr`` precision, so the round trip is exact.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hardware.types import Accelerator, Link, System
+from hardware.units import format_quantity as q
+from sim.errors import HardwareError
+
+
+def to_toml(obj) -> str:
+    if isinstance(obj, Accelerator):
+        raw = accelerator_raw(obj)
+    elif isinstance(obj, Link):
+        raw = link_raw(obj)
+    elif isinstance(obj, System):
+        raw = system_raw(obj)
+    else:
+        raise HardwareError(f"to_toml takes an Accelerator, Link or System, got "
+                            f"{type(obj).__name__}")
+    return "\n".join(_emit(raw, "")) + "\n"
+
+
+def _sources(obj, extra: dict[str, str] | None = None) -> dict[str, str]:
+    out = dict(extra or {})
+    out.update(obj.sources)
+    return out
+
+
+def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
+    e = a.efficiency
+    has_eff = any(k.split(".")[0] == "efficiency" for k in a.sources)
+    extra = {} if has_eff else {"efficiency": e.source or "unspecified"}
+    raw = {
+        "name": a.name, "kind": "accelerator", "vendor": a.vendor,
+        "memory": q(a.memory_bytes, "bytes"), "memory_bandwidth": q(a.memory_bandwidth,
+                                                                    "bandwidth"),
+        "peak_flops": {d: q(v, "flop_rate") for d, v in a.peak_flops.items()},
+        "efficiency": {
+            "matmul_max": e.matmul_max, "matmul_half_flops": q(e.matmul_half_flops, "flops"),
+            "attention_max": e.attention_max, "memory_bandwidth": e.memory_bandwidth,
+            "kernel_overhead": q(e.kernel_overhead_s, "time"),
+        },
+        "sources": _sources(a, extra),
+    }
+    return raw
+
+
+def link_raw(link: Link) -> dict:
+    return {"name": link.name, "kind": "link",
+            "bandwidth_per_direction": q(link.bandwidth, "bandwidth"),
+            "latency": q(link.latency, "time"), "sources": _sources(link)}
+
+
+def system_raw(s: System) -> dict:
+    so = s.scale_out
+    intra = {"link": link_raw(s.intra_link), "links_per_gpu": s.intra_links_per_gpu,
+             "topology": s.intra_topology}
+    if s.intra_mesh:
+        intra["mesh"] = [list(edge) for edge in s.intra_mesh]
+    raw = {
+        "name": s.name, "kind": "system", "accelerator": accelerator_raw(s.accelerator),
+        "gpus_per_node": s.gpus_per_node, "intra_node": intra,
+        "inter_node": {"nic_link": link_raw(s.nic_link), "nics_per_node": s.nics_per_node},
+        "scale_out": {"topology": so.topology, "nodes_per_leaf": so.nodes_per_leaf,
+                      "oversubscription": float(so.oversubscription),
+                      "switch_latency": q(so.switch_latency, "time")},
+        "sources": _sources(s),
+    }
+    if s.price_per_gpu_hour is not None:
+        raw["price_per_gpu_hour"] = q(s.price_per_gpu_hour, "price")
+    return raw
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return json.dumps(str(v))  # JSON string escapes are valid TOML basic-string escapes
+
+
+def _emit(table: dict, prefix: str) -> list[str]:
+    """Scalars of this table first, then one [header] per sub-table (sources keys quoted)."""
+    lines = []
+    for key, value in table.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            header = f"{prefix}{key}"
+            lines += ["", f"[{header}]"]
+            if key == "sources":
+                lines += [f"{json.dumps(k)} = {_value(v)}" for k, v in value.items()]
+            else:
+                lines += _emit(value, header + ".")
+    return lines
