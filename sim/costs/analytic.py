@@ -38,103 +38,113 @@ def _optimizer_bytes_per_param(opt) -> float:
     return opt.grad_bytes + 2 * (opt.master_bytes + opt.moment_bytes) + opt.weight_bytes
 
 
-@lru_cache(maxsize=4096)
-def _stage_params(mkey: int, n_layers_per_chunk: tuple, pp: int, tp: int, ep: int
-                  ) -> tuple[tuple[float, float], ...]:
-    """(dense, expert) parameters per rank of each stage (tp/ep sharded, embedding on the
-    first stage, LM head + final norm on the last)."""
-    model = layers._KEEP[mkey]
-    counts = model_counts(model)
-    starts = _chunk_starts(n_layers_per_chunk)
-    per_stage = [[0.0, 0.0] for _ in range(pp)]
-    for c, (start, n) in enumerate(zip(starts, n_layers_per_chunk, strict=True)):
-        for i in range(start, start + n):
-            lp = counts.layers[i]
-            per_stage[c % pp][0] += (lp.total - lp.experts) / tp
-            per_stage[c % pp][1] += lp.experts / (tp * ep)
-    per_stage[0][0] += counts.embedding / tp
-    per_stage[-1][0] += (counts.lm_head + counts.final_norm) / tp
-    return tuple((d, e) for d, e in per_stage)
-
-
 def model_counts(model):
     from sim.model.params import count_params
 
     return count_params(model)
 
 
-def _chunk_starts(sizes) -> list[int]:
-    out, s = [], 0
-    for n in sizes:
-        out.append(s)
-        s += n
+def _chunks(n_layers_per_chunk) -> list[tuple[int, int]]:
+    """(first layer, layer count) of every pipeline chunk, in layer order."""
+    out, start = [], 0
+    for n in n_layers_per_chunk:
+        out.append((start, n))
+        start += n
     return out
-
-
-def _stage_costs(model, plan, cluster, chunk_sizes) -> list:
-    """PartCost per microbatch of every stage (all its chunks)."""
-    emb, head = layers.ends_cost(model, plan, cluster)
-    dense = moe = None
-    starts = _chunk_starts(chunk_sizes)
-    stages = [layers.ZERO] * plan.pp
-    for c, (start, n) in enumerate(zip(starts, chunk_sizes, strict=True)):
-        n_moe = sum(model.is_moe_layer(i) for i in range(start, start + n)) if model.moe else 0
-        cost = layers.ZERO
-        if n - n_moe:
-            dense = dense or layers.layer_cost(model, _first(model, False), plan, cluster)
-            cost = cost + dense.scaled(n - n_moe)
-        if n_moe:
-            moe = moe or layers.layer_cost(model, _first(model, True), plan, cluster)
-            cost = cost + moe.scaled(n_moe)
-        stages[c % plan.pp] = stages[c % plan.pp] + cost
-    stages[0] = stages[0] + emb
-    stages[-1] = stages[-1] + head
-    return stages
 
 
 def _first(model, moe: bool) -> int:
     return next(i for i in range(model.n_layers) if model.is_moe_layer(i) == moe)
 
 
-@lru_cache(maxsize=4096)
-def _flops(mkey: int, plan) -> tuple[float, float]:
+def _chunk_cost(model, plan, cluster, start: int, n: int):
+    n_moe = sum(model.is_moe_layer(i) for i in range(start, start + n)) if model.moe else 0
+    cost = layers.ZERO
+    if n - n_moe:
+        cost = cost + layers.layer_cost(model, _first(model, False), plan, cluster).scaled(n - n_moe)
+    if n_moe:
+        cost = cost + layers.layer_cost(model, _first(model, True), plan, cluster).scaled(n_moe)
+    return cost
+
+
+def _chunk_params(counts, tp: int, ep: int, start: int, n: int) -> tuple[float, float]:
+    """(dense, expert) parameters of layers start..start+n-1 on one rank (tp/ep sharded)."""
+    lps = counts.layers[start:start + n]
+    return (sum(lp.total - lp.experts for lp in lps) / tp,
+            sum(lp.experts for lp in lps) / (tp * ep))
+
+
+@lru_cache(maxsize=8192)
+def _layout(mkey: int, ckey: int, key: tuple, pp: int, chunk_sizes: tuple) -> tuple:
+    """Per stage: (PartCost per microbatch, (dense, expert) params per rank). Identical stages
+    share one tuple, so the step maths runs once per distinct stage."""
+    model, plan, cluster = layers._CTX[("layout", mkey, key, ckey)]
+    counts = model_counts(model)
+    emb, head = layers.ends_cost(model, plan, cluster)
+    stages = [(layers.ZERO, (0.0, 0.0))] * pp
+    for c, (start, n) in enumerate(_chunks(chunk_sizes)):
+        cost, (d, e) = stages[c % pp]
+        cd, ce = _chunk_params(counts, plan.tp, plan.ep, start, n)
+        stages[c % pp] = (cost + _chunk_cost(model, plan, cluster, start, n), (d + cd, e + ce))
+    first, last = stages[0], stages[-1]
+    stages[0] = (first[0] + emb, (first[1][0] + counts.embedding / plan.tp, first[1][1]))
+    last = stages[-1]
+    tail = (counts.lm_head + counts.final_norm) / plan.tp
+    stages[-1] = (last[0] + head, (last[1][0] + tail, last[1][1]))
+    seen: dict = {}
+    return tuple(seen.setdefault((s[0].compute, s[0].fwd, s[1]), s) for s in stages)
+
+
+def _stages(model, plan, cluster, chunk_sizes) -> tuple:
+    mkey, ckey, key = layers._ident(model), layers._ident(cluster), layers.plan_key(plan)
+    ctx_key = ("layout", mkey, key, ckey)
+    if ctx_key not in layers._CTX:
+        layers._CTX[ctx_key] = (model, layers.canonical_plan(plan), cluster)
+    return _layout(mkey, ckey, key, plan.pp, chunk_sizes)
+
+
+@lru_cache(maxsize=8192)
+def _flops(mkey: int, micro_batch: int, global_batch: int, seq: int, recompute: str,
+           flash: bool, dtype: str) -> tuple[float, float]:
     from sim.costs.flops import hardware_flops_per_step, model_flops_per_step
+    from sim.plan import ParallelPlan
 
     model = layers._KEEP[mkey]
+    plan = ParallelPlan(micro_batch=micro_batch, global_batch=global_batch, seq_len=seq,
+                        recompute=recompute, flash_attention=flash, dtype=dtype)
     return model_flops_per_step(model, plan), hardware_flops_per_step(model, plan)
-
-
-def _flops_key_plan(plan):
-    from dataclasses import replace
-
-    return replace(plan, tp=1, pp=1, dp=1, ep=1, cp=1, zero=0, schedule="1f1b",
-                   virtual_stages=1, overlap="max", sequence_parallel=False)
 
 
 def estimate_train(model, plan, cluster) -> TrainResult:
     """Analytic estimate of one training step of ``model`` under ``plan`` on ``cluster``."""
-    plan = resolve_plan(plan, cluster.n_gpus)
-    validate_plan(model, plan, cluster.n_gpus)
-    mkey = layers._ident(model)
-    v = plan.virtual_stages if plan.schedule == "interleaved" else 1
-    chunk_sizes = tuple(stage_layers(model.n_layers, plan.pp * v))
-    stages = _stage_costs(model, plan, cluster, chunk_sizes)
-    params = _stage_params(mkey, chunk_sizes, plan.pp, plan.tp, plan.ep)
-    per_stage = [_stage_step(model, plan, cluster, s, p) for s, p in zip(stages, params, strict=True)]
-    slow = max(range(plan.pp), key=lambda i: per_stage[i]["total"])
-    mf, hf = _flops(mkey, _flops_key_plan(plan))
     from sim.costs.memory import memory_per_gpu
 
+    plan = resolve_plan(plan, cluster.n_gpus)
+    validate_plan(model, plan, cluster.n_gpus)
+    v = plan.virtual_stages if plan.schedule == "interleaved" else 1
+    stages = _stages(model, plan, cluster, _chunk_sizes(model.n_layers, plan.pp * v))
+    memo: dict = {}
+    per_stage = [memo.get(id(s)) or memo.setdefault(id(s), _stage_step(plan, cluster, *s))
+                 for s in stages]
+    slow = max(range(plan.pp), key=lambda i: per_stage[i]["total"])
+    mf, hf = _flops(layers._ident(model), plan.micro_batch, plan.global_batch, plan.seq_len,
+                    plan.recompute, plan.flash_attention, plan.dtype)
     memory = memory_per_gpu(model, plan, cluster)
-    return TrainResult.build(model, plan, cluster, per_stage, slow, stages, mf, hf, memory,
-                             pipeline_p2p_cost(model, plan, cluster), __version__)
+    return TrainResult.build(model, plan, cluster, per_stage, slow, [s[0] for s in stages],
+                             mf, hf, memory, pipeline_p2p_cost(model, plan, cluster),
+                             __version__)
 
 
-def _stage_step(model, plan, cluster, cost, params) -> dict:
+@lru_cache(maxsize=4096)
+def _chunk_sizes(n_layers: int, chunks: int) -> tuple[int, ...]:
+    return tuple(stage_layers(n_layers, chunks))
+
+
+def _stage_step(plan, cluster, cost, params) -> dict:
     """Time components of one step on a stage (seconds)."""
     m, acc = plan.n_microbatches, cluster.accelerator
     dense, expert = params
-    shard = plan.dp if plan.zero >= 1 else 1
+    shard = plan.dp * plan.cp if plan.zero >= 1 else 1  # distributed optimizer over dp x cp
     opt_bytes = (dense + expert) / shard * _optimizer_bytes_per_param(plan.optimizer)
     t_opt = opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
     t_fwd, t_bwd = cost.fwd, cost.bwd_input + cost.bwd_weight + cost.recompute

@@ -26,8 +26,9 @@ divided by tp (scatter/gather optimisation, Narayanan et al. 2021, Sec. 4.1). Wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
-from sim.costs.comm import collective_time, group_ranks
+from sim.costs.comm import _CLUSTERS, _ckey, collective_time, group_ranks
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ def bucketed_time(kind: str, total_bytes: float, ranks, cluster, bucket: float) 
     """(time of all buckets, time of the last bucket) for ``total_bytes`` sent in buckets."""
     if total_bytes <= 0 or len(ranks) < 2:
         return 0.0, 0.0
+    return _bucketed(kind, total_bytes, tuple(ranks), _ckey(cluster), bucket)
+
+
+@lru_cache(maxsize=65536)
+def _bucketed(kind, total_bytes, ranks, ckey, bucket) -> tuple[float, float]:
+    cluster = _CLUSTERS[ckey]
     full, rest = divmod(total_bytes, bucket)
     t_full = collective_time(kind, bucket, ranks, cluster) if full else 0.0
     t_rest = collective_time(kind, rest, ranks, cluster) if rest else 0.0

@@ -64,7 +64,7 @@ class PartCost:
 ZERO = PartCost()
 
 
-def layer_key(plan) -> tuple:
+def plan_key(plan) -> tuple:
     """The plan fields a layer's per-rank cost depends on (see module docstring)."""
     return (plan.micro_batch, plan.seq_len, plan.tp, plan.cp, plan.ep, plan.sequence_parallel,
             plan.recompute, plan.dtype, plan.flash_attention)
@@ -118,7 +118,7 @@ def _ident(obj) -> int:
 def layer_cost(model, layer: int, plan, cluster) -> PartCost:
     """Cost of transformer layer ``layer`` per microbatch on one rank (cached by layer kind)."""
     moe_layer = model.is_moe_layer(layer)
-    k = (_ident(model), moe_layer, layer_key(plan), _ident(cluster))
+    k = (_ident(model), moe_layer, plan_key(plan), _ident(cluster))
     if k not in _CTX:
         _CTX[k] = (model, canonical_plan(plan), cluster, layer)
     return _layer_cost_cached(*k)
@@ -145,7 +145,7 @@ def _backward_of(lowering, name, model, shape, plan) -> list:
 
 def ends_cost(model, plan, cluster) -> tuple[PartCost, PartCost]:
     """(embedding on the first stage, LM head + loss on the last stage) per microbatch."""
-    k = (_ident(model), "ends", layer_key(plan), _ident(cluster))
+    k = (_ident(model), "ends", plan_key(plan), _ident(cluster))
     if k not in _CTX:
         _CTX[k] = (model, canonical_plan(plan), cluster)
     return _ends_cost_cached(k[0], k[2], k[3])

@@ -26,14 +26,20 @@ class TrainResult:
     fits: bool
     time_breakdown_s: dict
     bottleneck: str
-    config: dict
+    inputs: tuple = ()  # (model, plan, cluster, version): config is built from them on demand
     extras: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        """The full effective configuration (model, plan, system, GPUs, engine, version)."""
+        return _config(*self.inputs)
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in (
             "step_time_s", "tokens_per_s", "model_flops_per_step", "hardware_flops_per_step",
             "tflops_per_gpu", "mfu", "hfu", "memory_per_gpu_bytes", "memory_breakdown_bytes",
-            "fits", "time_breakdown_s", "bottleneck", "config")}
+            "fits", "time_breakdown_s", "bottleneck")}
+        out["config"] = self.config
         out["memory_breakdown_bytes"] = dict(self.memory_breakdown_bytes)
         out["time_breakdown_s"] = dict(self.time_breakdown_s)
         out.update(self.extras)
@@ -60,7 +66,7 @@ class TrainResult:
                                     ("weights", "gradients", "optimizer", "activations", "other")},
             fits=fits, time_breakdown_s=breakdown,
             bottleneck=_bottleneck(breakdown, fits),
-            config=_config(model, plan, cluster, version),
+            inputs=(model, plan, cluster, version),
             extras=_extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory),
         )
 

@@ -38,10 +38,6 @@ _DIMS = ("tp", "cp", "dp", "pp")
 
 
 # --- rank layout ------------------------------------------------------------------------------
-def _sizes(plan) -> dict[str, int]:
-    return {"tp": plan.tp, "cp": plan.cp, "dp": plan.dp, "pp": plan.pp}
-
-
 def _coords_to_rank(coords: dict[str, int], sizes: dict[str, int]) -> int:
     rank, stride = 0, 1
     for d in _DIMS:  # Megatron order, innermost first
@@ -86,20 +82,29 @@ def _offset(member: dict[str, int], base: dict[str, int], blocks, sizes) -> dict
 def group_ranks(plan, group: str, index: int = 0) -> list[int]:
     """Global ranks of the ``index``-th ``group`` ("tp", "cp", "dp", "pp", "ep", "edp",
     "dp_cp", "world") of ``plan`` under Megatron's rank layout (module docstring)."""
-    sizes = _sizes(plan)
+    return list(_group_ranks(plan.tp, plan.cp, plan.dp, plan.pp, plan.ep, group, index))
+
+
+@lru_cache(maxsize=65536)
+def _group_ranks(tp, cp, dp, pp, ep, group, index) -> tuple[int, ...]:
+    return tuple(_group_ranks_uncached({"tp": tp, "cp": cp, "dp": dp, "pp": pp}, ep, group,
+                                       index))
+
+
+def _group_ranks_uncached(sizes: dict[str, int], ep: int, group: str, index: int) -> list[int]:
     if group in _DIMS:
         return _group_over(sizes, (group,), index)
     if group == "dp_cp":
         return _group_over(sizes, ("cp", "dp"), index)
     if group == "world":
         return _group_over(sizes, _DIMS, index)
-    ep = plan.ep
-    if ep < 1 or plan.dp % ep:
-        raise PlanError(f"ep={ep} must divide dp={plan.dp} (EP groups are carved from DP)")
+    dp = sizes["dp"]
+    if ep < 1 or dp % ep:
+        raise PlanError(f"ep={ep} must divide dp={dp} (EP groups are carved from DP)")
     if group == "ep":
         return _group_over(sizes, ("dp",), index, {"dp": (ep, 1)})
     if group == "edp":
-        return _group_over(sizes, ("dp",), index, {"dp": (plan.dp // ep, ep)})
+        return _group_over(sizes, ("dp",), index, {"dp": (dp // ep, ep)})
     raise PlanError(f"unknown group '{group}'; use tp, cp, dp, pp, ep, edp, dp_cp or world")
 
 
