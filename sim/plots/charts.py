@@ -204,27 +204,39 @@ def throughput_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[floa
     return fig
 
 
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def roofline(peak_flops: float, memory_bandwidth: float,
-             ops: Sequence[tuple[str, float, float]], *, title: str) -> Figure:
+             ops: Sequence[tuple[str, str, float, float]], *, title: str) -> Figure:
     """The roofline min(peak, AI * bandwidth) on log-log axes with ops placed on it.
 
-    ``ops`` are (label, arithmetic intensity in FLOP/byte, achieved FLOP/s); the ridge point
-    peak / bandwidth separates memory-bound (left) from compute-bound (right) (Williams et al.
-    2009, "Roofline", Eq. 1)."""
+    ``ops`` are (group, op name, arithmetic intensity in FLOP/byte, achieved FLOP/s); colour
+    tells the group (e.g. phase), the marker the op. The ridge point peak / bandwidth separates
+    memory-bound (left) from compute-bound (right) (Williams et al. 2009, "Roofline", Fig. 1)."""
+    from matplotlib.lines import Line2D
+
     fig, ax = new_figure(title, "arithmetic intensity (FLOP/byte, log scale)",
                          "attainable TFLOP/s (log scale)")
     ridge = peak_flops / memory_bandwidth
-    intensities = [ai for _, ai, _ in ops] + [ridge]
-    lo, hi = min(intensities) / 4, max(intensities) * 4
-    xs = np.geomspace(lo, hi, 200)
+    intensities = [ai for *_, ai, _ in ops] + [ridge]
+    xs = np.geomspace(min(intensities) / 4, max(intensities) * 4, 200)
+    groups = list(dict.fromkeys(g for g, *_ in ops))
+    names = list(dict.fromkeys(n for _, n, *_ in ops))
     with rc_context(STYLE):
-        ax.plot(xs, np.minimum(peak_flops, xs * memory_bandwidth) / 1e12, color="black",
-                label="roofline")
-        ax.axvline(ridge, color="grey", linestyle=":", label=f"ridge {ridge:.0f} FLOP/B")
-        for i, (label, ai, achieved) in enumerate(ops):
-            ax.scatter([ai], [achieved / 1e12], color=PALETTE[i % len(PALETTE)], zorder=3,
-                       label=label, s=30)
+        ax.plot(xs, np.minimum(peak_flops, xs * memory_bandwidth) / 1e12, color="black")
+        ax.axvline(ridge, color="grey", linestyle=":")
+        for g, name, ai, achieved in ops:
+            ax.scatter([ai], [achieved / 1e12], zorder=3, s=36,
+                       color=PALETTE[groups.index(g) % len(PALETTE)],
+                       marker=MARKERS[names.index(name) % len(MARKERS)])
+        handles = [Line2D([], [], color="black", label="roofline"),
+                   Line2D([], [], color="grey", linestyle=":", label=f"ridge {ridge:.0f} FLOP/B")]
+        handles += [Line2D([], [], color=PALETTE[i % len(PALETTE)], marker="o", linestyle="",
+                           label=g) for i, g in enumerate(groups)]
+        handles += [Line2D([], [], color="black", marker=MARKERS[i % len(MARKERS)],
+                           linestyle="", label=n) for i, n in enumerate(names)]
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(handles=handles, fontsize=7, loc="lower right")
     return fig

@@ -57,6 +57,8 @@ def scenario_names(directory: Path = SCENARIO_DIR) -> list[str]:
 def load_scenario(name: str, directory: Path = SCENARIO_DIR) -> ModuleType:
     """Import ``scenarios/<name>.py`` (scenarios are scripts, not an installed package)."""
     path = directory / f"{name}.py"
+    if str(REPO_ROOT) not in sys.path:  # scenarios import the working tree's packages
+        sys.path.insert(0, str(REPO_ROOT))
     if not path.is_file():
         raise UnknownNameError("scenario", name, scenario_names(directory))
     mod_name = f"clustersim_scenarios.{name}"
