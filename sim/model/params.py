@@ -137,13 +137,13 @@ def _router(cfg: ModelConfig) -> int:
     return n + (cfg.hidden if m.shared_expert_gate else 0)
 
 
-def _layer(cfg: ModelConfig, i: int) -> LayerParams:
+def _layer(cfg: ModelConfig, moe_layer: bool) -> LayerParams:
     if cfg.mla is not None:
         attention, extra_norms = _mla_attention(cfg)
     else:
         attention, extra_norms = _standard_attention(cfg), 0
     norms = 2 * _norm(cfg, cfg.hidden) + extra_norms
-    if not cfg.is_moe_layer(i):
+    if not moe_layer:
         return LayerParams(attention, ffn_params(cfg, cfg.ffn_hidden), 0, 0, 0, norms)
     m = cfg.moe
     expert = ffn_params(cfg, m.expert_ffn_hidden)
@@ -161,7 +161,9 @@ def embedding_params(cfg: ModelConfig) -> int:
 @lru_cache(maxsize=1024)
 def count_params(cfg: ModelConfig) -> ParamCounts:
     """Exact counts for ``cfg`` (cached: configs are frozen and hashable)."""
-    layers = tuple(_layer(cfg, i) for i in range(cfg.n_layers))
+    # every layer is one of two kinds: build each once
+    kinds = {k: _layer(cfg, k) for k in ((False, True) if cfg.is_moe else (False,))}
+    layers = tuple(kinds[cfg.is_moe_layer(i)] for i in range(cfg.n_layers))
     emb = embedding_params(cfg)
     head = 0 if cfg.tied_embeddings else cfg.vocab_size * cfg.hidden
     final = _norm(cfg, cfg.hidden)
