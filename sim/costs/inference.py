@@ -1,0 +1,239 @@
+"""Cost of one serving iteration: a batch mixing prefill chunks and decode tokens.
+
+Continuous batching (Yu et al. 2022, Orca; Agrawal et al. 2024, Sarathi-Serve) runs every
+scheduled sequence through the model together. The linear layers see all ``T`` new tokens of
+the iteration as one GEMM, so their weights are read from HBM once per iteration whatever the
+batch; attention is per sequence, each query block against its own context, reading that
+sequence's KV cache. That is why decode at small batch is memory-bound (weights + KV read,
+~2 FLOPs per weight byte) and a long prefill is compute-bound.
+
+Per layer the ops are the training lowering's (``sim.costs.lowering.lower_layer`` on one
+sequence of ``T`` tokens: GEMMs, norms, activations, TP all-reduces, EP all-to-alls) with the
+attention core replaced by the per-sequence attention of the mix. On MoE layers only the experts
+that some token was routed to are read: ``E * (1 - (1 - k/E)^T)`` of them in expectation under
+uniform routing (``sim.costs.moe.expected_experts_touched``). With ``ep > 1`` the given batch is
+one data-parallel attention replica's; ``ep`` such replicas run in lockstep and share experts.
+
+Pipeline parallelism: one iteration passes through the ``pp`` stages in turn, so its latency
+is the sum of the stages plus ``pp-1`` activation sends; ``stage_time_s`` (the slowest stage)
+bounds the throughput when iterations are pipelined.
+
+Each op is priced by the roofline (``sim.costs.timing.op_time``); collectives by
+``sim.costs.comm.collective_time`` on the cluster (an ``Accelerator`` alone suffices when
+nothing is communicated).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from itertools import pairwise
+
+from hardware.types import Accelerator
+from sim.costs.attention import attention_core_flops, head_dims
+from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer, linear_state_bytes
+from sim.costs.lowering import dtype_bytes, lower_embedding, lower_head, lower_layer
+from sim.costs.moe import expected_experts_touched
+from sim.costs.timing import op_time, op_time_parts
+from sim.errors import ConfigError
+from sim.model.config import ModelConfig
+from sim.ops import Op
+from sim.plan import ParallelPlan, Shape
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """One serving iteration on one model replica (tp x pp [x ep] GPUs)."""
+
+    time_s: float
+    flops: float  # per GPU
+    bytes: float  # HBM bytes per GPU
+    weight_bytes: float  # of which weights read
+    kv_bytes: float  # of which KV cache (or linear-attention state) read/written
+    compute_s: float  # sum over ops of the FLOP-limited time
+    memory_s: float  # sum over ops of the bandwidth-limited time
+    comm_s: float
+    stage_time_s: float
+    tokens: int
+
+    @property
+    def bound(self) -> str:
+        return "memory" if self.memory_s >= self.compute_s else "compute"
+
+    @property
+    def breakdown(self) -> dict:
+        return {"weights_read_bytes": self.weight_bytes, "kv_read_bytes": self.kv_bytes,
+                "compute_s": self.compute_s, "memory_s": self.memory_s, "comm_s": self.comm_s}
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__) | {"bound": self.bound}
+
+
+# --- the per-sequence attention of the mix ------------------------------------------------------
+def _attention_ops(model: ModelConfig, seqs: tuple[tuple[int, int], ...], tp: int, db: float,
+                   layer: int, name: str) -> tuple[Op, float]:
+    """One batched attention op over ``seqs`` = ((new tokens, context), ...) and its KV bytes."""
+    d_qk, d_v = head_dims(model)
+    heads = model.n_heads // tp
+    kv_tok = kv_bytes_per_token_layer(model, db, tp)
+    flops = kv = qo = 0.0
+    for q_len, ctx in seqs:
+        flops += attention_core_flops(model, q_len, ctx) / tp
+        kv += cached_tokens(model, ctx + q_len) * kv_tok + 2 * linear_state_bytes(model, db, tp)
+        qo += q_len * heads * (d_qk + d_v) * db
+    return Op(name, "attention", flops, kv + qo, "fwd", layer), kv
+
+
+def _experts_touched_ops(model: ModelConfig, ops: list[Op], tokens: int, ep: int,
+                         db: float) -> list[Op]:
+    """Expert GEMMs re-costed so only the experts some token hit are read from HBM."""
+    m = model.moe
+    touched = expected_experts_touched(m.n_experts, m.top_k, tokens * ep) / ep
+    count = max(1, math.ceil(touched))
+    out = []
+    for op in ops:
+        if not op.name.startswith("expert_") or op.kind != "matmul":
+            out.append(op)
+            continue
+        mm, n, k = op.mnk
+        act = op.total_flops / (2 * n * k) * (k + n) * db  # token rows in and out
+        total = act + touched * n * k * db  # weights of the touched experts
+        out.append(replace(op, flops=op.total_flops / count, bytes=total / count, count=count,
+                           mnk=(max(1, math.ceil(op.total_flops / (2 * n * k) / count)), n, k)))
+    return out
+
+
+def _weight_bytes(ops: list[Op], db: float, model: ModelConfig, tokens: int, ep: int) -> float:
+    total = 0.0
+    for op in ops:
+        if op.kind not in ("matmul", "router"):
+            continue
+        _, n, k = op.mnk
+        if op.name.startswith("expert_") and model.moe is not None:
+            m = model.moe
+            total += expected_experts_touched(m.n_experts, m.top_k, tokens * ep) / ep * n * k * db
+        else:
+            total += op.count * n * k * db
+    return total
+
+
+# --- pricing ------------------------------------------------------------------------------------
+class _Pricer:
+    def __init__(self, cluster, acc: Accelerator, plan: ParallelPlan, dtype: str):
+        self.cluster, self.acc, self.plan, self.dtype = cluster, acc, plan, dtype
+
+    def comm(self, op: Op) -> float:
+        if self.cluster is None:
+            raise ConfigError(f"op '{op.name}' communicates over {op.group}: pass a Cluster "
+                              "(hardware.Cluster.for_gpus) instead of a bare Accelerator")
+        from sim.costs.comm import collective_time, group_ranks
+
+        ranks = group_ranks(self.plan, op.group)
+        return collective_time(op.collective, op.bytes, ranks, self.cluster) * op.count
+
+    def price(self, ops: list[Op]) -> tuple[float, float, float, float]:
+        """(time, compute_s, memory_s, comm_s) of a list of ops run back to back."""
+        t = c = mem = com = 0.0
+        for op in ops:
+            if op.is_comm:
+                dt = self.comm(op)
+                com += dt
+            else:
+                tc, tm = op_time_parts(op, self.acc, self.dtype)
+                c, mem = c + tc * op.count, mem + tm * op.count
+                dt = op_time(op, self.acc, self.dtype)
+            t += dt
+        return t, c, mem, com
+
+
+def _layer_ops(model, layer, tokens, seqs, plan, db) -> tuple[list[Op], float]:
+    ops = lower_layer(model, layer, Shape(1, tokens, "prefill"), plan)
+    attn, kv = _attention_ops(model, seqs, plan.tp, db, layer, "attention")
+    ops = [attn if op.kind == "attention" else op for op in ops]
+    if model.is_moe_layer(layer):
+        ops = _experts_touched_ops(model, ops, tokens, plan.ep, db)
+    return ops, kv
+
+
+def _layer_kinds(model: ModelConfig, pp: int) -> dict[int, list[int]]:
+    """A representative layer of each kind (dense, MoE) -> how many of it each stage holds."""
+    kinds: dict[bool, int] = {}
+    counts: dict[int, list[int]] = {}
+    for layer in range(model.n_layers):
+        rep = kinds.setdefault(model.is_moe_layer(layer), layer)
+        counts.setdefault(rep, [0] * pp)[layer * pp // model.n_layers] += 1
+    return counts
+
+
+def _seqs(prefill_lens, prefill_ctx, decode_kv_lens) -> tuple[tuple[int, int], ...]:
+    prefill_ctx = tuple(prefill_ctx) or (0,) * len(prefill_lens)
+    if len(prefill_ctx) != len(prefill_lens):
+        raise ConfigError(f"prefill_ctx has {len(prefill_ctx)} entries for "
+                          f"{len(prefill_lens)} prefill chunks; give one context per chunk")
+    if any(n <= 0 for n in prefill_lens) or any(c < 0 for c in (*prefill_ctx, *decode_kv_lens)):
+        raise ConfigError("prefill lengths must be positive and contexts/KV lengths >= 0")
+    return tuple(zip(prefill_lens, prefill_ctx, strict=True)) + tuple((1, kv) for kv in decode_kv_lens)
+
+
+def _resolve(cluster_or_accelerator):
+    if isinstance(cluster_or_accelerator, Accelerator):
+        return None, cluster_or_accelerator
+    return cluster_or_accelerator, cluster_or_accelerator.accelerator
+
+
+def forward_time(model: ModelConfig, cluster_or_accelerator, *, tp: int = 1, pp: int = 1,
+                 ep: int = 1, prefill_lens=(), prefill_ctx=(), decode_kv_lens=(),
+                 dtype: str = "bf16") -> StepCost:
+    """Time of one serving iteration (module docstring). Per-GPU FLOPs and bytes."""
+    cluster, acc = _resolve(cluster_or_accelerator)
+    seqs = _seqs(prefill_lens, prefill_ctx, decode_kv_lens)
+    tokens = sum(q for q, _ in seqs)
+    if tokens == 0:
+        return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+    if model.n_layers % pp:
+        raise ConfigError(f"pp={pp} must divide n_layers={model.n_layers}")
+    plan = ParallelPlan(tp=tp, pp=pp, dp=ep, ep=ep, dtype=dtype, global_batch=ep)
+    db, pricer = dtype_bytes(dtype), _Pricer(cluster, acc, plan, dtype)
+    acc_ = _Sum(pp)
+    for layer, per_stage in _layer_kinds(model, pp).items():
+        ops, layer_kv = _layer_ops(model, layer, tokens, seqs, plan, db)
+        acc_.add(ops, pricer.price(ops), per_stage, layer_kv,
+                 _weight_bytes(ops, db, model, tokens, ep))
+    ends = (lower_embedding(model, Shape(1, tokens, "prefill"), plan)
+            + lower_head(model, Shape(len(seqs), 1, "decode"), plan))
+    acc_.add(ends, pricer.price(ends), [0] * (pp - 1) + [1], 0.0,
+             _weight_bytes(ends, db, model, tokens, ep))
+    p2p = _pp_sends(pricer, tokens * model.hidden * db, plan) if pp > 1 else 0.0
+    return StepCost(acc_.time + p2p, acc_.flops, acc_.bytes, acc_.weights, acc_.kv,
+                    acc_.compute, acc_.memory, acc_.comm + p2p, max(acc_.stages), tokens)
+
+
+class _Sum:
+    """Per-GPU totals over the layers (averaged over the pp stages) and per-stage times."""
+
+    def __init__(self, pp: int):
+        self.pp, self.stages = pp, [0.0] * pp
+        self.time = self.compute = self.memory = self.comm = 0.0
+        self.flops = self.bytes = self.weights = self.kv = 0.0
+
+    def add(self, ops, parts, per_stage, kv: float, weights: float) -> None:
+        n, (t, c, mem, com) = sum(per_stage), parts
+        self.stages = [st + k * t for st, k in zip(self.stages, per_stage, strict=True)]
+        self.time, self.compute = self.time + n * t, self.compute + n * c
+        self.memory, self.comm = self.memory + n * mem, self.comm + n * com
+        self.flops += n * sum(op.total_flops for op in ops) / self.pp
+        self.bytes += n * sum(op.total_bytes for op in ops if not op.is_comm) / self.pp
+        self.weights += n * weights / self.pp
+        self.kv += n * kv / self.pp
+
+
+def _pp_sends(pricer: _Pricer, nbytes: float, plan: ParallelPlan) -> float:
+    """pp-1 activation hand-offs between consecutive stages (first tp rank of each)."""
+    op = Op("pp_send", "p2p", 0.0, nbytes, collective="send_recv", group="pp")
+    if pricer.cluster is None:
+        raise ConfigError("pp > 1 sends activations between GPUs: pass a Cluster")
+    from sim.costs.comm import collective_time, group_ranks
+
+    ranks = group_ranks(plan, "pp")
+    return sum(collective_time("send_recv", op.bytes, [a, b], pricer.cluster)
+               for a, b in pairwise(ranks))
