@@ -40,6 +40,11 @@ def test_get_model_accepts_a_directory_or_a_file_path():
     assert by_dir.params_total == 8_030_261_248
 
 
+def test_a_missing_path_is_reported_as_a_path_not_an_unknown_preset(tmp_path):
+    with pytest.raises(ModelError, match="no Hugging Face config.json at"):
+        get_model(str(tmp_path / "nowhere" / "config.json"))
+
+
 def test_llama31_rope_scaling_is_read():
     pos = load_hf_config(FIXTURES / "llama3-405b").position
     assert (pos.rope_scaling, pos.rope_scaling_factor, pos.rope_theta) == ("llama3", 8.0, 5e5)

@@ -191,7 +191,8 @@ def get_model(name_or_path: str) -> ModelConfig:
         return PRESETS[name_or_path]
     from pathlib import Path
 
-    if Path(name_or_path).exists():
+    looks_like_path = "/" in name_or_path or name_or_path.endswith(".json")
+    if looks_like_path or Path(name_or_path).exists():
         from sim.model.hf import load_hf_config
 
         return load_hf_config(name_or_path)
