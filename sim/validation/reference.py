@@ -44,6 +44,31 @@ class FFN(nn.Module):
         return self.down(F.gelu(self.up(x), approximate="tanh"))
 
 
+class Experts(nn.Module):
+    """``n`` FFNs of one shape stored as stacked weights [n, out, in] (as grouped-GEMM MoE
+    kernels store them); expert ``e`` is ``F.linear`` with slice ``e``, so FLOPs and parameter
+    counts equal ``n`` separate FFNs while building 14,848 experts on the meta device is cheap."""
+
+    def __init__(self, cfg: ModelConfig, n: int, inner: int):
+        super().__init__()
+        self.swiglu, h, bias = cfg.ffn_kind == "swiglu", cfg.hidden, cfg.linear_bias
+        names = ("up", "gate", "down") if self.swiglu else ("up", "down")
+        for name in names:
+            shape = (n, h, inner) if name == "down" else (n, inner, h)
+            self.register_parameter(f"w_{name}", nn.Parameter(torch.randn(shape) * h ** -0.5))
+            b = nn.Parameter(torch.zeros(shape[:2])) if bias else None
+            self.register_parameter(f"b_{name}", b)
+
+    def _lin(self, name: str, e: int, x):
+        b = getattr(self, f"b_{name}")
+        return F.linear(x, getattr(self, f"w_{name}")[e], None if b is None else b[e])
+
+    def forward(self, e: int, x):
+        if self.swiglu:
+            return self._lin("down", e, F.silu(self._lin("gate", e, x)) * self._lin("up", e, x))
+        return self._lin("down", e, F.gelu(self._lin("up", e, x), approximate="tanh"))
+
+
 def expert_capacity(tokens: int, top_k: int, n_experts: int, factor: float | None) -> int:
     """Switch Transformer Sec. 2.2: capacity = ceil(factor * tokens * k / experts)."""
     if factor is None:
@@ -60,7 +85,7 @@ class MoE(nn.Module):
         m = cfg.moe
         self.m = m
         self.router = nn.Linear(cfg.hidden, m.n_experts, bias=m.router_bias)
-        self.experts = nn.ModuleList(FFN(cfg, m.expert_ffn_hidden) for _ in range(m.n_experts))
+        self.experts = Experts(cfg, m.n_experts, m.expert_ffn_hidden)
         self.shared = nn.ModuleList(FFN(cfg, m.shared_hidden) for _ in range(m.n_shared_experts))
         # Qwen2-MoE: sigmoid(x W_g) scales the shared experts' output (HF Qwen2MoeSparseMoeBlock).
         gated = getattr(m, "shared_expert_gate", False) and m.n_shared_experts
@@ -82,12 +107,12 @@ class MoE(nn.Module):
         cap = expert_capacity(x2d.shape[0], self.m.top_k, self.m.n_experts, self.m.capacity_factor)
         out = torch.zeros_like(x2d)
         self.last_dropped = 0
-        for e, expert in enumerate(self.experts):
+        for e in range(self.m.n_experts):
             tok, slot = (idx == e).nonzero(as_tuple=True)  # token order = priority
             self.last_dropped += max(0, tok.numel() - cap)
             tok, slot = tok[:cap], slot[:cap]
             if tok.numel():
-                y = expert(x2d.index_select(0, tok)) * w[tok, slot].unsqueeze(-1)
+                y = self.experts(e, x2d.index_select(0, tok)) * w[tok, slot].unsqueeze(-1)
                 out = out.index_add(0, tok, y)
         if self.shared:
             shared = sum(s(x2d) for s in self.shared)
