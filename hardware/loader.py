@@ -155,6 +155,10 @@ def _system(c: dict, sources: FrozenMap, where: str, base) -> System:
     topology = intra.get("topology", "switch")
     mesh = intra.get("mesh", ())
     _check_intra(topology, mesh, c["gpus_per_node"], intra["links_per_gpu"], where)
+    if c["gpus_per_node"] % inter["nics_per_node"]:
+        raise S.fail(where, "inter_node.nics_per_node", f"{inter['nics_per_node']} NICs cannot "
+                     f"be shared evenly by {c['gpus_per_node']} GPUs; use a divisor of "
+                     f"gpus_per_node")
     return System(
         name=c["name"], accelerator=_ref("accelerator", c["accelerator"], where, "accelerator",
                                          base),
