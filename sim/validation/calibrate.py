@@ -1,0 +1,164 @@
+"""Calibration: microbenchmark this machine and write a catalog-format system profile.
+
+The simulator prices a GEMM of F FLOPs at ``(F + half) / (P * matmul_max) + overhead``
+(``EfficiencyModel.matmul_efficiency`` inside the roofline of ``sim.costs.timing``): affine in
+F. So we time fp32 matmuls over a grid of shapes (median of repeats, fixed thread count) and
+fit ``t = F / R + b`` by least squares on relative error; ``R`` is the asymptotic throughput
+(we set ``peak = R`` and ``matmul_max = 1``) and ``half = (b - overhead) * R``. The remaining
+knobs are measured directly:
+
+- memory bandwidth: a large tensor copy (reads + writes 2x its bytes), median of repeats;
+- per-op overhead: one tiny autograd op (a forward and its backward, divided by the three
+  GEMM-equivalent launches the lowering prices for it) on 1-element tensors;
+- attention_max: eager attention (two bmms + softmax) at a few shapes, achieved / peak;
+- communication: ``torch.distributed`` all-reduce on gloo between 2 local processes over
+  sizes 4 KiB-8 MiB; ring all-reduce over n=2 costs ``2 alpha + S / B`` (NCCL bus-bandwidth
+  convention, ``sim.costs.comm``), so a linear fit gives the link latency alpha and B.
+
+The profile is a ``hardware.System`` whose "GPUs" are the 2 local processes (one node); it is
+written with ``hardware.to_toml`` and can be passed to every command as ``--system FILE``.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+MATMUL_GRID = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
+               (1024, 1024, 1024), (256, 1024, 256), (1024, 256, 1024), (128, 512, 2048),
+               (2048, 128, 512), (64, 2048, 256), (512, 128, 128), (1024, 512, 256)]
+QUICK_GRID = MATMUL_GRID[:5] + MATMUL_GRID[7:9]
+ALLREDUCE_SIZES = [4 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20]
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_time(fn, device: str, repeats: int = 7, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_matmul(m: int, n: int, k: int, device: str, dtype=torch.float32, repeats=7) -> float:
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
+    return median_time(lambda: torch.mm(a, b), device, repeats)
+
+
+def fit_affine(flops: list[float], times: list[float]) -> tuple[float, float]:
+    """Least squares on relative error of t = F / R + b: returns (R, b), b >= 0."""
+    f, t = np.asarray(flops), np.asarray(times)
+    a = np.stack([f / t, 1.0 / t], axis=1)
+    (inv_r, b), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
+    if b < 0:  # no fixed cost visible: fit throughput alone
+        inv_r, b = float(np.sum(f * t) / np.sum(f * f)), 0.0
+    return float(1.0 / inv_r), float(b)
+
+
+def memory_bandwidth(device: str, nbytes: int = 128 << 20) -> float:
+    """Bytes/s of a large copy (read + write)."""
+    src = torch.empty(nbytes // 4, device=device, dtype=torch.float32).fill_(1.0)
+    dst = torch.empty_like(src)
+    return 2 * nbytes / median_time(lambda: dst.copy_(src), device, repeats=5)
+
+
+def op_overhead(device: str, chain: int = 64) -> float:
+    """Seconds per priced op: a chain of ``chain`` 1x1 matmuls forward + backward, which the
+    lowering prices as 3 GEMMs each (forward, dX, dW); the chain amortises backward()'s own
+    fixed cost as a real training step does."""
+    w = torch.ones(1, 1, device=device, requires_grad=True)
+    x0 = torch.ones(1, 1, device=device, requires_grad=True)
+
+    def step():
+        x = x0
+        for _ in range(chain):
+            x = x @ w
+        x.sum().backward()
+
+    return median_time(step, device, repeats=30, warmup=3) / (3 * chain)
+
+
+def attention_efficiency(device: str, peak: float, quick: bool) -> float:
+    """Achieved / peak of eager attention (scores, softmax, AV) over a few shapes."""
+    from sim.validation.layers import eager_attention
+
+    shapes = [(2, 4, 128, 32), (2, 8, 256, 32)] + ([] if quick else [(4, 8, 256, 64)])
+    effs = []
+    for b, h, s, d in shapes:
+        q, k, v = (torch.randn(b, h, s, d, device=device) for _ in range(3))
+        blocked = torch.zeros(s, s, dtype=torch.bool, device=device)
+        t = median_time(lambda q=q, k=k, v=v, blocked=blocked: eager_attention(q, k, v, blocked), device)
+        effs.append(4 * b * h * s * s * d / t / peak)  # QK^T and AV: 2*s*s*d each per head
+    return float(statistics.median(effs))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    device: str
+    threads: int
+    peak_fp32: float
+    peak_bf16: float
+    matmul_fixed_s: float
+    kernel_overhead_s: float
+    memory_bandwidth: float
+    attention_max: float
+    link_bandwidth: float
+    link_latency: float
+    matmul_points: tuple  # ((m, n, k, seconds), ...)
+    allreduce_points: tuple  # ((bytes, seconds), ...)
+    machine: str = platform.processor() or platform.machine()
+    torch_version: str = torch.__version__
+
+    @property
+    def matmul_half_flops(self) -> float:
+        return max(self.matmul_fixed_s - self.kernel_overhead_s, 0.0) * self.peak_fp32
+
+
+def measure_matmuls(device: str, quick: bool) -> tuple[float, float, tuple]:
+    grid = QUICK_GRID if quick else MATMUL_GRID
+    points = tuple((m, n, k, time_matmul(m, n, k, device)) for m, n, k in grid)
+    rate, fixed = fit_affine([2 * m * n * k for m, n, k, _ in points], [p[3] for p in points])
+    return rate, fixed, points
+
+
+def bf16_peak(device: str, fallback: float) -> float:
+    """Throughput of a 1024^3 bf16 matmul (the CLI's default dtype), or ``fallback``."""
+    try:
+        return float(2 * 1024**3) / time_matmul(1024, 1024, 1024, device, torch.bfloat16, repeats=3)
+    except RuntimeError:
+        return fallback
+
+
+def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Calibration:
+    """Run every microbenchmark (module docstring) with ``threads`` intra-op threads."""
+    from sim.validation.allreduce import measure_allreduce
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    rate, fixed, points = measure_matmuls(device, quick)
+    overhead = op_overhead(device)
+    sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
+    bw, alpha, ar_points = measure_allreduce(sizes, threads)
+    return Calibration(
+        device=device, threads=threads, peak_fp32=rate, peak_bf16=bf16_peak(device, rate),
+        matmul_fixed_s=fixed, kernel_overhead_s=overhead,
+        memory_bandwidth=memory_bandwidth(device),
+        attention_max=min(1.0, attention_efficiency(device, rate, quick)),
+        link_bandwidth=bw, link_latency=alpha, matmul_points=points, allreduce_points=ar_points,
+    )
