@@ -42,10 +42,10 @@ def test_elementwise_op_is_memory_bound_at_streaming_bandwidth():
     assert roofline_point(op, GPU).bound == "memory"
 
 
-def test_count_repeats_the_op_and_its_launch_overhead():
+def test_count_repeats_the_work_in_one_grouped_launch():
     op = Op("expert", "matmul", 1e9, 1e6, mnk=(100, 100, 100), count=8)
     single = op_time(Op("expert", "matmul", 1e9, 1e6, mnk=(100, 100, 100)), GPU)
-    assert op_time(op, GPU) == pytest.approx(8 * single)
+    assert op_time(op, GPU) == pytest.approx(8 * (single - 5e-6) + 5e-6)
 
 
 def test_attention_uses_the_fused_kernel_efficiency():
@@ -119,3 +119,18 @@ def test_tensor_parallel_needs_a_cluster_and_bad_mixes_are_typed_errors():
     with pytest.raises(ConfigError, match="prefill_ctx"):
         forward_time(llama(), GPU, prefill_lens=(10, 20), prefill_ctx=(5,))
     assert forward_time(llama(), GPU).time_s == 0.0
+
+
+def test_tensor_parallel_decode_pays_two_all_reduces_per_layer():
+    hardware = pytest.importorskip("hardware")
+    from sim.costs.comm import collective_time, group_ranks
+    from sim.plan import ParallelPlan
+
+    cluster = hardware.Cluster.for_gpus("dgx-h100", 8)
+    ranks = group_ranks(ParallelPlan(tp=2), "tp")
+    cost = forward_time(llama(), cluster, tp=2, decode_kv_lens=(100,))
+    ar = collective_time("all_reduce", 4096 * 2, ranks, cluster)
+    logits = collective_time("all_gather", 32000 * 2, ranks, cluster)
+    assert cost.comm_s == pytest.approx((2 * 32 + 1) * ar + logits, rel=1e-12)
+    assert cost.weight_bytes == pytest.approx(
+        forward_time(llama(), GPU, decode_kv_lens=(100,)).weight_bytes / 2, rel=1e-3)

@@ -14,7 +14,8 @@ that some token was routed to are read: ``E * (1 - (1 - k/E)^T)`` of them in exp
 uniform routing (``sim.costs.moe.expected_experts_touched``). With ``ep > 1`` the given batch is
 one data-parallel attention replica's; ``ep`` such replicas run in lockstep and share experts.
 
-Pipeline parallelism: one iteration passes through the ``pp`` stages in turn, so its latency
+Pipeline parallelism (stages as in training: the first ``n_layers % pp`` stages hold one extra
+layer): one iteration passes through the ``pp`` stages in turn, so its latency
 is the sum of the stages plus ``pp-1`` activation sends; ``stage_time_s`` (the slowest stage)
 bounds the throughput when iterations are pipelined.
 
@@ -33,6 +34,7 @@ from hardware.types import Accelerator
 from sim.costs.attention import attention_core_flops, head_dims
 from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer, linear_state_bytes
 from sim.costs.lowering import dtype_bytes, lower_embedding, lower_head, lower_layer
+from sim.costs.memory import layers_on_stage
 from sim.costs.moe import expected_experts_touched
 from sim.costs.timing import op_time, op_time_parts
 from sim.errors import ConfigError
@@ -159,9 +161,10 @@ def _layer_kinds(model: ModelConfig, pp: int) -> dict[int, list[int]]:
     """A representative layer of each kind (dense, MoE) -> how many of it each stage holds."""
     kinds: dict[bool, int] = {}
     counts: dict[int, list[int]] = {}
-    for layer in range(model.n_layers):
-        rep = kinds.setdefault(model.is_moe_layer(layer), layer)
-        counts.setdefault(rep, [0] * pp)[layer * pp // model.n_layers] += 1
+    for stage in range(pp):
+        for layer in layers_on_stage(model.n_layers, pp, stage):
+            rep = kinds.setdefault(model.is_moe_layer(layer), layer)
+            counts.setdefault(rep, [0] * pp)[stage] += 1
     return counts
 
 
@@ -190,8 +193,8 @@ def forward_time(model: ModelConfig, cluster_or_accelerator, *, tp: int = 1, pp:
     tokens = sum(q for q, _ in seqs)
     if tokens == 0:
         return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
-    if model.n_layers % pp:
-        raise ConfigError(f"pp={pp} must divide n_layers={model.n_layers}")
+    if not 1 <= pp <= model.n_layers:
+        raise ConfigError(f"pp={pp} must be between 1 and n_layers={model.n_layers}")
     plan = ParallelPlan(tp=tp, pp=pp, dp=ep, ep=ep, dtype=dtype, global_batch=ep)
     db, pricer = dtype_bytes(dtype), _Pricer(cluster, acc, plan, dtype)
     acc_ = _Sum(pp)

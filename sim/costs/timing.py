@@ -8,7 +8,7 @@ by the accelerator's ``EfficiencyModel``: GEMMs (and routers) by the saturating
 ``matmul_efficiency(F)`` (small GEMMs are launch- and tile-bound), fused attention by
 ``attention_max``, HBM streaming by ``memory_bandwidth``. Non-GEMM math (norms, activations,
 softmax, embedding) runs on the vector units, whose throughput is the chip's non-tensor FP32
-peak (``peak_flops["fp32"]``) when the catalog lists it. Each launch adds ``kernel_overhead_s``.
+peak (``peak_flops["fp32"]``) when the catalog lists it. Each op adds one ``kernel_overhead_s``.
 Communication ops are priced by ``sim.costs.comm.collective_time`` over the cluster instead.
 """
 
@@ -49,9 +49,11 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float,
 
 def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
     """Seconds for ``op`` (all ``op.count`` repetitions): roofline max of compute and memory
-    time, plus one kernel launch overhead per repetition (Williams et al. 2009)."""
+    time (Williams et al. 2009), plus one kernel launch overhead. Repetitions (the experts of
+    a rank) run as one grouped kernel (Gale et al. 2022, MegaBlocks), so they pay one launch
+    but keep the per-GEMM efficiency of their size."""
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
-    return op.count * (max(t_compute, t_memory) + accelerator.efficiency.kernel_overhead_s)
+    return op.count * max(t_compute, t_memory) + accelerator.efficiency.kernel_overhead_s
 
 
 def ops_time(ops, accelerator: Accelerator, dtype: str = "bf16") -> float:
