@@ -34,8 +34,11 @@ OVERLAPS = ("max", "sum")
 
 def resolve_plan(plan: ParallelPlan, n_gpus: int) -> ParallelPlan:
     """Return ``plan`` with dp filled in as n_gpus / (tp*pp*cp) when it was left 0."""
-    if plan.dp:
-        return plan
+    return plan if plan.dp else _resolve(plan, n_gpus)
+
+
+@lru_cache(maxsize=65536)
+def _resolve(plan: ParallelPlan, n_gpus: int) -> ParallelPlan:
     model_parallel = plan.tp * plan.pp * plan.cp
     if model_parallel <= 0 or n_gpus % model_parallel:
         raise PlanError(
@@ -47,11 +50,16 @@ def resolve_plan(plan: ParallelPlan, n_gpus: int) -> ParallelPlan:
 
 def validate_plan(model, plan: ParallelPlan, n_gpus: int) -> None:
     """Raise PlanError for the first constraint ``plan`` breaks; return None when legal."""
-    _validate_cached(model, plan, n_gpus)
+    _MODELS.setdefault(id(model), model)  # keep alive: its id() keys the cache
+    _validate_cached(id(model), plan, n_gpus)
 
 
-@lru_cache(maxsize=4096)
-def _validate_cached(model, plan, n_gpus) -> None:
+_MODELS: dict = {}
+
+
+@lru_cache(maxsize=65536)
+def _validate_cached(mkey, plan, n_gpus) -> None:
+    model = _MODELS[mkey]
     for check in (_check_enums, _check_positive, _check_world, _check_heads, _check_ffn,
                   _check_experts, _check_batch, _check_pipeline, _check_sequence, _check_zero):
         check(model, plan, n_gpus)

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from sim import __version__
 from sim.costs import analytic_layers as layers
-from sim.costs.analytic_comm import data_parallel_cost, pipeline_p2p_cost
+from sim.costs.analytic_comm import CommCost, data_parallel_parts, pipeline_p2p_cost
 from sim.costs.analytic_pipeline import bubble_time
 from sim.costs.analytic_result import TrainResult
 from sim.plan_validation import resolve_plan, stage_layers, validate_plan
@@ -124,7 +124,7 @@ def estimate_train(model, plan, cluster) -> TrainResult:
     v = plan.virtual_stages if plan.schedule == "interleaved" else 1
     stages = _stages(model, plan, cluster, _chunk_sizes(model.n_layers, plan.pp * v))
     memo: dict = {}
-    per_stage = [memo.get(id(s)) or memo.setdefault(id(s), _stage_step(plan, cluster, *s))
+    per_stage = [memo.get(id(s)) or memo.setdefault(id(s), _stage_step(plan, cluster, s))
                  for s in stages]
     slow = max(range(plan.pp), key=lambda i: per_stage[i]["total"])
     mf, hf = _flops(layers._ident(model), plan.micro_batch, plan.global_batch, plan.seq_len,
@@ -140,20 +140,36 @@ def _chunk_sizes(n_layers: int, chunks: int) -> tuple[int, ...]:
     return tuple(stage_layers(n_layers, chunks))
 
 
-def _stage_step(plan, cluster, cost, params) -> dict:
-    """Time components of one step on a stage (seconds)."""
-    m, acc = plan.n_microbatches, cluster.accelerator
-    dense, expert = params
-    shard = plan.dp * plan.cp if plan.zero >= 1 else 1  # distributed optimizer over dp x cp
-    opt_bytes = (dense + expert) / shard * _optimizer_bytes_per_param(plan.optimizer)
-    t_opt = opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
-    t_fwd, t_bwd = cost.fwd, cost.bwd_input + cost.bwd_weight + cost.recompute
-    dp = data_parallel_cost(plan, cluster, dense, expert, t_fwd, t_bwd)
-    per_mb_comm = cost.comm_exposed(plan.overlap)
-    bubble = bubble_time(plan.schedule, plan.pp, plan.virtual_stages,
-                         cost.fwd + cost.recompute, cost.bwd_input, cost.bwd_weight)
-    bubble *= (cost.compute + per_mb_comm) / cost.compute if cost.compute else 1.0
-    compute = m * cost.compute + t_opt
-    exposed = m * per_mb_comm + dp.exposed
+def _stage_step(plan, cluster, stage) -> dict:
+    """Time components of one step on a stage (seconds): the microbatch-independent parts
+    are cached, then scaled by the number of microbatches m."""
+    parts = _stage_parts(layers._ident(stage), layers._ident(cluster), plan.dp, plan.cp,
+                         plan.tp, plan.pp, plan.ep, plan.zero, plan.overlap, plan.schedule,
+                         plan.virtual_stages, plan.optimizer)
+    c_mb, comm_mb, t_opt, bubble, dp_fixed, dp_mb = parts
+    m = plan.n_microbatches
+    dp = CommCost(dp_fixed.total + m * dp_mb.total, dp_fixed.exposed + m * dp_mb.exposed)
+    compute = m * c_mb + t_opt
+    exposed = m * comm_mb + dp.exposed
     return {"compute": compute, "comm": exposed, "bubble": bubble, "dp": dp,
             "optimizer": t_opt, "total": compute + exposed + bubble}
+
+
+@lru_cache(maxsize=65536)
+def _stage_parts(skey, ckey, dp, cp, tp, pp, ep, zero, overlap, schedule, v, optimizer):
+    from sim.plan import ParallelPlan
+
+    (cost, (dense, expert)), cluster = layers._KEEP[skey], layers._KEEP[ckey]
+    plan = ParallelPlan(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, zero=zero, overlap=overlap,
+                        schedule=schedule, virtual_stages=v, optimizer=optimizer)
+    acc = cluster.accelerator
+    shard = dp * cp if zero >= 1 else 1  # distributed optimizer over dp x cp
+    opt_bytes = (dense + expert) / shard * _optimizer_bytes_per_param(optimizer)
+    t_opt = opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
+    t_bwd = cost.bwd_input + cost.bwd_weight + cost.recompute
+    dp_fixed, dp_mb = data_parallel_parts(plan, cluster, dense, expert, cost.fwd, t_bwd)
+    comm_mb = cost.comm_exposed(overlap)
+    bubble = bubble_time(schedule, pp, v, cost.fwd + cost.recompute, cost.bwd_input,
+                         cost.bwd_weight)
+    bubble *= (cost.compute + comm_mb) / cost.compute if cost.compute else 1.0
+    return cost.compute, comm_mb, t_opt, bubble, dp_fixed, dp_mb

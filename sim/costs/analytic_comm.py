@@ -63,33 +63,51 @@ def _hide(t: float, last: float, window: float, overlap: str) -> float:
     return t if overlap == "sum" else max(last, t - window)
 
 
-def _sync_one(plan, cluster, params: float, ranks, t_fwd: float, t_bwd: float) -> CommCost:
-    gb, m, z, ov = plan.optimizer.grad_bytes, plan.n_microbatches, plan.zero, plan.overlap
-    size = params * gb
-    bucket = bucket_bytes(len(ranks), gb)
+@lru_cache(maxsize=65536)
+def _sync_parts(zero: int, overlap: str, grad_bytes: int, params: float, ranks: tuple,
+                ckey: int, t_fwd: float, t_bwd: float) -> tuple[CommCost, CommCost]:
+    """(once per step, per microbatch) parts of one parameter set's DP sync."""
+    cluster = _CLUSTERS[ckey]
+    size, bucket, ov = params * grad_bytes, bucket_bytes(len(ranks), grad_bytes), overlap
     ar, ar_last = bucketed_time("all_reduce", size, ranks, cluster, bucket)
     rs, rs_last = bucketed_time("reduce_scatter", size, ranks, cluster, bucket)
     ag, ag_last = bucketed_time("all_gather", size, ranks, cluster, bucket)
-    if z == 0:
-        return CommCost(ar, _hide(ar, ar_last, t_bwd, ov))
-    if z == 1:
-        return CommCost(rs + ag, _hide(rs, rs_last, t_bwd, ov) + _hide(ag, ag_last, t_fwd, ov))
-    if z == 2:
-        return CommCost(m * rs + ag,
-                        m * _hide(rs, rs_last, t_bwd, ov) + _hide(ag, ag_last, t_fwd, ov))
-    per_mb = _hide(ag, ag_last, t_fwd, ov) + _hide(ag + rs, rs_last, t_bwd, ov)
-    return CommCost(m * (2 * ag + rs), m * per_mb)
+    none = CommCost(0.0, 0.0)
+    if zero == 0:
+        return CommCost(ar, _hide(ar, ar_last, t_bwd, ov)), none
+    gather = CommCost(ag, _hide(ag, ag_last, t_fwd, ov))
+    scatter = CommCost(rs, _hide(rs, rs_last, t_bwd, ov))
+    if zero == 1:
+        return CommCost(rs + ag, scatter.exposed + gather.exposed), none
+    if zero == 2:
+        return gather, scatter
+    exposed = _hide(ag, ag_last, t_fwd, ov) + _hide(ag + rs, rs_last, t_bwd, ov)
+    return none, CommCost(2 * ag + rs, exposed)
+
+
+def data_parallel_parts(plan, cluster, dense_params: float, expert_params: float,
+                        t_fwd: float, t_bwd: float) -> tuple[CommCost, CommCost]:
+    """Gradient/weight sync of one rank holding ``dense_params`` + ``expert_params`` (already
+    divided by tp/ep), as (once per step, per microbatch); ``t_fwd``/``t_bwd`` are one
+    microbatch's pass times on its stage (the compute that hides the sync)."""
+    args = (plan.zero, plan.overlap, plan.optimizer.grad_bytes)
+    ck = _ckey(cluster)
+    fixed, per_mb = _sync_parts(*args, dense_params, tuple(group_ranks(plan, "dp_cp")), ck,
+                                t_fwd, t_bwd)
+    if expert_params > 0:
+        f2, m2 = _sync_parts(*args, expert_params, tuple(group_ranks(plan, "edp")), ck,
+                             t_fwd, t_bwd)
+        fixed = CommCost(fixed.total + f2.total, fixed.exposed + f2.exposed)
+        per_mb = CommCost(per_mb.total + m2.total, per_mb.exposed + m2.exposed)
+    return fixed, per_mb
 
 
 def data_parallel_cost(plan, cluster, dense_params: float, expert_params: float,
                        t_fwd: float, t_bwd: float) -> CommCost:
-    """Gradient/weight sync of one rank holding ``dense_params`` + ``expert_params`` (already
-    divided by tp/ep); ``t_fwd``/``t_bwd`` are one microbatch's pass times on its stage."""
-    dense = _sync_one(plan, cluster, dense_params, group_ranks(plan, "dp_cp"), t_fwd, t_bwd)
-    if expert_params <= 0:
-        return dense
-    experts = _sync_one(plan, cluster, expert_params, group_ranks(plan, "edp"), t_fwd, t_bwd)
-    return CommCost(dense.total + experts.total, dense.exposed + experts.exposed)
+    """The whole step's DP sync: once-per-step part + m x the per-microbatch part."""
+    fixed, per_mb = data_parallel_parts(plan, cluster, dense_params, expert_params, t_fwd, t_bwd)
+    m = plan.n_microbatches
+    return CommCost(fixed.total + m * per_mb.total, fixed.exposed + m * per_mb.exposed)
 
 
 def p2p_message_bytes(model, plan) -> float:

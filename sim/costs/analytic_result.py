@@ -7,7 +7,7 @@ are SI (seconds, bytes, FLOPs); ``tflops_per_gpu`` is model FLOP/s per GPU / 1e1
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 BOTTLENECKS = ("compute", "communication", "bubble", "memory")
 
@@ -27,7 +27,12 @@ class TrainResult:
     time_breakdown_s: dict
     bottleneck: str
     inputs: tuple = ()  # (model, plan, cluster, version): config is built from them on demand
-    extras: dict = field(default_factory=dict)
+    internals: tuple = ()  # what the extras are built from, on demand (keeps sweeps fast)
+
+    @property
+    def extras(self) -> dict:
+        """Useful non-contract fields: communication by group, per-stage times, bubble."""
+        return _extras(*self.internals) if self.internals else {}
 
     @property
     def config(self) -> dict:
@@ -52,9 +57,10 @@ class TrainResult:
         breakdown = {"compute": s["compute"], "communication_exposed": s["comm"] + p2p.exposed,
                      "pipeline_bubble": s["bubble"]}
         step = sum(breakdown.values())
-        n, peak = cluster.n_gpus, cluster.accelerator.peak(plan.dtype)
+        n, acc = cluster.n_gpus, cluster.accelerator
+        peak = acc.peak(plan.dtype)
         mem = memory.to_dict()
-        fits = memory.total <= cluster.accelerator.memory_bytes
+        fits = memory.total <= acc.memory_bytes
         return cls(
             step_time_s=step,
             tokens_per_s=plan.global_batch * plan.seq_len / step,
@@ -67,7 +73,7 @@ class TrainResult:
             fits=fits, time_breakdown_s=breakdown,
             bottleneck=_bottleneck(breakdown, fits),
             inputs=(model, plan, cluster, version),
-            extras=_extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory),
+            internals=(plan, per_stage, slow, stage_costs, p2p, cluster, memory),
         )
 
 
