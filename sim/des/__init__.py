@@ -1,1 +1,12 @@
-"""Discrete-event training simulation (SimPy): see docs/design-des.md."""
+"""Discrete-event training simulation in SimPy (see docs/design-des.md).
+
+``simulate_train(model, plan, cluster, seed=..., trace=..., timeline=..., straggler=...)``
+simulates one training step: pipeline schedules, streams, shared links, collectives as
+algorithm steps, HBM over time. The cost model (``sim.costs``) prices every op; this package
+only schedules them.
+"""
+
+from sim.des.simulate import DesResult, simulate_train
+from sim.des.train import Straggler
+
+__all__ = ["DesResult", "Straggler", "simulate_train"]

@@ -17,7 +17,6 @@ recorded once with its op list and expanded into per-op rows only when a DataFra
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import simpy
@@ -113,7 +112,8 @@ class Record:
     flops: float
     mb: int
     pass_: str
-    ops: tuple = ()  # ((op, duration), ...) for a fused compute segment
+    ops: tuple = ()  # ((op, nominal seconds), ...) for a fused segment
+    slowdown: float = 1.0  # compute ops of the segment ran this much slower (straggler)
 
 
 class Recorder:
@@ -121,9 +121,9 @@ class Recorder:
         self.records: list[Record] = []
 
     def add(self, rank, stream, kind, name, start, end, nbytes=0.0, flops=0.0, mb=-1,
-            pass_="", ops=()):
+            pass_="", ops=(), slowdown=1.0):
         self.records.append(Record(rank, stream, kind, name, start, end, nbytes, flops, mb,
-                                   pass_, ops))
+                                   pass_, ops, slowdown))
 
     def rows(self):
         """Per-op rows: fused segments expanded into their ops, back to back."""
@@ -132,16 +132,23 @@ class Recorder:
                 yield (r.rank, r.stream, r.kind, r.name, r.start, r.end, r.nbytes, r.flops,
                        r.mb, r.pass_)
                 continue
-            t, scale = r.start, _scale(r)
+            t = r.start
             for op, dur in r.ops:
-                end = t + dur * scale
-                yield (r.rank, r.stream, op.kind, op.name, t, end, op.total_bytes,
-                       op.total_flops, r.mb, r.pass_)
+                end = t + (dur if op.is_comm else dur * r.slowdown)
+                yield (r.rank, op.group if op.is_comm else r.stream, op.kind, op.name, t, end,
+                       op.total_bytes, op.total_flops, r.mb, r.pass_)
                 t = end
 
-
-def _scale(r: Record) -> float:
-    """Stretch of a fused segment's nominal op times to its simulated span (straggler)."""
-    nominal = sum(d for _, d in r.ops)
-    span = r.end - r.start
-    return span / nominal if nominal > 0 and not math.isclose(span, nominal) else 1.0
+    def intervals(self):
+        """(rank, is_compute_stream, stream, start, end, pass) with fused segments split into
+        their compute and communication runs (cheaper than per-op rows)."""
+        for r in self.records:
+            if not r.ops or not any(op.is_comm for op, _ in r.ops):
+                yield (r.rank, r.stream == "compute", r.stream, r.start, r.end, r.pass_)
+                continue
+            t = r.start
+            for op, dur in r.ops:
+                end = t + (dur if op.is_comm else dur * r.slowdown)
+                stream = op.group if op.is_comm else r.stream
+                yield (r.rank, stream == "compute", stream, t, end, r.pass_)
+                t = end

@@ -38,6 +38,7 @@ class Hbm:
         self.peak = 0.0
         self.oom: OomEvent | None = None
         self.by_kind: dict[str, float] = {}
+        self.by_kind_peak: dict[str, float] = {}
 
     @property
     def in_use(self) -> float:
@@ -54,6 +55,7 @@ class Hbm:
             self.container.put(fit)
         self.overflow += nbytes - fit
         self.by_kind[kind] = self.by_kind.get(kind, 0.0) + nbytes
+        self.by_kind_peak[kind] = max(self.by_kind_peak.get(kind, 0.0), self.by_kind[kind])
         self._sample(what)
 
     def free(self, nbytes: float, what: str, kind: str = "other") -> None:

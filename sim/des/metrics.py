@@ -11,6 +11,8 @@ Per rank, the step ``[0, T]`` is split into four disjoint parts:
 
 ``bubble_fraction`` is the mean over ranks of ``bubble_s / T_pipe``; with equal stages and free
 sends it is (p-1)/(m+p-1) for GPipe and 1F1B (Narayanan et al. 2021, Sec. 2.2).
+The accounting works on *intervals* (fused segments split only into their compute and
+communication runs); ``ops_frame`` expands every op for export and charts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 OP_COLUMNS = ["rank", "stream", "kind", "name", "start", "end", "bytes", "flops", "mb", "pass"]
+IV_COLUMNS = ["rank", "compute", "stream", "start", "end", "pass"]
 PIPELINE_PASSES = ("F", "B", "W")
 
 
@@ -28,52 +31,70 @@ def ops_frame(recorder) -> pd.DataFrame:
     return df.sort_values(["start", "rank", "stream"], kind="stable").reset_index(drop=True)
 
 
-def _union(starts: np.ndarray, ends: np.ndarray) -> list[tuple[float, float]]:
+def intervals_frame(recorder) -> pd.DataFrame:
+    return pd.DataFrame(list(recorder.intervals()), columns=IV_COLUMNS)
+
+
+def _union(starts, ends) -> tuple[np.ndarray, np.ndarray]:
+    """Merged, sorted intervals of the union (vectorised sweep)."""
+    starts, ends = np.asarray(starts, float), np.asarray(ends, float)
+    if starts.size == 0:
+        return starts, ends
     order = np.argsort(starts, kind="stable")
-    merged: list[list[float]] = []
-    for s, e in zip(starts[order], ends[order], strict=True):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    return [(a, b) for a, b in merged]
+    s, e = starts[order], ends[order]
+    reach = np.maximum.accumulate(e)
+    new = np.ones(s.size, bool)
+    new[1:] = s[1:] > reach[:-1]
+    idx = np.flatnonzero(new)
+    return s[idx], np.maximum.reduceat(e, idx)
 
 
-def _length(intervals, lo: float = -np.inf, hi: float = np.inf) -> float:
-    return float(sum(max(0.0, min(b, hi) - max(a, lo)) for a, b in intervals))
+def _length(iv, lo: float = -np.inf, hi: float = np.inf) -> float:
+    s, e = iv
+    return float(np.clip(np.minimum(e, hi) - np.maximum(s, lo), 0, None).sum())
 
 
-def _minus(a_ivs, b_ivs) -> float:
-    """Length of the union ``a`` minus the union ``b``."""
-    both = _union(np.array([x for x, _ in a_ivs + b_ivs]), np.array([y for _, y in a_ivs + b_ivs]))
-    return _length(both) - _length(b_ivs)
+def _minus(a, b) -> float:
+    """Length of union ``a`` minus union ``b``."""
+    both = _union(np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]))
+    return _length(both) - _length(b)
 
 
-def pipeline_end(ops: pd.DataFrame) -> float:
-    pipe = ops[(ops.stream == "compute") & ops["pass"].isin(PIPELINE_PASSES)]
+def _iv(df: pd.DataFrame):
+    return _union(df.start.to_numpy(), df.end.to_numpy())
+
+
+def pipeline_end(iv: pd.DataFrame) -> float:
+    pipe = iv[iv.compute & iv["pass"].isin(PIPELINE_PASSES)]
     return float(pipe.end.max()) if len(pipe) else 0.0
 
 
-def per_rank(ops: pd.DataFrame, step_time: float, peaks: dict[int, float]) -> pd.DataFrame:
-    t_pipe = pipeline_end(ops)
+def per_rank(iv: pd.DataFrame, step_time: float, peaks: dict[int, float]) -> pd.DataFrame:
+    t_pipe = pipeline_end(iv)
     rows = []
-    for rank, g in ops.groupby("rank", sort=True):
-        comp = g[g.stream == "compute"]
-        comm = g[g.stream != "compute"]
-        c_iv = _union(comp.start.to_numpy(), comp.end.to_numpy()) if len(comp) else []
-        m_iv = _union(comm.start.to_numpy(), comm.end.to_numpy()) if len(comm) else []
-        busy = _union(np.array([a for a, _ in c_iv + m_iv]), np.array([b for _, b in c_iv + m_iv]))
+    for rank, g in iv.groupby("rank", sort=True):
+        c_iv, m_iv = _iv(g[g.compute]), _iv(g[~g.compute])
+        busy = _iv(g)
         compute, exposed = _length(c_iv), _minus(m_iv, c_iv)
         bubble = t_pipe - _length(busy, 0.0, t_pipe)
         rows.append({"rank": int(rank), "compute_s": compute, "comm_exposed_s": exposed,
-                     "bubble_s": bubble, "idle_s": max(0.0, step_time - compute - exposed - bubble),
+                     "bubble_s": bubble,
+                     "idle_s": max(0.0, step_time - compute - exposed - bubble),
                      "peak_memory_bytes": float(peaks.get(int(rank), 0.0))})
     return pd.DataFrame(rows)
 
 
-def bubble_fraction(ops: pd.DataFrame) -> float:
-    t_pipe = pipeline_end(ops)
+def bubble_fraction(iv: pd.DataFrame) -> float:
+    t_pipe = pipeline_end(iv)
     if t_pipe <= 0:
         return 0.0
-    ranks = per_rank(ops, t_pipe, {})
+    ranks = per_rank(iv, t_pipe, {})
     return float((ranks.bubble_s / t_pipe).mean())
+
+
+def exposed(iv: pd.DataFrame, stream: str) -> float:
+    """Seconds ``stream`` runs while the compute stream of the same rank is idle."""
+    comm = iv[iv.stream == stream]
+    if comm.empty:
+        return 0.0
+    return _minus(_iv(comm), _iv(iv[iv.compute]))

@@ -1,8 +1,10 @@
 """Links as shared resources: flow-level bandwidth sharing on the cluster's topology.
 
 A transfer is a *flow* of ``nbytes`` over a path of links (``cluster.path_links(a, b)``). It
-first waits its latency (alpha, the summed per-hop latency) and then streams. While it streams
-it has a rate, recomputed whenever a flow joins or leaves one of its links:
+takes its latency (alpha, the summed per-hop latency) and then streams; it is counted on its
+links from the start (holding a link during the few microseconds of alpha is the one
+approximation, and saves an event per transfer). While it streams it has a rate, recomputed
+whenever a flow joins or leaves one of its links:
 
     rate_i = min(cap_i, min over links l on i's path of  bandwidth_l / n_l)
 
@@ -43,6 +45,7 @@ class Flow:
     cap: float
     done: simpy.Event
     remaining: float = 0.0
+    latency: float = 0.0  # latency still to elapse before the bytes move
     rate: float = 0.0
     since: float = 0.0
     version: int = 0
@@ -71,16 +74,15 @@ class Fabric:
 
     def transfer(self, nbytes: float, links, latency: float = 0.0, cap: float = math.inf,
                  tag: Any = None):
-        """SimPy process: wait ``latency`` then stream ``nbytes`` over ``links``."""
-        if latency > 0:
-            yield self.env.timeout(latency)
-        if nbytes <= 0:
-            return
+        """SimPy process body: ``latency`` then ``nbytes`` over ``links`` at the shared rate."""
         links = tuple(links)
-        if not links and math.isinf(cap):
+        if nbytes <= 0 or (not links and math.isinf(cap)):
+            if latency > 0:
+                yield self.env.timeout(latency)
             return
         self._seq += 1
-        flow = Flow(nbytes, links, cap, self.env.event(), remaining=nbytes, seq=self._seq, tag=tag)
+        flow = Flow(nbytes, links, cap, self.env.event(), remaining=nbytes, latency=latency,
+                    seq=self._seq, tag=tag)
         self._join(flow)
         yield flow.done
 
@@ -112,11 +114,11 @@ class Fabric:
     def _reschedule(self, flows: set[Flow]) -> None:
         now = self.env.now
         for flow in sorted(flows, key=lambda f: f.seq):  # deterministic event order
-            if now > flow.since:
-                flow.remaining -= flow.rate * (now - flow.since)
+            _advance(flow, now)
             flow.since, flow.rate = now, self._rate(flow)
             flow.version += 1
-            eta = 0.0 if math.isinf(flow.rate) else max(flow.remaining, 0.0) / flow.rate
+            eta = flow.latency + (0.0 if math.isinf(flow.rate)
+                                  else max(flow.remaining, 0.0) / flow.rate)
             timer = self.env.timeout(eta)
             timer.callbacks.append(self._finisher(flow, flow.version))
 
@@ -128,3 +130,14 @@ class Fabric:
             self._leave(flow)
             flow.done.succeed()
         return finish
+
+
+def _advance(flow: Flow, now: float) -> None:
+    """Spend the time since the last change: latency first, then bytes at the old rate."""
+    dt = now - flow.since
+    if dt <= 0:
+        return
+    lat = min(flow.latency, dt)
+    flow.latency -= lat
+    if dt > lat and flow.rate > 0:
+        flow.remaining -= flow.rate * (dt - lat)

@@ -30,14 +30,15 @@ class Segment:
 
     kind: str  # "compute" | "comm" | "ring_attention"
     name: str
-    duration: float = 0.0  # compute: nominal seconds
-    ops: tuple = ()  # ((Op, seconds), ...)
+    duration: float = 0.0  # compute: nominal seconds of compute (scaled by a straggler)
+    ops: tuple = ()  # ((Op, seconds), ...); comm ops inside are uncontended collectives
     flops: float = 0.0
     nbytes: float = 0.0  # comm: payload per rank (NCCL size)
     collective: str | None = None
     stream: str = "compute"
     ranks: tuple = ()
     layer: int = -1
+    comm_s: float = 0.0  # seconds of fused uncontended collectives (not straggler-scaled)
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
@@ -86,32 +87,41 @@ class PipelineRun:
         label = f"{task.kind}{task.mb}.c{task.chunk}"
         if task.kind == "F":
             gpu.hbm.alloc(act, f"activations {label}", "activations")
-        last_mb = task.mb == self.work.n_microbatches - 1
-        for layer, segs in self.work.task_segments(vs, task.kind, task.mb):
-            if self.dp is not None:
-                yield from self.dp.before_layer(s, layer, task)
+        hooks = self.dp is not None and self.dp.needs_hooks(task)
+        parts = self.work.task_segments(vs, task.kind, task.mb, merged=not hooks)
+        order = [part for part, _ in parts]
+        for part, segs in parts:
+            if hooks:
+                yield from self.dp.before_layer(s, part, task, order)
             for seg in segs:
                 yield from self.run_segment(gpu, seg, task)
-            if self.dp is not None and last_mb and self.work.grads_in(task.kind):
-                self.dp.grad_ready(s, layer)
+            if hooks:
+                launched = self.dp.after_layer(s, part, task)
+                if self.overlap == "sum" and launched:
+                    yield self.env.all_of(launched)
         if task.kind == self.work.frees_activations_at:
             gpu.hbm.free(act, f"activations {label}", "activations")
 
     def run_segment(self, gpu, seg: Segment, task: Task):
         start = self.env.now
         if seg.kind == "compute":
-            yield self.env.timeout(seg.duration * gpu.slowdown)
+            yield self.env.timeout(seg.duration * gpu.slowdown + seg.comm_s)
         elif seg.kind == "ring_attention":
             yield from self._ring_attention(gpu, seg)
         else:
             yield from self.net.collective(seg.collective, seg.nbytes, seg.ranks)
         self.rec.add(gpu.rank, seg.stream, seg.kind, seg.name, start, self.env.now,
-                     seg.nbytes, seg.flops, task.mb, task.kind, seg.ops)
+                     seg.nbytes, seg.flops, task.mb, task.kind, seg.ops, gpu.slowdown)
 
     def _ring_attention(self, gpu, seg: Segment):
         """Ring attention (Liu et al. 2023, Sec. 3): cp blocks; block i's attention overlaps
         the send of the next KV block to the ring neighbour."""
         cp, kv_bytes = len(seg.ranks), seg.nbytes
+        if self.overlap == "sum":  # no overlap: the exchange, then the attention
+            for _ in range(cp - 1):
+                yield from self.net.collective("send_recv", kv_bytes / (cp - 1), seg.ranks)
+            yield self.env.timeout(seg.duration * gpu.slowdown)
+            return
         block = seg.duration * gpu.slowdown / cp
         for i in range(cp):
             waits = [self.env.timeout(block)]

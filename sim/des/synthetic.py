@@ -29,7 +29,7 @@ class UniformWork:
     def activation_bytes(self, vs):
         return self.act
 
-    def task_segments(self, vs, kind, mb):
+    def task_segments(self, vs, kind, mb, merged=False):
         name = f"{kind} vs{vs}"
         return [(vs, [Segment("compute", name, duration=self.times[kind])])]
 
@@ -67,4 +67,4 @@ def run_uniform(schedule: str, p: int, m: int, v: int = 1, t_fwd: float = 1.0,
 
 def bubble_fraction(schedule: str, p: int, m: int, v: int = 1, **kw) -> float:
     rec, _ = run_uniform(schedule, p, m, v, **kw)
-    return metrics.bubble_fraction(metrics.ops_frame(rec))
+    return metrics.bubble_fraction(metrics.intervals_frame(rec))
