@@ -93,9 +93,15 @@ def kv_cases(names=("tiny-gpt", "tiny-llama", "tiny-mqa", "tiny-mla"), batch: in
     return rows
 
 
-def activation_cases(names=("tiny-gpt", "tiny-llama", "tiny-mqa"), batch: int = 2,
-                     seq: int = 64) -> list[Case]:
-    """One layer, bf16, micro-batch ``batch`` x ``seq``, no and full recomputation."""
+ACTIVATION_MODELS = ("tiny-gpt", "tiny-llama", "tiny-mqa", "tiny-moe", "tiny-swa", "tiny-dilated",
+                     "tiny-mla", "tiny-linear")
+UNMODELLED = {"tiny-linear": "the simulator's activation model has no linear-attention term "
+                             "(the reference keeps the per-token d x d prefix states)"}
+
+
+def activation_cases(names=ACTIVATION_MODELS, batch: int = 2, seq: int = 64) -> list[Case]:
+    """One layer, bf16, micro-batch ``batch`` x ``seq``, no and full recomputation. Rows for
+    configurations the simulator does not model yet are ``info`` (reported, not checked)."""
     from sim.costs.memory import activation_bytes_per_layer
     from sim.validation.measure import measure_layer_activations
 
@@ -107,9 +113,10 @@ def activation_cases(names=("tiny-gpt", "tiny-llama", "tiny-mqa"), batch: int = 
                                 recompute=recompute, flash_attention=False)
             predicted = activation_bytes_per_layer(cfg, plan, reference="clustersim")
             measured = measure_layer_activations(cfg, 0, batch, seq, recompute)
+            note = UNMODELLED.get(name, "") if recompute == "none" else ""
             rows.append(Case(f"{name} recompute={recompute}", "activation_bytes_per_layer",
-                             float(predicted), measured, kind="tolerance",
-                             tolerance=ACTIVATION_TOLERANCE))
+                             float(predicted), measured, kind="info" if note else "tolerance",
+                             tolerance=ACTIVATION_TOLERANCE, note=note))
     return rows
 
 

@@ -1,0 +1,132 @@
+"""Timing validation of training: real steps of the reference model vs ``estimate_train``.
+
+A step is forward, cross-entropy loss, backward and an AdamW update, in fp32 on one worker
+with the calibrated thread count; the measured figure is the median of ``repeats`` steps
+after two warm-up steps. The prediction is ``sim.costs.analytic.estimate_train`` for the same
+model and a single-rank plan (fp32 weights and gradients, two fp32 Adam moments, no master
+copy, eager attention: ``flash_attention=False``) on the calibrated profile. MoE configs are
+dropless: the reference computes only routed tokens, and with a capacity factor the
+simulator's hardware FLOPs include padding that the reference does not execute.
+
+The data-parallel case runs the same step in 2 gloo processes with a bucketed gradient
+all-reduce and compares with ``estimate_train`` at dp=2 (communication included,
+``overlap="sum"``: the reference reduces after backward, without overlap).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from sim.model import get_model
+from sim.model.config import ModelConfig, MoEConfig
+from sim.plan import OptimizerConfig, ParallelPlan
+from sim.validation.cases import Case
+
+FP32_ADAM = OptimizerConfig(weight_bytes=4, grad_bytes=4, master_bytes=0, moment_bytes=8)
+
+
+@dataclass(frozen=True)
+class TrainCase:
+    name: str
+    model: ModelConfig
+    batch: int
+    seq: int
+    recompute: str = "none"
+
+
+def _dense(base: str, hidden: int, layers: int, ffn: int, heads: int = 4, kv: int | None = None,
+           vocab: int = 1024) -> ModelConfig:
+    cfg = get_model(base)
+    kv = kv or (heads if cfg.n_kv_heads == cfg.n_heads else heads // 2)
+    return dataclasses.replace(cfg, name=f"{base}-h{hidden}-l{layers}", vocab_size=vocab,
+                               hidden=hidden, n_layers=layers, n_heads=heads, n_kv_heads=kv,
+                               head_dim=hidden // heads, ffn_hidden=ffn)
+
+
+def _moe(hidden: int, layers: int, experts: int, top_k: int, shared: int = 0) -> ModelConfig:
+    cfg = _dense("tiny-llama", hidden, layers, 2 * hidden)
+    moe = MoEConfig(n_experts=experts, top_k=top_k, expert_ffn_hidden=hidden,
+                    n_shared_experts=shared)
+    return dataclasses.replace(cfg, name=f"moe-h{hidden}-e{experts}k{top_k}s{shared}", moe=moe)
+
+
+def training_grid(quick: bool = False) -> list[TrainCase]:
+    """>= 12 configs varying layers, hidden, sequence, batch, experts, top-k, recompute."""
+    if quick:
+        return [TrainCase("llama h64", _dense("tiny-llama", 64, 2, 176), 2, 32),
+                TrainCase("gpt h64", _dense("tiny-gpt", 64, 2, 256), 2, 32),
+                TrainCase("moe e4k2", _moe(64, 2, 4, 2), 2, 32),
+                TrainCase("llama h64 full-recompute", _dense("tiny-llama", 64, 2, 176), 2, 32,
+                          "full")]
+    llama = _dense("tiny-llama", 256, 2, 688)
+    return [
+        TrainCase("llama h128 l2", _dense("tiny-llama", 128, 2, 344), 4, 128),
+        TrainCase("llama h256 l2", llama, 4, 128),
+        TrainCase("llama h256 l4", _dense("tiny-llama", 256, 4, 688), 4, 128),
+        TrainCase("llama h256 s256 b2", llama, 2, 256),
+        TrainCase("llama h256 s64 b8", llama, 8, 64),
+        TrainCase("llama h384 l2", _dense("tiny-llama", 384, 2, 1024, heads=6), 2, 128),
+        TrainCase("llama h256 full-recompute", llama, 4, 128, "full"),
+        TrainCase("gpt h256 l2", _dense("tiny-gpt", 256, 2, 1024), 4, 128),
+        TrainCase("gpt h256 l4 full-recompute", _dense("tiny-gpt", 256, 4, 1024), 2, 128, "full"),
+        TrainCase("moe h256 e4 k2", _moe(256, 2, 4, 2), 4, 128),
+        TrainCase("moe h256 e8 k2", _moe(256, 2, 8, 2), 4, 128),
+        TrainCase("moe h256 e8 k1 +shared", _moe(256, 2, 8, 1, shared=1), 4, 128),
+        TrainCase("moe h256 e4 k2 full-recompute", _moe(256, 2, 4, 2), 4, 128, "full"),
+    ]
+
+
+def train_plan(case: TrainCase, dp: int = 1, overlap: str = "max") -> ParallelPlan:
+    return ParallelPlan(dp=dp, micro_batch=case.batch, global_batch=case.batch * dp,
+                        seq_len=case.seq, recompute=case.recompute, dtype="fp32",
+                        flash_attention=False, optimizer=FP32_ADAM, overlap=overlap)
+
+
+def make_step(case: TrainCase, device: str = "cpu", seed: int = 0):
+    """A closure running one real training step (forward, loss, backward, AdamW)."""
+    from sim.validation.measure import tokens
+    from sim.validation.reference import build_model
+
+    model = build_model(case.model, device=device)
+    model.recompute = case.recompute
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    tok = tokens(case.model, case.batch, case.seq + 1, seed=seed, device=device)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(tok[:, :-1])
+        F.cross_entropy(logits.flatten(0, 1), tok[:, 1:].flatten()).backward()
+        opt.step()
+
+    return step, model
+
+
+def measure_train(case: TrainCase, device: str, repeats: int) -> float:
+    from sim.validation.calibrate import median_time
+
+    step, _ = make_step(case, device)
+    return median_time(step, device, repeats=repeats, warmup=2)
+
+
+def predict_train(case: TrainCase, system, dp: int = 1, overlap: str = "max") -> float:
+    from hardware import Cluster
+    from sim.costs.analytic import estimate_train
+
+    cluster = Cluster.for_gpus(system, dp)
+    return estimate_train(case.model, train_plan(case, dp, overlap), cluster).step_time_s
+
+
+def training_cases(system, device: str = "cpu", quick: bool = False, repeats: int = 5,
+                   progress=None) -> list[Case]:
+    rows = []
+    for case in training_grid(quick):
+        measured = measure_train(case, device, repeats)
+        rows.append(Case(case.name, "train_step_s", predict_train(case, system), measured,
+                         kind="timing"))
+        if progress:
+            progress(case.name)
+    return rows
