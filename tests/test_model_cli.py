@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,7 +13,6 @@ from sim.cli.main import main
 from sim.model import get_model, list_models
 
 HF_DIR = Path(__file__).parent / "data" / "hf"
-HAS_MEMORY = importlib.util.find_spec("sim.costs.memory") is not None
 
 
 def run_json(capsys, *argv) -> dict:
@@ -77,11 +75,13 @@ def test_mixtral_active_compute_is_close_to_a_13b_dense_model(capsys):
     assert abs(moe / dense - 1) < 0.05
 
 
-@pytest.mark.xfail(not HAS_MEMORY, strict=True,
-                   reason="sim.costs.memory.kv_cache_bytes_per_token is not in the tree yet")
-def test_show_reports_kv_cache_bytes_per_token(capsys):
-    doc = run_json(capsys, "model", "show", "llama3-8b")
-    assert doc["kv_cache_bytes_per_token"] == 2 * 32 * 8 * 128 * 2  # K,V x layers x kv_dim x bf16
+@pytest.mark.parametrize(("name", "expected"), [
+    ("llama3-8b", 2 * 32 * 8 * 128 * 2),  # K and V x layers x kv heads x head_dim x bf16
+    ("llama2-7b", 2 * 32 * 32 * 128 * 2),  # MHA: 4x the GQA cache of llama3-8b
+    ("deepseek-v3", 61 * (512 + 64) * 2),  # MLA latent + decoupled RoPE key (V2 Sec. 2.1.2)
+])
+def test_show_reports_kv_cache_bytes_per_token(capsys, name, expected):
+    assert run_json(capsys, "model", "show", name)["kv_cache_bytes_per_token"] == expected
 
 
 def test_show_accepts_a_hugging_face_config_directory(capsys):
@@ -93,6 +93,7 @@ def test_show_text_table_is_readable(capsys):
     assert main(["model", "show", "mixtral-8x7b"]) == 0
     out = capsys.readouterr().out
     assert "46,702,792,704" in out and "8 routed (top-2), 0 shared, 32 MoE layers" in out
+    assert "KV cache/token (bf16)     128.00 KiB" in out  # 2 x 32 x 8 x 128 x 2 bytes
 
 
 def test_unknown_model_exits_2_with_suggestion_and_empty_stdout(capsys):

@@ -89,12 +89,7 @@ def _flops(model, seq: int) -> dict:
 
 
 def _kv_cache(model) -> dict:
-    try:
-        from sim.costs.memory import kv_cache_bytes_per_token
-    except ModuleNotFoundError as exc:  # the memory model is not in this checkout yet
-        if exc.name != "sim.costs.memory":
-            raise
-        return {}
+    from sim.costs.memory import kv_cache_bytes_per_token
 
     return {"kv_cache_bytes_per_token": kv_cache_bytes_per_token(model, dtype_bytes=2),
             "kv_cache_dtype": "bf16"}
@@ -136,8 +131,7 @@ def run_show(args) -> int:
         ("attention", arch["attention"]), ("ffn", arch["ffn"]), ("norm", arch["norm"]),
         ("position", arch["position"]),
         (f"fwd FLOPs/token (S={doc['seq']})", f"{doc['flops_per_token_forward'] / 1e9:.3f} G"),
-        ("KV cache/token (bf16)", fmt_bytes(doc["kv_cache_bytes_per_token"])
-         if "kv_cache_bytes_per_token" in doc else "n/a (sim.costs.memory missing)"),
+        ("KV cache/token (bf16)", fmt_bytes(doc["kv_cache_bytes_per_token"])),
         ("source", doc["source"]),
     ]
     if arch["moe"]:
