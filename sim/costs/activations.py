@@ -35,6 +35,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
+from sim.costs._ids import ident, obj
 from sim.costs.attention import head_dims
 from sim.costs.flops import expert_slots
 from sim.costs.lowering_io import dtype_bytes
@@ -116,8 +117,8 @@ class _Key(NamedTuple):
 
 
 @lru_cache(maxsize=16384)
-def _per_layer(model: ModelConfig, moe_layer: bool, s: int, b: int, k: _Key,
-               reference: str) -> float:
+def _per_layer(mk: int, moe_layer: bool, s: int, b: int, k: _Key, reference: str) -> float:
+    model = obj(mk)
     if reference == "korthikanti":
         return _korthikanti(model, s, b, k.tp, k.sp, k.recompute, k.flash)
     return _clustersim(model, moe_layer, s, b, k)
@@ -134,5 +135,5 @@ def activation_bytes_per_layer(model: ModelConfig, plan: ParallelPlan,
     layer = model.n_layers - 1 if layer is None else layer
     key = _Key(plan.tp, plan.ep, plan.sequence_parallel and plan.tp > 1, plan.recompute,
                plan.flash_attention, plan.dtype)
-    return _per_layer(model, model.is_moe_layer(layer), plan.seq_len // plan.cp,
+    return _per_layer(ident(model), model.is_moe_layer(layer), plan.seq_len // plan.cp,
                       plan.micro_batch, key, reference)

@@ -35,6 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
+from sim.costs._ids import ident, obj
 from sim.costs.attention import (
     attention_backward_factor,
     attention_core_flops,
@@ -276,6 +277,17 @@ def recompute_flops(model: ModelConfig, shape: Shape, recompute: str, *, flash: 
     raise ConfigError(f"recompute='{recompute}' is not one of none, selective, full")
 
 
+@lru_cache(maxsize=65536)
+def _microbatch_flops(mk: int, mb: int, seq: int, mode: str, flash: bool, recompute: bool,
+                      causal_halving: bool, convention: str, padding: bool) -> FlopBreakdown:
+    model, shape = obj(mk), Shape(mb, seq, "train")
+    kw = dict(causal_halving=causal_halving, convention=convention, padding=padding)
+    one = forward_flops(model, shape, **kw) + backward_flops(model, shape, flash=flash, **kw)
+    if recompute:
+        one += recompute_flops(model, shape, mode, flash=flash, **kw)
+    return one
+
+
 def step_flops(model: ModelConfig, plan: ParallelPlan, *, recompute: bool = True,
                causal_halving: bool = True, convention: str = "clustersim",
                padding: bool | None = None, include: tuple[str, ...] | None = None
@@ -283,12 +295,8 @@ def step_flops(model: ModelConfig, plan: ParallelPlan, *, recompute: bool = True
     """FLOPs of one training step (global batch): forward + backward (+ recomputation).
     MoE capacity is applied per micro-batch (each rank routes its own micro-batch)."""
     padding = recompute if padding is None else padding
-    shape = Shape(plan.micro_batch, plan.seq_len, "train")
-    kw = dict(causal_halving=causal_halving, convention=convention, padding=padding)
-    one = forward_flops(model, shape, **kw) + backward_flops(
-        model, shape, flash=plan.flash_attention, **kw)
-    if recompute:
-        one += recompute_flops(model, shape, plan.recompute, flash=plan.flash_attention, **kw)
+    one = _microbatch_flops(ident(model), plan.micro_batch, plan.seq_len, plan.recompute,
+                            plan.flash_attention, recompute, causal_halving, convention, padding)
     return one.scaled(plan.global_batch / plan.micro_batch).only(include)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from sim.costs._ids import ident, obj
 from sim.costs.activations import activation_bytes_per_layer
 from sim.costs.kvcache import kv_cache_bytes, kv_cache_bytes_per_token
 from sim.errors import ConfigError, PlanError
@@ -85,66 +86,77 @@ def layers_on_stage(n_layers: int, pp: int, stage: int) -> range:
 
 
 @lru_cache(maxsize=65536)
-def stage_kinds(model: ModelConfig, pp: int, stage: int) -> tuple[tuple[int, int], ...]:
-    """((representative layer, how many of its kind), ...) on ``stage``: dense and MoE layers."""
+def _stage_kinds(mk: int, pp: int, stage: int) -> tuple[tuple[int, int], ...]:
+    model = obj(mk)
     kinds: dict[bool, list[int]] = {}
     for i in layers_on_stage(model.n_layers, pp, stage):
         kinds.setdefault(model.is_moe_layer(i), [i, 0])[1] += 1
     return tuple((rep, n) for rep, n in kinds.values())
 
 
-def stage_params(model: ModelConfig, plan: ParallelPlan, stage: int) -> tuple[float, float]:
-    """(dense, expert) parameters one GPU of ``stage`` holds (before ZeRO)."""
-    counts, tp = count_params(model), plan.tp
+def stage_kinds(model: ModelConfig, pp: int, stage: int) -> tuple[tuple[int, int], ...]:
+    """((representative layer, how many of its kind), ...) on ``stage``: dense and MoE layers."""
+    return _stage_kinds(ident(model), pp, stage)
+
+
+@lru_cache(maxsize=65536)
+def _stage_params(mk: int, pp: int, stage: int, tp: int, ep: int) -> tuple[float, float]:
+    model = obj(mk)
+    counts = count_params(model)
     dense = expert = 0.0
-    for rep, n in stage_kinds(model, plan.pp, stage):
+    for rep, n in _stage_kinds(mk, pp, stage):
         lp = counts.layers[rep]
         dense += n * ((lp.attention + lp.ffn + lp.shared_experts) / tp + lp.router + lp.norms)
-        expert += n * lp.experts / (plan.ep * tp)
+        expert += n * lp.experts / (ep * tp)
     if stage == 0:
         dense += counts.embedding / tp
-    if stage == plan.pp - 1:
-        head = counts.lm_head or (counts.embedding if plan.pp > 1 else 0)  # tied: copy on last
+    if stage == pp - 1:
+        head = counts.lm_head or (counts.embedding if pp > 1 else 0)  # tied: copy on last
         dense += head / tp + counts.final_norm
     return dense, expert
 
 
-def _state(model: ModelConfig, plan: ParallelPlan, stage: int) -> tuple[float, float, float]:
-    dense, expert = stage_params(model, plan, stage)
+def stage_params(model: ModelConfig, plan: ParallelPlan, stage: int) -> tuple[float, float]:
+    """(dense, expert) parameters one GPU of ``stage`` holds (before ZeRO)."""
+    return _stage_params(ident(model), plan.pp, stage, plan.tp, plan.ep)
+
+
+def _state(mk: int, plan: ParallelPlan, stage: int) -> tuple[float, float, float]:
+    dense, expert = _stage_params(mk, plan.pp, stage, plan.tp, plan.ep)
     n_dense = plan.dp * plan.cp
-    n_expert = max(1, n_dense // plan.ep)
+    full = dense + expert
+    sharded = dense / n_dense + expert / max(1, n_dense // plan.ep)  # ZeRO over (e)dp
     z, o = plan.zero, plan.optimizer
-
-    def shard(stage_min: int) -> float:  # params per GPU once ZeRO shards this state
-        return (dense / n_dense + expert / n_expert) if z >= stage_min else dense + expert
-
-    return (shard(3) * o.weight_bytes, shard(2) * o.grad_bytes,
-            shard(1) * (o.master_bytes + o.moment_bytes))
+    return ((sharded if z >= 3 else full) * o.weight_bytes,
+            (sharded if z >= 2 else full) * o.grad_bytes,
+            (sharded if z >= 1 else full) * (o.master_bytes + o.moment_bytes))
 
 
-def _activations(model: ModelConfig, plan: ParallelPlan, stage: int, reference: str) -> float:
+def _activations(mk: int, plan: ParallelPlan, stage: int, reference: str) -> float:
+    model = obj(mk)
     per_mb = sum(n * activation_bytes_per_layer(model, plan, reference, rep)
-                 for rep, n in stage_kinds(model, plan.pp, stage))
+                 for rep, n in _stage_kinds(mk, plan.pp, stage))
     return per_mb * live_microbatches(plan, stage)
 
 
-def _other(model: ModelConfig, plan: ParallelPlan, stage: int) -> float:
+def _other(mk: int, plan: ParallelPlan, stage: int) -> float:
     other = float(RUNTIME_RESERVE_BYTES)
     if stage == plan.pp - 1:
         s, b = plan.seq_len // plan.cp, plan.micro_batch
-        other += 4 * s * b * model.vocab_size / plan.tp  # fp32 logits (Korthikanti Sec. 4.3)
+        other += 4 * s * b * obj(mk).vocab_size / plan.tp  # fp32 logits (Korthikanti Sec. 4.3)
     if plan.zero == 3:
-        dense, expert = stage_params(model, plan, stage)
-        n = max(1, len(layers_on_stage(model.n_layers, plan.pp, stage)))
+        dense, expert = _stage_params(mk, plan.pp, stage, plan.tp, plan.ep)
+        n = max(1, sum(n for _, n in _stage_kinds(mk, plan.pp, stage)))
         other += 2 * (dense + expert) / n * plan.optimizer.weight_bytes  # 2 layers gathered
     return other
 
 
 def memory_at_stage(model: ModelConfig, plan: ParallelPlan, stage: int,
                     reference: str = "clustersim") -> MemoryBreakdown:
-    w, g, o = _state(model, plan, stage)
-    return MemoryBreakdown(w, g, o, _activations(model, plan, stage, reference),
-                           _other(model, plan, stage), stage)
+    mk = ident(model)
+    w, g, o = _state(mk, plan, stage)
+    return MemoryBreakdown(w, g, o, _activations(mk, plan, stage, reference),
+                           _other(mk, plan, stage), stage)
 
 
 def memory_per_gpu(model: ModelConfig, plan: ParallelPlan, cluster=None, *,
