@@ -10,7 +10,9 @@ paper's convention before comparing, so the comparison is of step time, not of b
   their Eq. 3, F = 96 B s l h^2 (1 + s/(6h) + V/(16 l h)), which *includes* the recomputation
   forward pass (4 forward-equivalents for the transformer, 3 for the logits) and counts the
   full (unmasked) attention rectangle. Micro-batch size and schedule per row are not in the
-  table; we assume micro-batch 1 and the non-interleaved 1F1B schedule.
+  table; we assume micro-batch 1 and the non-interleaved 1F1B schedule, and no flash
+  attention (it appeared in 2022; Megatron then materialised the attention scores) and
+  ``overlap="sum"`` (2021 Megatron-LM all-reduced gradients after the backward pass).
 - Llama Team, Meta 2024, "The Llama 3 Herd of Models", Table 4: Llama 3 405B pre-training on
   up to 16K H100 80GB (8 GPUs/server, NVLink; 400 Gb/s RoCE per GPU). Reported "TFLOPs/GPU"
   with BF16 MFU = TFLOPs / 989 TFLOP/s; model FLOPs (no recomputation). The paper does not
@@ -91,7 +93,11 @@ def run_plan(run: PublishedRun):
         tp=run.tp, pp=run.pp, dp=run.dp, cp=run.cp, zero=run.zero, micro_batch=1,
         global_batch=run.global_batch, seq_len=run.seq, recompute=run.recompute,
         sequence_parallel=run.source == LLAMA3, schedule=run.schedule,
-        virtual_stages=run.virtual_stages)
+        virtual_stages=run.virtual_stages,
+        # 2021 predates FlashAttention (Dao et al. 2022): SC'21 materialised the scores;
+        # Megatron-LM then reduced gradients after the backward pass and used blocking p2p
+        # (grad-reduce overlap arrived in Megatron-Core in 2023): no overlap.
+        flash_attention=run.source != SC21, overlap="sum" if run.source == SC21 else "max")
 
 
 def predict(run: PublishedRun) -> dict:

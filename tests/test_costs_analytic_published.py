@@ -1,0 +1,44 @@
+"""Published-run data: the rows as printed in the papers, Eq. 3, and the comparison frame."""
+
+import pytest
+
+from sim.costs.published import LLAMA3, RUNS, SC21, megatron_eq3_flops, published_comparison
+from sim.model import get_model
+
+
+def test_sc21_table1_rows_are_consistent_with_its_aggregate_column():
+    sc21 = [r for r in RUNS if r.source == SC21]
+    assert len(sc21) == 10
+    # Table 1 aggregate PFLOP/s = per-GPU TFLOP/s x GPUs (4.4 ... 502.0)
+    aggregate = [4.4, 8.8, 18.2, 34.6, 70.8, 143.8, 227.1, 297.4, 410.2, 502.0]
+    for run, agg in zip(sc21, aggregate, strict=True):
+        assert run.reported_tflops * run.gpus / 1e3 == pytest.approx(agg, rel=0.02)
+        assert run.tp * run.pp * run.dp == run.gpus
+
+
+def test_llama3_rows_use_16m_token_batches_and_their_mfu():
+    rows = [r for r in RUNS if r.source == LLAMA3]
+    assert [r.gpus for r in rows] == [8192, 16384, 16384]
+    for r in rows:
+        assert r.global_batch * r.seq == 16 * 2**20  # "16M" tokens per batch
+        assert r.tp * r.pp * r.cp * r.dp == r.gpus
+    # the BF16 MFU column reads 43%, 41%, 38%; TFLOPs/989 gives 43.5%, 40.4%, 38.4%, so the
+    # paper's MFU is within a point of TFLOPs over the H100 dense BF16 peak
+    mfu = [r.reported_tflops / 989 for r in rows]
+    for got, printed in zip(mfu, [0.43, 0.41, 0.38], strict=True):
+        assert abs(got - printed) < 0.01
+
+
+def test_eq3_for_the_1t_model():
+    m = get_model("megatron-gpt-1t")  # l=128, h=25600, V=51200, s=2048, B=3072
+    expected = 96 * 3072 * 2048 * 128 * 25600**2 * (1 + 2048 / (6 * 25600)
+                                                    + 51200 / (16 * 128 * 25600))
+    assert megatron_eq3_flops(m, 3072, 2048) == expected
+
+
+def test_comparison_frame_has_one_row_per_run_with_signed_error():
+    df = published_comparison()
+    assert len(df) == len(RUNS)
+    err = (df["predicted_tflops"] - df["reported_tflops"]) / df["reported_tflops"]
+    assert (df["error"] - err).abs().max() < 1e-12
+    assert (df["predicted_tflops"] > 0).all()
