@@ -1,0 +1,144 @@
+"""``simulate_serving``: the Python entry point (the CLI, scenarios and plan search call it).
+
+It resolves the three inputs (model preset or config.json, system and cluster, serving
+config), sizes each replica's KV cache from the memory model, draws the workload, builds the
+SimPy world and runs it to the last request, then returns a ``ServingResult`` holding the
+per-request and per-iteration DataFrames and the aggregate summary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from sim.errors import ConfigError
+from sim.serving import results
+from sim.serving.config import ServingConfig
+from sim.serving.engine import Simulation
+from sim.serving.kvcache import KVBudget, budget
+from sim.serving.request import Request
+from sim.serving.steptime import StepTimer
+from sim.serving.workload import ArrivalSpec, LengthSpec, Workload, make_workload, read_trace
+
+
+@dataclass
+class ServingResult:
+    config: ServingConfig
+    summary: dict
+    requests: pd.DataFrame  # one row per request (``results.COLUMNS``)
+    timeline: pd.DataFrame  # one row per iteration per replica
+    kv: KVBudget
+
+    def to_dict(self) -> dict:
+        return {**self.summary, "config": self.config.to_dict()}
+
+
+def _model(name_or_cfg):
+    if name_or_cfg is None or not isinstance(name_or_cfg, str):
+        return name_or_cfg
+    from sim.model import get_model
+
+    return get_model(name_or_cfg)
+
+
+def acceptance_rates(spec: str, n: int, seed: int) -> np.ndarray:
+    """Per-request acceptance rate: a fixed ``A`` or ``beta:ALPHA:BETA`` draws."""
+    parts = str(spec).split(":")
+    try:
+        if len(parts) == 1 and 0 <= float(parts[0]) < 1:
+            return np.full(n, float(parts[0]))
+        if parts[0] == "beta" and len(parts) == 3 and min(map(float, parts[1:])) > 0:
+            rng = np.random.default_rng([seed, 2])
+            return rng.beta(float(parts[1]), float(parts[2]), size=n)
+    except ValueError:
+        pass
+    raise ConfigError(f"--acceptance-rate '{spec}': use a rate in [0, 1) or beta:ALPHA:BETA")
+
+
+def build_workload(cfg: ServingConfig, num_requests: int, arrival_rate: float,
+                   prompt_tokens="512", output_tokens="128", arrival="poisson",
+                   trace=None) -> Workload:
+    table = read_trace(trace) if trace is not None else None
+    spec = ArrivalSpec.parse("trace" if trace is not None and arrival is None else
+                             arrival or "poisson")
+    return make_workload(num_requests, arrival_rate, LengthSpec.parse(prompt_tokens),
+                         LengthSpec.parse(output_tokens), arrival=spec, trace=table,
+                         seed=cfg.seed)
+
+
+def simulate_serving(config: ServingConfig | None = None, *, workload: Workload | None = None,
+                     num_requests: int = 100, arrival_rate: float = 1.0,
+                     prompt_tokens="512", output_tokens="128", arrival: str | None = None,
+                     trace=None, model=None, draft=None, cluster=None, forward_time=None,
+                     **overrides) -> ServingResult:
+    """Simulate serving ``num_requests`` requests (or a given ``workload``).
+
+    ``config`` fields can be overridden by keyword (``policy="chunked"``); ``model``/``draft``
+    accept a ModelConfig instead of the preset named in the config, ``cluster`` a built
+    ``hardware.Cluster``, and ``forward_time`` another pricing function (tests use it).
+    """
+    cfg = replace(config or ServingConfig(), **overrides).validate()
+    target, small = _model(model or cfg.model), _model(draft or cfg.draft_model)
+    _check_plan(target, cfg)
+    if small is not None:
+        _check_plan(small, replace(cfg, ep=1))
+    if cluster is None:
+        from hardware import Cluster
+
+        cluster = Cluster.for_gpus(cfg.system, cfg.n_replicas * cfg.gpus_per_replica)
+    kv = budget(target, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
+                block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=small)
+    timer = StepTimer(target, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
+                      exact=cfg.exact_step_times, draft=small, spec_k=cfg.speculative_tokens,
+                      forward_time=forward_time)
+    if workload is None:
+        workload = build_workload(cfg, num_requests, arrival_rate, prompt_tokens,
+                                  output_tokens, arrival, trace)
+    return run_simulation(cfg, workload, timer, kv, cluster)
+
+
+def _check_plan(model, cfg: ServingConfig) -> None:
+    """tp must divide the heads, pp fit the layers, ep divide the experts (PlanError)."""
+    from sim.plan import ParallelPlan
+    from sim.plan_validation import validate_plan
+
+    plan = ParallelPlan(tp=cfg.tp, pp=cfg.pp, dp=cfg.ep, ep=cfg.ep, global_batch=cfg.ep,
+                        dtype=cfg.dtype)
+    validate_plan(model, plan, cfg.gpus_per_replica)
+
+
+def run_simulation(cfg: ServingConfig, workload: Workload, timer, kv: KVBudget,
+                   cluster=None) -> ServingResult:
+    acc = acceptance_rates(cfg.acceptance, len(workload), cfg.seed)
+    reqs = [Request(i, float(t), int(p), int(o), float(a)) for i, (t, p, o, a) in enumerate(
+        zip(workload.arrival_s, workload.prompt_tokens, workload.output_tokens, acc,
+            strict=True))]
+    sim = Simulation(cfg, timer, kv.blocks, kv.kv_bytes_per_token, cluster)
+    sim.run(reqs)
+    df = results.records(sim.done, sim.rejected)
+    summary = results.summarize(df, cfg, _extra(sim, kv, timer))
+    return ServingResult(cfg, summary, df, results.timeline(sim.replicas, kv.blocks), kv)
+
+
+def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:
+    peak = max(r.pool.peak for r in sim.replicas)
+    steps = sum(r.spec_steps for r in sim.replicas)
+    out = {
+        "kv_cache_peak_utilization": peak / kv.blocks if kv.blocks else 0.0,
+        "kv_cache": kv.to_dict(),
+        "iterations": sum(len(r.log) for r in sim.replicas),
+        "step_time_cache": {"entries": len(timer.cache), "cost_model_calls": timer.calls},
+    }
+    if sim.spec_k:
+        out["speculative"] = {
+            "k": sim.spec_k, "verification_steps": steps,
+            "tokens_per_verification": sum(r.spec_tokens for r in sim.replicas) / steps
+            if steps else None,
+        }
+    if sim.transfers:
+        secs = [s for _, s in sim.transfers]
+        out["kv_transfer_s"] = {"count": len(secs), "mean": float(np.mean(secs)),
+                                "total": float(np.sum(secs))}
+    return out

@@ -1,0 +1,83 @@
+"""ServingConfig: every knob of a serving simulation in one frozen, serialisable record.
+
+The record is what ``clustersim serve --json`` reports as ``config``; ``validate`` turns a
+broken combination into a ``ConfigError`` that names the flag and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from sim.errors import ConfigError
+
+POLICY_NAMES = ("static", "continuous", "chunked", "disaggregated")
+ROUTERS = ("round-robin", "least-outstanding")
+PREEMPTION = ("recompute", "swap")
+# PCIe 5.0 x16: 32 GT/s x 16 lanes, 128b/130b => ~63 GB/s per direction (PCI-SIG PCIe 5.0 spec)
+PCIE5_X16_BYTES_PER_S = 63.0e9
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    model: str = "llama3-8b"
+    system: str = "dgx-h100"
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    replicas: int = 1
+    policy: str = "continuous"
+    max_batch: int = 256
+    block_size: int = 16
+    chunk_tokens: int = 512
+    batch_timeout_s: float = 0.05
+    preemption: str = "recompute"
+    router: str = "round-robin"
+    prefill_replicas: int = 1
+    decode_replicas: int = 1
+    gpu_memory_utilization: float = 0.9
+    swap_bandwidth: float = PCIE5_X16_BYTES_PER_S
+    dtype: str = "bf16"
+    draft_model: str | None = None
+    speculative_tokens: int = 0
+    acceptance: str = "0.8"  # "A" (fixed) or "beta:ALPHA:BETA" (per request)
+    slo_ttft_s: float = 1.0
+    slo_tpot_s: float = 0.1
+    exact_step_times: bool = False
+    seed: int = 0
+
+    def validate(self) -> ServingConfig:
+        for name in ("tp", "pp", "ep", "replicas", "max_batch", "block_size", "chunk_tokens",
+                     "prefill_replicas", "decode_replicas"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 "
+                                  f"(got {getattr(self, name)})")
+        _choice("policy", self.policy, POLICY_NAMES)
+        _choice("router", self.router, ROUTERS)
+        _choice("preemption", self.preemption, PREEMPTION)
+        if self.speculative_tokens < 0:
+            raise ConfigError("--speculative-tokens must be >= 0")
+        if self.speculative_tokens and not self.draft_model:
+            raise ConfigError("--speculative-tokens needs --draft-model NAME (the proposer)")
+        if self.draft_model and not self.speculative_tokens:
+            raise ConfigError("--draft-model needs --speculative-tokens K >= 1")
+        if self.batch_timeout_s < 0 or self.slo_ttft_s <= 0 or self.slo_tpot_s <= 0:
+            raise ConfigError("--batch-timeout must be >= 0 s and SLOs > 0 s")
+        return self
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.pp * self.ep  # ep attention groups of tp x pp GPUs
+
+    @property
+    def n_replicas(self) -> int:
+        if self.policy == "disaggregated":
+            return self.prefill_replicas + self.decode_replicas
+        return self.replicas
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"--{flag} '{value}' is not one of {', '.join(allowed)}")

@@ -1,0 +1,102 @@
+"""From finished requests to numbers: per-request records, aggregates and the saturation test.
+
+Per request (one DataFrame row): arrival, queueing delay (arrival to first scheduled), time to
+first token (TTFT), time per output token after the first (TPOT = (finish - first token) /
+(output - 1), NaN for one-token answers), end-to-end latency, preemptions, rejection reason.
+
+Throughput counts output tokens over the makespan (first arrival to last finish). Goodput is
+the rate of requests that met both SLOs (TTFT <= slo_ttft_s and TPOT <= slo_tpot_s), the
+DistServe definition (Zhong et al. 2024, Sec. 2.2).
+
+Saturation. A percentile measured while the queue grows without bound describes the length of
+the experiment, not a latency. Over the second half of the arrival window we compare arrivals
+with completions: the system is ``saturated`` when completions trail arrivals by more than 10%
+and by more than 3 standard deviations of Poisson noise (3 sqrt(arrivals)), i.e. the backlog
+kept growing. ``offered_rate_rps`` and ``service_rate_rps`` are the two rates compared.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("rid", "arrival_s", "replica", "prompt_tokens", "output_tokens", "generated_tokens",
+           "queueing_delay_s", "ttft_s", "tpot_s", "e2e_s", "preemptions", "rejected")
+
+
+def records(done: list, rejected: list) -> pd.DataFrame:
+    rows = []
+    for r in sorted(done + rejected, key=lambda r: r.rid):
+        tpot = (r.finish - r.first_token) / (r.output - 1) if r.output > 1 else math.nan
+        rows.append((r.rid, r.arrival, r.replica, r.prompt, r.output, r.generated,
+                     r.scheduled - r.arrival, r.first_token - r.arrival, tpot,
+                     r.finish - r.arrival, r.preemptions, r.rejected))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def stats(values: pd.Series) -> dict:
+    v = values.dropna().to_numpy()
+    if not len(v):
+        return {"mean": None, "p50": None, "p90": None, "p99": None}
+    p50, p90, p99 = np.percentile(v, [50, 90, 99])
+    return {"mean": float(v.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
+
+
+def saturation(df: pd.DataFrame) -> dict:
+    """Arrival vs completion rates over the second half of the arrival window."""
+    ok = df[df["rejected"] == ""]
+    arr = np.sort(ok["arrival_s"].to_numpy())
+    fin = np.sort((ok["arrival_s"] + ok["e2e_s"]).to_numpy())
+    if len(arr) < 2 or arr[-1] <= arr[0]:
+        return {"saturated": False, "offered_rate_rps": None, "service_rate_rps": None}
+    mid, end = (arr[0] + arr[-1]) / 2, arr[-1]
+    arrivals = np.searchsorted(arr, end, "right") - np.searchsorted(arr, mid, "right")
+    completions = np.searchsorted(fin, end, "right") - np.searchsorted(fin, mid, "right")
+    lag = arrivals - completions
+    window = end - mid
+    return {"saturated": bool(lag > max(0.1 * arrivals, 3 * math.sqrt(arrivals))),
+            "offered_rate_rps": arrivals / window, "service_rate_rps": completions / window}
+
+
+def summarize(df: pd.DataFrame, cfg, extra: dict) -> dict:
+    ok = df[df["rejected"] == ""]
+    start = float(df["arrival_s"].min()) if len(df) else 0.0
+    end = float((ok["arrival_s"] + ok["e2e_s"]).max()) if len(ok) else start
+    span = end - start if end > start else math.nan
+    good = ok[(ok["ttft_s"] <= cfg.slo_ttft_s) & ~(ok["tpot_s"] > cfg.slo_tpot_s)]
+    out = {
+        "requests_completed": int(len(ok)),
+        "requests_rejected": int(len(df) - len(ok)),
+        "throughput_tokens_per_s": float(ok["generated_tokens"].sum() / span),
+        "throughput_requests_per_s": float(len(ok) / span),
+        "goodput_requests_per_s": float(len(good) / span),
+        "slo_attainment": float(len(good) / len(ok)) if len(ok) else None,
+        "ttft_s": stats(ok["ttft_s"]),
+        "tpot_s": stats(ok["tpot_s"]),
+        "e2e_s": stats(ok["e2e_s"]),
+        "queueing_delay_s": stats(ok["queueing_delay_s"]),
+        "preemptions": int(ok["preemptions"].sum()),
+        "makespan_s": span,
+    }
+    out.update(saturation(df))
+    out.update(extra)
+    reasons = df.loc[df["rejected"] != "", "rejected"]
+    out["rejection_reasons"] = sorted(set(reasons))[:5]
+    return out
+
+
+def timeline(replicas: list, capacity: int) -> pd.DataFrame:
+    """One row per iteration of every replica: end time, batch, KV use, queue, tokens."""
+    frames = []
+    for rep in replicas:
+        a = np.array(rep.log, dtype=float).reshape(-1, 5)
+        frames.append(pd.DataFrame({
+            "t_s": a[:, 0], "replica": rep.idx, "batch": a[:, 1].astype(int),
+            "kv_blocks_used": a[:, 2].astype(int),
+            "kv_utilization": a[:, 2] / capacity if capacity else 0.0,
+            "waiting": a[:, 3].astype(int), "tokens": a[:, 4].astype(int),
+        }))
+    df = pd.concat(frames, ignore_index=True)
+    return df.sort_values(["t_s", "replica"], kind="stable").reset_index(drop=True)

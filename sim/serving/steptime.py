@@ -1,0 +1,186 @@
+"""The time of one serving iteration, priced by the cost model and cached by shape.
+
+An iteration is a mix: prefill chunks (``len`` new prompt tokens on top of ``ctx`` tokens
+already cached, compute-bound), decode sequences (one new token each against their KV cache,
+memory-bound) and, with speculative decoding, verifications (k+1 positions per sequence in one
+target pass, priced as a prefill chunk of k+1 tokens on top of the sequence's cache) plus the
+draft model's k sequential decode steps. Every number comes from
+``sim.costs.inference.forward_time``; this module only decides which shape to ask for.
+
+Expert parallelism: ``forward_time`` with ``ep > 1`` prices one attention group's batch while
+``ep`` groups run in lockstep sharing the experts, so a replica's batch is dealt round-robin
+over the groups and group 0 (the largest share) is priced.
+
+Caching. Long runs repeat shapes, but decode context lengths move every iteration, so an exact
+cache would miss almost always. In the default (``exact=False``) mode each coordinate of the
+shape is rounded to 6 significant bits (``quantize``: integers below 64 are exact, larger ones
+move by at most 1/64 = 1.6%): number of prefill chunks (exact), total prefill tokens, total
+prefill context, number of decode sequences, mean decode context. The rounded totals are split
+evenly over the chunks / sequences. Errors this introduces, all measured by
+``tests/test_serving_steptime.py`` against exact calls:
+
+* rounding: step time is monotone and at most linear in each coordinate, so <= 1.6% each;
+* even split of decode contexts: exact for full attention (decode attention cost is linear in
+  each sequence's context, so only the sum matters); sliding-window models see min(ctx, W) of
+  the mean instead of the mean of min(ctx, W);
+* even split of prefill chunks: matmul FLOPs depend only on the token total, but causal
+  attention FLOPs grow with sum(len^2), which the even split underestimates when chunk lengths
+  differ within one iteration; attention is a small share of a prefill while len << 6*hidden
+  (about 8% for llama3-8b at 2K tokens, so the error stays below that share).
+
+``exact=True`` passes the true lists (used by tests that compare against closed forms).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def quantize(x: int) -> int:
+    """Round a non-negative integer to 6 significant bits (relative error <= 2^-6)."""
+    shift = int(x).bit_length() - 6
+    if shift <= 0:
+        return int(x)
+    return ((int(x) + (1 << (shift - 1))) >> shift) << shift
+
+
+# interpolation grid: 0..8 exactly, then four points per octave (steps of at most 19%)
+_GRID = sorted({*range(9), *(round(2 ** (k / 4)) for k in range(12, 100))})
+
+
+def _bracket(x: int, floor: int) -> tuple[int, int, float]:
+    """Grid neighbours lo <= x <= hi and the weight of hi; exact when lo < ``floor``."""
+    i = bisect_right(_GRID, x) - 1
+    lo = _GRID[i]
+    if lo == x or lo < floor:
+        return x, x, 0.0
+    hi = _GRID[i + 1]
+    return lo, hi, (x - lo) / (hi - lo)
+
+
+def _split(total: int, n: int) -> list[int]:
+    base, extra = divmod(total, n)
+    return [base + 1] * extra + [base] * (n - extra)
+
+
+def _seconds(cost) -> float:
+    return float(cost.time_s)
+
+
+class StepTimer:
+    """Callable pricing of one iteration for a replica (model on tp x pp GPUs, ep for MoE).
+
+    ``draft`` (a ModelConfig) and ``spec_k`` enable speculative decoding's cost: the draft's k
+    sequential decode steps over the verified sequences, the draft's prefill of every prompt
+    chunk, and the target's (k+1)-token verification.
+    """
+
+    def __init__(self, model, hw, *, tp=1, pp=1, ep=1, dtype="bf16", exact=False,
+                 draft=None, spec_k=0, forward_time=None):
+        if forward_time is None:
+            from sim.costs.inference import forward_time
+        self._fwd = forward_time
+        self.model, self.hw, self.draft, self.spec_k = model, hw, draft, spec_k
+        self.kw = {"tp": tp, "pp": pp, "ep": ep, "dtype": dtype}
+        self.exact, self.groups = exact, ep
+        self.cache: dict[tuple, float] = {}
+        self.calls = 0
+
+    # --- public ------------------------------------------------------------------------------
+    def step(self, p_lens: Sequence[int], p_ctx: Sequence[int], n_dec: int, kv_sum: int,
+             kv: np.ndarray | None = None, spec: bool = False) -> float:
+        """Seconds for an iteration: prefill chunks of ``p_lens`` tokens on ``p_ctx`` cached
+        ones, and ``n_dec`` decode (or, with ``spec``, verified) sequences holding ``kv_sum``
+        KV tokens in all (``kv``, their contexts, is needed only in exact mode)."""
+        if self.groups > 1:
+            p_lens, p_ctx, n_dec, kv_sum, kv = self._group0(p_lens, p_ctx, n_dec, kv_sum, kv)
+        if self.exact:
+            kv_key = tuple(int(v) for v in kv) if n_dec else ()
+            return self._cached((tuple(p_lens), tuple(p_ctx), kv_key, spec))
+        t = self._decode(n_dec, kv_sum // n_dec, spec) if n_dec else 0.0
+        if not p_lens:
+            return t
+        # mixed: the prefill chunks with these decodes at context 0, plus the decodes'
+        # context-dependent cost (attention over their caches) from the decode-only shape
+        n_p, ctx = len(p_lens), quantize(sum(p_ctx))
+        t += self._bilinear(sum(p_lens), n_p, n_dec, lambda a, b: (n_p, a, ctx, b, 0, spec))
+        return t - self._decode(n_dec, 0, spec) if n_dec else t
+
+    def _decode(self, n: int, mean: int, spec: bool) -> float:
+        return self._bilinear(n, 1, mean, lambda a, b: (0, 0, 0, a, b, spec))
+
+    def _bilinear(self, x: int, x_floor: int, y: int, key) -> float:
+        """Interpolate the priced shape key(x, y) between grid neighbours of x and y."""
+        xl, xh, fx = _bracket(x, x_floor)
+        yl, yh, fy = _bracket(y, 0)
+        low = self._cached(key(xl, yl))
+        if fy:
+            low += fy * (self._cached(key(xl, yh)) - low)
+        if not fx:
+            return low
+        high = self._cached(key(xh, yl))
+        if fy:
+            high += fy * (self._cached(key(xh, yh)) - high)
+        return low + fx * (high - low)
+
+    def _cached(self, key: tuple) -> float:
+        t = self.cache.get(key)
+        if t is None:
+            t = self.cache[key] = self._price(key)
+        return t
+
+    def _group0(self, p_lens, p_ctx, n_dec, kv_sum, kv):
+        """With ep > 1 the batch is spread round-robin over ``ep`` attention groups running
+        in lockstep; group 0 gets the largest share and sets the pace."""
+        g = self.groups
+        share = -(-n_dec // g)
+        kv0 = kv[::g] if kv is not None else None
+        kv_sum0 = int(kv0.sum()) if kv0 is not None else -(-kv_sum * share // max(n_dec, 1))
+        return list(p_lens)[::g], list(p_ctx)[::g], share, kv_sum0, kv0
+
+    def prefill_time(self, length: int, ctx: int = 0) -> float:
+        """One prefill chunk alone (batch 1), exact shape."""
+        return self._target([length], [ctx], [])
+
+    def decode_time(self, kv_lens: Sequence[int]) -> float:
+        """One decode step of these sequences alone, exact shape."""
+        return self._target([], [], list(kv_lens))
+
+    # --- pricing -----------------------------------------------------------------------------
+    def _price(self, key: tuple) -> float:
+        """Price a shape: exact (lens, ctxs, contexts, spec) or grid (n_p, tokens, ctx,
+        n_dec, mean context, spec) with totals split evenly."""
+        if len(key) == 4:
+            p_lens, p_ctx, kv, spec = list(key[0]), list(key[1]), list(key[2]), key[3]
+        else:
+            n_p, tok, ctx, n_d, mean, spec = key
+            p_lens, p_ctx = (_split(tok, n_p), _split(ctx, n_p)) if n_p else ([], [])
+            kv = [mean] * n_d
+        if not spec:
+            return self._target(p_lens, p_ctx, kv)
+        k = self.spec_k  # verification: k+1 positions per sequence on top of its cache
+        t = self._target(p_lens + [k + 1] * len(kv), p_ctx + kv, [])
+        return t + self._draft_time(p_lens, p_ctx, kv)
+
+    def _draft_time(self, p_lens, p_ctx, kv) -> float:
+        """Draft model: prefill the same prompt chunks, then k sequential decode steps."""
+        t = 0.0
+        if p_lens:
+            t += self._call(self.draft, p_lens, p_ctx, [])
+        for j in range(self.spec_k if kv else 0):
+            t += self._call(self.draft, [], [], [c + j for c in kv])
+        return t
+
+    def _target(self, p_lens, p_ctx, kv) -> float:
+        return self._call(self.model, p_lens, p_ctx, kv)
+
+    def _call(self, model, p_lens, p_ctx, kv) -> float:
+        if not p_lens and not kv:
+            return 0.0
+        self.calls += 1
+        cost = self._fwd(model, self.hw, prefill_lens=p_lens, prefill_ctx=p_ctx,
+                         decode_kv_lens=kv, **self.kw)
+        return _seconds(cost)
