@@ -45,6 +45,7 @@ class Cluster:
                                 f"(scale_out.topology = 'none'); use one node")
         self._space = LinkSpace(self.system, n_nodes, self.n_gpus)
         self._families: dict[tuple[int, ...], np.ndarray] = {}
+        self._paths: dict[tuple[int, int], np.ndarray] = {}
 
     @classmethod
     def for_gpus(cls, system: System | str, n_gpus: int) -> Cluster:
@@ -92,8 +93,7 @@ class Cluster:
     # --- links --------------------------------------------------------------------------------
     def path_links(self, a: int, b: int) -> list[LinkKey]:
         """Directed links a message from rank a to rank b crosses, in order."""
-        ids = self._space.hop_links([self._rank(a)], [self._rank(b)])[0]
-        return [self._space.key(i) for i in ids if i >= 0]
+        return [self._space.key(i) for i in self._ids(a, b)]
 
     def link_bandwidth(self, key: LinkKey) -> float:
         """Bytes/s in the link's direction."""
@@ -104,8 +104,13 @@ class Cluster:
 
     # --- point to point (one flow alone) ------------------------------------------------------
     def _ids(self, a: int, b: int) -> np.ndarray:
-        ids = self._space.hop_links([self._rank(a)], [self._rank(b)])[0]
-        return ids[ids >= 0]
+        pair = (self._rank(a), self._rank(b))
+        if pair not in self._paths:
+            if len(self._paths) > 1_000_000:  # bound the cache on huge all-pairs sweeps
+                self._paths.clear()
+            ids = self._space.hop_links([pair[0]], [pair[1]])[0]
+            self._paths[pair] = ids[ids >= 0]
+        return self._paths[pair]
 
     def bandwidth(self, a: int, b: int) -> float:
         """Bottleneck per-direction bandwidth of the path a -> b (inf for a == b)."""

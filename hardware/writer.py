@@ -10,6 +10,7 @@ written in SI base units with ``repr`` precision, so the round trip is exact.
 from __future__ import annotations
 
 import json
+import numbers
 
 from hardware.types import Accelerator, Link, System
 from hardware.units import format_quantity as q
@@ -45,8 +46,9 @@ def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
                                                                     "bandwidth"),
         "peak_flops": {d: q(v, "flop_rate") for d, v in a.peak_flops.items()},
         "efficiency": {
-            "matmul_max": e.matmul_max, "matmul_half_flops": q(e.matmul_half_flops, "flops"),
-            "attention_max": e.attention_max, "memory_bandwidth": e.memory_bandwidth,
+            "matmul_max": float(e.matmul_max), "matmul_half_flops": q(e.matmul_half_flops, "flops"),
+            "attention_max": float(e.attention_max),
+            "memory_bandwidth": float(e.memory_bandwidth),
             "kernel_overhead": q(e.kernel_overhead_s, "time"),
         },
         "sources": _sources(a, extra),
@@ -83,8 +85,10 @@ def system_raw(s: System) -> dict:
 def _value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
+    if isinstance(v, numbers.Integral):
+        return repr(int(v))
+    if isinstance(v, numbers.Real):  # numpy scalars too: repr(float) round-trips exactly
+        return repr(float(v))
     if isinstance(v, list):
         return "[" + ", ".join(_value(x) for x in v) + "]"
     return json.dumps(str(v))  # JSON string escapes are valid TOML basic-string escapes

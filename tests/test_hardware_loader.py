@@ -195,3 +195,20 @@ def test_inline_accelerator_errors_name_the_inline_table(tmp_path):
     text = edit(text, "matmul_max = 0.75", "matmul_max = 1.5")
     with pytest.raises(HardwareError, match=r"\[accelerator\].*efficiency.matmul_max"):
         hardware.get_system(write(tmp_path, text))
+
+
+def test_to_toml_writes_hand_built_specs_with_plain_dicts_and_numpy_scalars(tmp_path):
+    import numpy as np
+
+    from hardware.types import Accelerator, EfficiencyModel
+
+    eff = EfficiencyModel(matmul_max=np.float64(0.5), matmul_half_flops=1e9, attention_max=0.4,
+                          memory_bandwidth=0.9, kernel_overhead_s=np.float64(3e-6),
+                          source="measured")
+    acc = Accelerator(name="measured", vendor="cpu", peak_flops={"fp32": np.float64(2e12)},
+                      memory_bytes=np.int64(2**34), memory_bandwidth=1e11, efficiency=eff,
+                      sources={"memory": "m", "memory_bandwidth": "m", "peak_flops": "m"})
+    back = hardware.get_accelerator(write(tmp_path, hardware.to_toml(acc)))
+    assert (back.efficiency.matmul_max, back.memory_bytes, back.peak("fp32")) == (
+        0.5, 2**34, 2e12)
+    assert back.efficiency.source == "measured" and back.efficiency.kernel_overhead_s == 3e-6
