@@ -57,3 +57,9 @@ def test_illegal_plan_is_a_one_line_error_with_exit_2():
     assert out.stdout == ""
     assert "tp=3 does not divide n_heads=32" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_des_engine_straggler_spec_is_parsed_or_rejected_by_name():
+    bad = clustersim(*ARGS, "--engine", "des", "--straggler", "three", "--json")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert "RANK[:FACTOR[:gpu|link]]" in bad.stderr

@@ -55,8 +55,13 @@ def register(subparsers) -> None:
     p.add_argument("--engine", choices=("analytic", "des"), default="analytic")
     p.add_argument("--trace", metavar="FILE", help="(des) write a Chrome trace of the step")
     p.add_argument("--timeline", metavar="FILE.png", help="(des) draw the per-GPU timeline")
-    p.add_argument("--straggler", metavar="SPEC",
-                   help="(des) slow GPU(s), passed to sim.des.simulate_train")
+    p.add_argument("--straggler", metavar="RANK[:FACTOR[:gpu|link]]",
+                   help="(des) one slow GPU (compute x FACTOR) or slow link (bandwidth / FACTOR)"
+                        ", e.g. 5:1.5 or 3:2:link")
+    p.add_argument("--straggler-gpu", type=int, metavar="RANK",
+                   help="(des) same as --straggler RANK, with --straggler-factor")
+    p.add_argument("--straggler-factor", type=float, default=2.0, metavar="F",
+                   help="(des) slowdown of --straggler-gpu (default 2.0)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -75,14 +80,35 @@ def _estimate(args, model, plan, cluster) -> dict:
     if args.engine == "des":
         from sim.des import simulate_train
 
-        opts = {k: getattr(args, k) for k in ("trace", "timeline", "straggler")
-                if getattr(args, k) is not None}
+        opts = {k: getattr(args, k) for k in ("trace", "timeline") if getattr(args, k)}
+        straggler = _straggler(args)
+        if straggler is not None:
+            opts["straggler"] = straggler
         result = simulate_train(model, plan, cluster, **opts)
     else:
         from sim.costs.analytic import estimate_train
 
         result = estimate_train(model, plan, cluster)
     return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def _straggler(args):
+    """``--straggler RANK[:FACTOR[:KIND]]`` (or ``--straggler-gpu``) as a sim.des Straggler."""
+    if args.straggler is None and args.straggler_gpu is None:
+        return None
+    from sim.des.train import Straggler
+    from sim.errors import ConfigError
+
+    if args.straggler is None:
+        return Straggler(rank=args.straggler_gpu, factor=args.straggler_factor)
+    parts = args.straggler.split(":")
+    try:
+        rank = int(parts[0])
+        factor = float(parts[1]) if len(parts) > 1 else args.straggler_factor
+    except ValueError:
+        raise ConfigError(f"--straggler '{args.straggler}' is not RANK[:FACTOR[:gpu|link]]; "
+                          "e.g. --straggler 5:1.5") from None
+    return Straggler(rank=rank, factor=factor, kind=parts[2] if len(parts) > 2 else "gpu")
 
 
 def run(args) -> int:
