@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
 from sim.des import collectives
@@ -139,16 +140,186 @@ class Recorder:
                        op.total_bytes, op.total_flops, r.mb, r.pass_)
                 t = end
 
-    def intervals(self):
-        """(rank, is_compute_stream, stream, start, end, pass) with fused segments split into
-        their compute and communication runs (cheaper than per-op rows)."""
+    def interval_arrays(self) -> dict:
+        """Columns (numpy) of (rank, stream code, start, end, pipeline pass?) with fused
+        segments split into their compute and communication runs; stream codes index
+        ``STREAMS``. Cheaper than per-op rows: a fused segment's runs are computed once."""
+        runs: dict = {}
+        simple: list[tuple] = []
+        fused: dict[str, list] = {"rank": [], "stream": [], "start": [], "end": [], "pipe": []}
         for r in self.records:
-            if not r.ops or not any(op.is_comm for op, _ in r.ops):
-                yield (r.rank, r.stream == "compute", r.stream, r.start, r.end, r.pass_)
+            pipe = r.pass_ in ("F", "B", "W")
+            if r.ops and any(op.is_comm for op, _ in r.ops):
+                key = (id(r.ops), r.slowdown)
+                if key not in runs:
+                    runs[key] = (r.ops, *_runs(r.ops, r.slowdown))
+                _, rel_s, rel_e, codes = runs[key]
+                fused["start"].append(r.start + rel_s)
+                fused["end"].append(r.start + rel_e)
+                fused["stream"].append(codes)
+                fused["rank"].append(np.full(codes.size, r.rank))
+                fused["pipe"].append(np.full(codes.size, pipe))
+            else:
+                simple.append((r.rank, STREAM_CODE.get(r.stream, 0), r.start, r.end, pipe))
+        cols = dict(zip(("rank", "stream", "start", "end", "pipe"),
+                        (np.array(c) for c in zip(*simple, strict=True)), strict=True)) \
+            if simple else {k: np.array([]) for k in fused}
+        return {k: np.concatenate([cols[k]] + fused[k]) for k in fused}
+
+
+STREAMS = ("tp", "cp", "ep", "dp", "pp")
+
+
+class Net:
+    """The cluster as the engine sees it (cached lookups) plus the shared-link fabric."""
+
+    def __init__(self, env, cluster, slow_links: dict | None = None,
+                 choose_algorithm=None):
+        self.env, self.cluster = env, cluster
+        self.fabric = Fabric(env, bandwidth_of=cluster.link_bandwidth, slow_links=slow_links)
+        self._paths: dict = {}
+        self._prices: dict = {}
+        self._plans: dict = {}
+        self._choose = choose_algorithm  # (kind, nbytes, ranks) -> algorithm name
+
+    def path(self, a: int, b: int) -> tuple:
+        key = (a, b)
+        if key not in self._paths:
+            self._paths[key] = tuple(self.cluster.path_links(a, b))
+        return self._paths[key]
+
+    def price(self, price: tuple) -> tuple[float, float]:
+        """(bandwidth, latency) per hop for a step's price key."""
+        if price not in self._prices:
+            what, ranks = price
+            c = self.cluster
+            if what == "p2p":
+                val = (c.bandwidth(*ranks), c.latency(*ranks))
+            elif what == "a2a":
+                val = (c.all_to_all_bandwidth(list(ranks)), c.ring_latency(list(ranks)))
+            else:
+                val = (c.ring_bandwidth(list(ranks)), c.ring_latency(list(ranks)))
+            self._prices[price] = val
+        return self._prices[price]
+
+    def plan(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        key = (kind, nbytes, ranks, algorithm)
+        if key not in self._plans:
+            alg = algorithm
+            if alg == "auto":
+                alg = self._choose(kind, nbytes, ranks) if self._choose else "ring"
+            self._plans[key] = collectives.phases(kind, nbytes, ranks, alg, self.cluster.node_of)
+        return self._plans[key]
+
+    def ideal_time(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        steps = self.plan(kind, nbytes, ranks, algorithm)
+        return collectives.ideal_time(steps, lambda p: self.price(p)[0],
+                                      lambda p: self.price(p)[1])
+
+    def collective(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        """SimPy process body: run the step plan from ``ranks[0]``'s point of view."""
+        rep = ranks[0]
+        for phase in self.plan(kind, nbytes, ranks, algorithm):
+            flows = [self._flow(rep, step) for step in phase]
+            if len(flows) == 1:
+                yield from flows[0]
+            else:
+                yield self.env.all_of([self.env.process(f) for f in flows])
+
+    def _flow(self, rep: int, step):
+        bw, lat = self.price(step.price)
+        return self.fabric.transfer(step.nbytes, self.path(rep, step.peer),
+                                    latency=step.hops * lat, cap=bw)
+
+
+class Gpu:
+    def __init__(self, env: simpy.Environment, rank: int, stage: int, hbm_bytes: float,
+                 speed: float = 1.0):
+        self.env, self.rank, self.stage = env, rank, stage
+        self.compute = simpy.Resource(env, capacity=1)
+        self.streams = {name: simpy.PriorityResource(env, capacity=1) for name in COMM_STREAMS}
+        self.hbm = Hbm(env, rank, hbm_bytes)
+        self.slowdown = speed  # >1: a straggler; compute durations are multiplied by it
+
+
+@dataclass(frozen=True)
+class Record:
+    rank: int
+    stream: str
+    kind: str
+    name: str
+    start: float
+    end: float
+    nbytes: float
+    flops: float
+    mb: int
+    pass_: str
+    ops: tuple = ()  # ((op, nominal seconds), ...) for a fused segment
+    slowdown: float = 1.0  # compute ops of the segment ran this much slower (straggler)
+
+
+class Recorder:
+    def __init__(self):
+        self.records: list[Record] = []
+
+    def add(self, rank, stream, kind, name, start, end, nbytes=0.0, flops=0.0, mb=-1,
+            pass_="", ops=(), slowdown=1.0):
+        self.records.append(Record(rank, stream, kind, name, start, end, nbytes, flops, mb,
+                                   pass_, ops, slowdown))
+
+    def rows(self):
+        """Per-op rows: fused segments expanded into their ops, back to back."""
+        for r in self.records:
+            if not r.ops:
+                yield (r.rank, r.stream, r.kind, r.name, r.start, r.end, r.nbytes, r.flops,
+                       r.mb, r.pass_)
                 continue
             t = r.start
             for op, dur in r.ops:
                 end = t + (dur if op.is_comm else dur * r.slowdown)
-                stream = op.group if op.is_comm else r.stream
-                yield (r.rank, stream == "compute", stream, t, end, r.pass_)
+                yield (r.rank, op.group if op.is_comm else r.stream, op.kind, op.name, t, end,
+                       op.total_bytes, op.total_flops, r.mb, r.pass_)
                 t = end
+
+    def interval_arrays(self) -> dict:
+        """Columns (numpy) of (rank, stream code, start, end, pipeline pass?) with fused
+        segments split into their compute and communication runs; stream codes index
+        ``STREAMS``. Cheaper than per-op rows: a fused segment's runs are computed once."""
+        runs: dict = {}
+        cols: dict[str, list] = {"rank": [], "stream": [], "start": [], "end": [], "pipe": []}
+        for r in self.records:
+            if r.ops and any(op.is_comm for op, _ in r.ops):
+                key = (id(r.ops), r.slowdown)
+                if key not in runs:
+                    runs[key] = (r.ops, *_runs(r.ops, r.slowdown))
+                _, rel_s, rel_e, codes = runs[key]
+                n = len(codes)
+                cols["start"].append(r.start + rel_s)
+                cols["end"].append(r.start + rel_e)
+                cols["stream"].append(codes)
+            else:
+                n = 1
+                cols["start"].append(np.array([r.start]))
+                cols["end"].append(np.array([r.end]))
+                cols["stream"].append(np.array([STREAM_CODE.get(r.stream, 0)]))
+            cols["rank"].append(np.full(n, r.rank))
+            cols["pipe"].append(np.full(n, r.pass_ in ("F", "B", "W")))
+        return {k: np.concatenate(v) if v else np.array([]) for k, v in cols.items()}
+
+
+STREAMS = ("compute",) + COMM_STREAMS
+STREAM_CODE = {name: i for i, name in enumerate(STREAMS)}
+
+
+def _runs(ops, slowdown: float):
+    """Relative (start, end, stream code) of the compute/comm runs of a fused segment."""
+    starts, ends, codes, t = [], [], [], 0.0
+    for op, dur in ops:
+        code = STREAM_CODE.get(op.group, 0) if op.is_comm else 0
+        end = t + (dur if op.is_comm else dur * slowdown)
+        if codes and codes[-1] == code == 0:
+            ends[-1] = end
+        else:
+            starts.append(t), ends.append(end), codes.append(code)
+        t = end
+    return np.array(starts), np.array(ends), np.array(codes)

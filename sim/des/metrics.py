@@ -31,8 +31,26 @@ def ops_frame(recorder) -> pd.DataFrame:
     return df.sort_values(["start", "rank", "stream"], kind="stable").reset_index(drop=True)
 
 
-def intervals_frame(recorder) -> pd.DataFrame:
-    return pd.DataFrame(list(recorder.intervals()), columns=IV_COLUMNS)
+class Intervals:
+    """Busy intervals as numpy columns: rank, stream code (0 = compute), start, end, and
+    whether the interval belongs to a pipeline task (F/B/W)."""
+
+    def __init__(self, cols: dict):
+        self.rank, self.stream = cols["rank"].astype(int), cols["stream"].astype(int)
+        self.start, self.end, self.pipe = cols["start"], cols["end"], cols["pipe"].astype(bool)
+
+    def select(self, mask) -> Intervals:
+        return Intervals({"rank": self.rank[mask], "stream": self.stream[mask],
+                          "start": self.start[mask], "end": self.end[mask],
+                          "pipe": self.pipe[mask]})
+
+    @property
+    def compute(self):
+        return self.stream == 0
+
+
+def intervals_frame(recorder) -> Intervals:
+    return Intervals(recorder.interval_arrays())
 
 
 def _union(starts, ends) -> tuple[np.ndarray, np.ndarray]:
@@ -60,20 +78,21 @@ def _minus(a, b) -> float:
     return _length(both) - _length(b)
 
 
-def _iv(df: pd.DataFrame):
-    return _union(df.start.to_numpy(), df.end.to_numpy())
+def _iv(iv: Intervals):
+    return _union(iv.start, iv.end)
 
 
-def pipeline_end(iv: pd.DataFrame) -> float:
-    pipe = iv[iv.compute & iv["pass"].isin(PIPELINE_PASSES)]
-    return float(pipe.end.max()) if len(pipe) else 0.0
+def pipeline_end(iv: Intervals) -> float:
+    mask = iv.compute & iv.pipe
+    return float(iv.end[mask].max()) if mask.any() else 0.0
 
 
-def per_rank(iv: pd.DataFrame, step_time: float, peaks: dict[int, float]) -> pd.DataFrame:
+def per_rank(iv: Intervals, step_time: float, peaks: dict[int, float]) -> pd.DataFrame:
     t_pipe = pipeline_end(iv)
     rows = []
-    for rank, g in iv.groupby("rank", sort=True):
-        c_iv, m_iv = _iv(g[g.compute]), _iv(g[~g.compute])
+    for rank in np.unique(iv.rank):
+        g = iv.select(iv.rank == rank)
+        c_iv, m_iv = _iv(g.select(g.compute)), _iv(g.select(~g.compute))
         busy = _iv(g)
         compute, exposed = _length(c_iv), _minus(m_iv, c_iv)
         bubble = t_pipe - _length(busy, 0.0, t_pipe)
@@ -84,7 +103,7 @@ def per_rank(iv: pd.DataFrame, step_time: float, peaks: dict[int, float]) -> pd.
     return pd.DataFrame(rows)
 
 
-def bubble_fraction(iv: pd.DataFrame) -> float:
+def bubble_fraction(iv: Intervals) -> float:
     t_pipe = pipeline_end(iv)
     if t_pipe <= 0:
         return 0.0
@@ -92,9 +111,11 @@ def bubble_fraction(iv: pd.DataFrame) -> float:
     return float((ranks.bubble_s / t_pipe).mean())
 
 
-def exposed(iv: pd.DataFrame, stream: str) -> float:
+def exposed(iv: Intervals, stream: str) -> float:
     """Seconds ``stream`` runs while the compute stream of the same rank is idle."""
-    comm = iv[iv.stream == stream]
-    if comm.empty:
+    from sim.des.engine import STREAM_CODE
+
+    comm = iv.select(iv.stream == STREAM_CODE[stream])
+    if comm.start.size == 0:
         return 0.0
-    return _minus(_iv(comm), _iv(iv[iv.compute]))
+    return _minus(_iv(comm), _iv(iv.select(iv.compute)))

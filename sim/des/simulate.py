@@ -91,7 +91,7 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
         r.start()
     env.run()
     out = _result(analytic, replicas, rec)
-    out.events = getattr(env, "_eid", 0)
+    out.events = next(env._eid)  # SimPy numbers every scheduled event
     out.fields["simulated_events"] = out.events
     out.fields["simulation_wall_s"] = time.perf_counter() - wall
     _write_outputs(out, trace, timeline)
@@ -153,7 +153,7 @@ def _result(analytic, replicas, rec) -> DesResult:
     slow = replicas[-1]  # the straggler's replica when there is one
     rows = ranks.set_index("rank").loc[[g.rank for g in slow.gpus]]
     worst = rows.compute_s.idxmax()
-    mine = ops[ops["rank"] == worst]
+    mine = ops.select(ops.rank == worst)
     breakdown = {"compute": rows.compute_s[worst], "communication_exposed":
                  rows.comm_exposed_s[worst],
                  "pipeline_bubble": rows.bubble_s[worst] + rows.idle_s[worst]}

@@ -142,7 +142,7 @@ def _static_memory(model, plan, stage: int) -> dict:
     from sim.costs import memory
 
     mem = memory.memory_at_stage(model, plan, stage)
-    other = memory._other(model, replace(plan, zero=0), stage)
+    other = memory.memory_at_stage(model, replace(plan, zero=0), stage).other
     return {"weights": mem.weights, "gradients": mem.gradients, "optimizer": mem.optimizer,
             "other": other}
 
@@ -194,7 +194,8 @@ def mark_private_groups(net, plan, replicas) -> None:
         for s in range(plan.pp):
             for g in CRITICAL + ASYNC:
                 ranks = rep.group_of(g, s)
-                links[(i, g, s)] = {k for peer in ranks[1:] for k in net.path(ranks[0], peer)}
+                links[(i, g, s)] = {k for peer in _peers(ranks, g, net.cluster.node_of)
+                                    for k in net.path(ranks[0], peer)}
     slow = set(net.fabric._slow)
     for i, rep in enumerate(replicas):
         private = set()
@@ -206,3 +207,19 @@ def mark_private_groups(net, plan, replicas) -> None:
                 if not mine & slow and not any(mine & v for v in others):
                     private.add((g, s))
         rep.work.private = lambda g, s, _p=frozenset(private): (g, s) in _p
+
+
+def _peers(ranks: tuple, group: str, node_of) -> set:
+    """Every rank the representative sends to under any algorithm (sim.des.collectives):
+    the ring neighbour, the tree partners 2^k away, the next node's leader (hierarchical),
+    and everyone for all-to-all groups."""
+    if len(ranks) < 2:
+        return set()
+    if group in ("ep", "cp"):
+        return set(ranks[1:])
+    out = {ranks[min(1 << k, len(ranks) - 1)] for k in range(len(ranks).bit_length())}
+    here = node_of(ranks[0])
+    local = [r for r in ranks if node_of(r) == here]
+    out |= {local[1]} if len(local) > 1 else set()
+    out |= {next((r for r in ranks if node_of(r) != here), ranks[1])}
+    return out
