@@ -36,13 +36,14 @@ def megatron_gpt(hidden, heads, layers, vocab=51200) -> ModelConfig:
                        tied_embeddings=True, position=PositionConfig(kind="learned"))
 
 
-def test_six_nd_within_three_percent_for_dense_8b_at_seq_2048():
+def test_six_nd_within_five_percent_for_dense_8b_at_seq_2048():
     m = llama()
     n_params = m.params_total
     assert n_params == 8_030_261_248
     plan = ParallelPlan(global_batch=16, micro_batch=1, seq_len=2048)
     ratio = model_flops_per_step(m, plan) / (6 * n_params * 16 * 2048)
-    assert abs(ratio - 1) < 0.03  # embedding lookups cost no FLOPs, attention adds a little
+    # within a few %: embedding lookups (6.5% of N) cost no FLOPs, causal attention adds ~3.8%
+    assert 0.95 < ratio < 1.0
 
 
 @pytest.mark.parametrize("hidden,heads,layers,batch", [
@@ -158,7 +159,8 @@ def test_recompute_modes_add_full_forward_or_nothing_with_flash():
 
 def test_hardware_minus_model_flops_is_the_recompute():
     m = llama()
-    plan = ParallelPlan(global_batch=4, micro_batch=2, seq_len=1024, recompute="full")
+    plan = ParallelPlan(global_batch=4, micro_batch=2, seq_len=1024, recompute="full",
+                        flash_attention=False)
     extra = recompute_flops(m, Shape(2, 1024), "full").total * 2  # two micro-batches
     assert hardware_flops_per_step(m, plan) - model_flops_per_step(m, plan) == pytest.approx(
         extra, rel=1e-12)
@@ -176,3 +178,11 @@ def test_unknown_category_and_convention_are_typed_errors():
         forward_flops(llama(), Shape(1, 8), include=("gemm",))
     with pytest.raises(ConfigError, match="convention"):
         forward_flops(llama(), Shape(1, 8), convention="megatron")
+
+
+def test_model_flops_exclude_flash_score_recomputation_hardware_flops_include_it():
+    m = llama()
+    plan = ParallelPlan(global_batch=1, seq_len=2048, recompute="none", flash_attention=True)
+    attn = forward_flops(m, Shape(1, 2048)).attention
+    diff = hardware_flops_per_step(m, plan) - model_flops_per_step(m, plan)
+    assert diff == pytest.approx(0.5 * attn, rel=1e-12)

@@ -282,7 +282,9 @@ def _microbatch_flops(mk: int, mb: int, seq: int, mode: str, flash: bool, recomp
                       causal_halving: bool, convention: str, padding: bool) -> FlopBreakdown:
     model, shape = obj(mk), Shape(mb, seq, "train")
     kw = dict(causal_halving=causal_halving, convention=convention, padding=padding)
-    one = forward_flops(model, shape, **kw) + backward_flops(model, shape, flash=flash, **kw)
+    # the flash backward's score recomputation is hardware work, not model work (PaLM App. B)
+    one = forward_flops(model, shape, **kw) + backward_flops(
+        model, shape, flash=flash and recompute, **kw)
     if recompute:
         one += recompute_flops(model, shape, mode, flash=flash, **kw)
     return one
@@ -301,7 +303,8 @@ def step_flops(model: ModelConfig, plan: ParallelPlan, *, recompute: bool = True
 
 
 def model_flops_per_step(model: ModelConfig, plan: ParallelPlan, **kw) -> float:
-    """Useful FLOPs of a step (no recomputation, no MoE padding): the numerator of MFU."""
+    """Useful FLOPs of a step (no recomputation of any kind, not even flash attention's score
+    recomputation, and no MoE padding): the numerator of MFU."""
     return step_flops(model, plan, recompute=False, **kw).total
 
 

@@ -176,7 +176,9 @@ def _attention_block(c: _Ctx) -> list[Op]:
         ops.append(elementwise(c.layer, "rope", "elementwise", ROPE_FLOPS * c.t * width,
                                2 * c.t * width * c.db))
     if key.cp > 1:
-        kv_bytes = c.t * 2 * max(1, m.n_kv_heads // key.tp) * m.head_dim * c.db
+        d_qk, d_v = head_dims(m)
+        kv_heads = m.n_heads // key.tp if m.mla is not None else max(1, m.n_kv_heads // key.tp)
+        kv_bytes = c.t * kv_heads * (d_qk + d_v) * c.db  # this rank's K and V block
         ops.append(comm(c.layer, "cp_kv_exchange", "p2p", "send_recv", "cp", kv_bytes,
                         count=key.cp - 1))
     ops.append(_attention_op(c))
