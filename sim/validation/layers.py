@@ -72,22 +72,30 @@ class Context:
     RoPE cos/sin tables (computed once per forward, as real implementations do, so they are
     not per-layer activations)."""
 
-    def __init__(self, cfg: ModelConfig, start: int, seq: int, device, dtype):
+    def __init__(self, cfg: ModelConfig, start: int, seq: int, device, dtype,
+                 lengths: torch.Tensor | None = None):
         self.cfg, self.dtype = cfg, dtype
-        self.positions = torch.arange(start, start + seq, device=device)
-        self.k_positions = torch.arange(start + seq, device=device)
-        self.blocked = ~attention_mask(cfg, self.positions, self.k_positions)
+        if lengths is None:  # one shared position range
+            self.positions = torch.arange(start, start + seq, device=device)
+            self.k_positions = torch.arange(start + seq, device=device)
+            self.blocked = ~attention_mask(cfg, self.positions, self.k_positions)
+        else:  # batched decode: row b continues after its own lengths[b] cached tokens
+            self.positions = lengths[:, None] + torch.arange(seq, device=device)  # [b, s]
+            self.k_positions = torch.arange(int(lengths.max()) + seq, device=device)
+            allowed = self.k_positions[None, None, :] <= self.positions[:, :, None]
+            self.blocked = ~allowed[:, None, None]  # [b, 1, 1, s, sk] for GQA-folded scores
         self._tables: dict = {}
 
-    def rope_table(self, d: int, positions: torch.Tensor | None = None):
-        positions = self.positions if positions is None else positions
-        key = (d, int(positions[0]), len(positions))
-        if key not in self._tables:
+    def rope_table(self, d: int):
+        if d not in self._tables:
             theta = self.cfg.position.rope_theta
-            inv = theta ** (-torch.arange(0, d, 2, device=positions.device, dtype=torch.float32) / d)
-            ang = positions.to(torch.float32)[:, None] * inv[None, :]  # [s, d/2]
-            self._tables[key] = (ang.cos().to(self.dtype), ang.sin().to(self.dtype))
-        return self._tables[key]
+            inv = theta ** (-torch.arange(0, d, 2, device=self.positions.device,
+                                          dtype=torch.float32) / d)
+            ang = self.positions.to(torch.float32)[..., None] * inv  # [(b,) s, d/2]
+            if ang.dim() == 3:
+                ang = ang[:, None]  # [b, 1, s, d/2] broadcasts over heads
+            self._tables[d] = (ang.cos().to(self.dtype), ang.sin().to(self.dtype))
+        return self._tables[d]
 
     def tensors(self) -> list[torch.Tensor]:
         return [self.positions, self.k_positions, self.blocked] + [t for tab in self._tables.values() for t in tab]
@@ -141,7 +149,27 @@ class KVCache:
 
     def __init__(self, n_layers: int):
         self.layers: list[tuple | None] = [None] * n_layers
+        self.dims: list[int] = [2] * n_layers
         self.length = 0
+
+    def context(self, cfg: ModelConfig, seq: int, device, dtype) -> Context:
+        return Context(cfg, self.length, seq, device, dtype)
+
+    def update(self, layer: int, new: tuple, dim: int) -> tuple:
+        """Append this step's keys/values (along ``dim``) and return everything cached."""
+        self.dims[layer] = dim
+        self.layers[layer] = append(self.layers[layer], new, dim)
+        return self.layers[layer]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+    def truncate(self, n: int) -> None:
+        """Keep the first ``n`` tokens (speculative decoding rolls back rejected drafts)."""
+        for i, entry in enumerate(self.layers):
+            if entry is not None:
+                self.layers[i] = tuple(t.narrow(self.dims[i], 0, n) for t in entry)
+        self.length = n
 
     def tensors(self) -> list[torch.Tensor]:
         return [t for entry in self.layers if entry is not None for t in entry]
@@ -180,8 +208,7 @@ class Attention(nn.Module):
             out = self._linear(q, k, v, cache, layer)
         else:
             if cache is not None:
-                cache.layers[layer] = append(cache.layers[layer], (k, v), dim=2)
-                k, v = cache.layers[layer]
+                k, v = cache.update(layer, (k, v), dim=2)
             out = eager_attention(q, k, v, ctx.blocked)
         return self.o_proj(out.transpose(1, 2).reshape(b, s, cfg.q_dim))
 
@@ -233,8 +260,7 @@ class MLAttention(nn.Module):
         c_kv, k_rope = self.kv_a_proj(x).split((m.kv_lora_rank, m.qk_rope_head_dim), dim=-1)
         k_rope = rope(k_rope, table)
         if cache is not None:
-            cache.layers[layer] = append(cache.layers[layer], (c_kv, k_rope), dim=1)
-            c_kv, k_rope = cache.layers[layer]
+            c_kv, k_rope = cache.update(layer, (c_kv, k_rope), dim=1)
         sk = c_kv.shape[1]
         kv = self.kv_b_proj(self.kv_a_norm(c_kv)).view(b, sk, nh, -1).transpose(1, 2)
         k_nope, v = kv.split((m.qk_nope_head_dim, m.v_head_dim), dim=-1)

@@ -169,9 +169,12 @@ class Transformer(nn.Module):
             x = x + sinusoidal(positions, self.cfg.hidden).to(x)
         return x
 
-    def forward(self, tokens, cache: KVCache | None = None):
-        start = cache.length if cache is not None else 0
-        ctx = Context(self.cfg, start, tokens.shape[1], tokens.device, self.embed.weight.dtype)
+    def forward(self, tokens, cache: KVCache | None = None, last_only: bool = False):
+        dtype, seq = self.embed.weight.dtype, tokens.shape[1]
+        if cache is not None:
+            ctx = cache.context(self.cfg, seq, tokens.device, dtype)
+        else:
+            ctx = Context(self.cfg, 0, seq, tokens.device, dtype)
         x = self.embed_tokens(tokens, ctx.positions)
         for block in self.blocks:
             if self.recompute == "full" and torch.is_grad_enabled():
@@ -179,7 +182,9 @@ class Transformer(nn.Module):
             else:
                 x = block(x, ctx, cache)
         if cache is not None:
-            cache.length += tokens.shape[1]
+            cache.advance(seq)
+        if last_only:  # serving samples from the last position only (as vLLM computes logits)
+            x = x[:, -1:]
         return self.lm_head(self.norm(x))
 
 
