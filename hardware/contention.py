@@ -14,6 +14,9 @@ share NICs (two GPUs behind one NIC), leaf uplinks and the spine. The model is a
    every flow carries the same bytes, the slowest flow sets the time, so the per-rank bandwidth is
    (n - 1) x min over the group's links of B / L.
 
+Only groups with a member on one of the queried group's nodes or leaves can load its links, so
+only those are enumerated (``relevant``); the answer is unchanged and big clusters stay fast.
+
 Spine oversubscription enters through the leaf-uplink bandwidth (downlink capacity divided by
 the oversubscription factor, ``ScaleOut``): when all ranks under a leaf send across the spine,
 each gets its NIC rate / oversubscription.
@@ -45,8 +48,19 @@ def family(ranks: np.ndarray, n_gpus: int) -> np.ndarray:
     return np.stack(rows)
 
 
+def relevant(space: LinkSpace, fam: np.ndarray) -> np.ndarray:
+    """The rows of fam that can share a link with fam[0]: a flow only touches its endpoints'
+    GPU, NIC and leaf links (the spine is non-blocking), so a group with no member on one of
+    fam[0]'s nodes or leaves never loads fam[0]'s links. Exact, and 10-100x fewer flows."""
+    nodes = fam // space.G
+    leaves = space.leaf_of(fam)
+    near = np.isin(nodes, nodes[0]).any(axis=1) | np.isin(leaves, leaves[0]).any(axis=1)
+    return fam[near]
+
+
 def ring_share(space: LinkSpace, fam: np.ndarray) -> float:
     """Per-hop bandwidth of the ring fam[0] (in its order) with every row of fam running."""
+    fam = relevant(space, fam)
     src = fam.ravel()
     dst = np.roll(fam, -1, axis=1).ravel()
     links = space.hop_links(src, dst)
@@ -62,6 +76,7 @@ def ring_hop_latency(space: LinkSpace, ranks: np.ndarray) -> float:
 
 def all_to_all_share(space: LinkSpace, fam: np.ndarray) -> float:
     """Per-rank send bandwidth of an all-to-all over fam[0] with every row of fam running."""
+    fam = relevant(space, fam)
     n = fam.shape[1]
     src, dst = _pairs(fam)
     if src.size <= 4_000_000:

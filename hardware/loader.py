@@ -43,7 +43,12 @@ def _is_path(name: str) -> bool:
     return name.endswith(".toml") or "/" in name or "\\" in name
 
 
+TYPES = {"accelerator": Accelerator, "link": Link, "system": System}
+
+
 def _get(kind: str, name_or_path):
+    if isinstance(name_or_path, TYPES[kind]):  # already loaded: pass through
+        return name_or_path
     if isinstance(name_or_path, Path) or _is_path(str(name_or_path)):
         return load_file(Path(name_or_path), kind)
     if not isinstance(name_or_path, str):

@@ -17,6 +17,7 @@ the ``LinkKey``s that ``path_links`` returns. ``bandwidth``/``latency`` are for 
 from __future__ import annotations
 
 import math
+import numbers
 from functools import cached_property
 
 import numpy as np
@@ -34,9 +35,9 @@ class Cluster:
     def __init__(self, system: System | str, n_nodes: int, n_gpus: int | None = None):
         self.system: System = get_system(system) if isinstance(system, str) else system
         G = self.system.gpus_per_node
-        if not isinstance(n_nodes, int) or n_nodes < 1:
-            raise HardwareError(f"a cluster needs n_nodes >= 1, got {n_nodes!r}")
-        self.n_nodes = n_nodes
+        if not isinstance(n_nodes, numbers.Integral) or n_nodes < 1:
+            raise HardwareError(f"a cluster needs a whole number of nodes >= 1, got {n_nodes!r}")
+        self.n_nodes = n_nodes = int(n_nodes)
         self.n_gpus = n_nodes * G if n_gpus is None else n_gpus
         if n_gpus is not None and not (n_nodes == 1 and 1 <= n_gpus <= G):
             raise HardwareError("n_gpus may only be given for a single partial node")
@@ -51,8 +52,9 @@ class Cluster:
     def for_gpus(cls, system: System | str, n_gpus: int) -> Cluster:
         system = get_system(system) if isinstance(system, str) else system
         G = system.gpus_per_node
-        if not isinstance(n_gpus, int) or n_gpus < 1:
+        if not isinstance(n_gpus, numbers.Integral) or n_gpus < 1:
             raise HardwareError(f"n_gpus must be a positive integer, got {n_gpus!r}")
+        n_gpus = int(n_gpus)
         if n_gpus < G:
             return cls(system, 1, n_gpus)
         if n_gpus % G:

@@ -206,3 +206,27 @@ def test_n_nodes_have_n_times_gpus_per_node_gpus(name, n):
 def test_concurrent_groups_never_speed_a_pair_up(cab):
     c, a, b = cab
     assert c.ring_bandwidth([a, b]) <= c.bandwidth(a, b)
+
+
+def _ring_share_all_groups(c, ranks):
+    """Reference: load every link with every concurrent group (no pruning)."""
+    import numpy as np
+
+    from hardware import contention
+
+    fam = contention.family(np.array(ranks), c.n_gpus)
+    links = c._space.hop_links(fam.ravel(), np.roll(fam, -1, axis=1).ravel())
+    return contention._min_share(c._space, links, links[: len(ranks)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(SYSTEMS), st.integers(2, 40), st.integers(1, 3), st.integers(2, 4),
+       st.floats(1.0, 4.0))
+def test_pruning_distant_groups_leaves_ring_bandwidth_unchanged(name, n_nodes, stride_nodes,
+                                                                size, over):
+    c = Cluster(oversubscribed(name, over), n_nodes)
+    stride = stride_nodes * c.gpus_per_node + 1
+    ranks = [i * stride for i in range(size) if i * stride < c.n_gpus]
+    if len(ranks) < 2:
+        return
+    assert c.ring_bandwidth(ranks) == _ring_share_all_groups(c, ranks)
