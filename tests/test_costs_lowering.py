@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sim.costs.flops import forward_flops, layers_forward_flops
 from sim.costs.lowering import (
@@ -173,3 +175,16 @@ def test_lowering_is_cached_and_returns_fresh_lists():
     a, b = lower_layer(m, 0, SHAPE, plan), lower_layer(m, 0, SHAPE, plan)
     assert a == b and a is not b
     assert all(o.layer == 0 for o in a)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tp=st.sampled_from([1, 2, 4, 8]), cp=st.sampled_from([1, 2, 4]), sp=st.booleans(),
+       ep=st.sampled_from([1, 2, 4, 8]), moe_layer=st.booleans())
+def test_all_ranks_of_a_layer_together_do_its_forward_flops(tp, cp, sp, ep, moe_layer):
+    m = moe() if moe_layer else llama()
+    plan = ParallelPlan(tp=tp, cp=cp, ep=ep, dp=ep, sequence_parallel=sp)
+    ops = lower_layer(m, 0, SHAPE, plan)
+    f = layers_forward_flops(m, SHAPE)
+    router = f.router / m.n_layers  # the router is replicated over tp, not split
+    total = (core_flops(ops) - router * (1 / cp if moe_layer else 0)) * tp * cp
+    assert total == pytest.approx((f.matmul + f.attention) / m.n_layers, rel=1e-9)
