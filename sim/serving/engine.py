@@ -144,6 +144,7 @@ class Simulation:
                 self.transfers.append((self.env.now, seconds))
                 yield self.env.timeout(seconds)
         src.pool.give(req.blocks)
+        src.pool.settle()
         src.inbox.put(None)  # wake the prefill replica: blocks came back
         req.blocks, req.stage = blocks, "ready"
         dst.inbox.put(req)

@@ -92,33 +92,46 @@ def budget(model, cluster, *, tp, pp, ep, dtype, block_size, utilization=0.9,
 
 
 class BlockPool:
-    """The KV blocks of one replica: a SimPy Container of free blocks, plus peak tracking."""
+    """The KV blocks of one replica: a SimPy Container of free blocks, plus peak tracking.
+
+    Within one scheduling decision blocks are taken and given back many times; ``take`` and
+    ``give`` keep a running count and ``settle`` applies the net change to the Container once
+    per iteration (one event instead of dozens), so the Container's level is exact at every
+    iteration boundary and can never go negative or above capacity.
+    """
 
     def __init__(self, env: simpy.Environment, blocks: int, block_size: int):
         self.capacity, self.block_size = blocks, block_size
         self.free = simpy.Container(env, capacity=max(blocks, 1), init=max(blocks, 1))
         if blocks == 0:
             self.free.get(1)  # a zero-capacity pool: nothing can ever be allocated
+        self.available = blocks  # free blocks, including unsettled takes and gives
         self.peak = 0
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)
 
     @property
-    def available(self) -> int:
-        return int(self.free.level)
-
-    @property
     def used(self) -> int:
-        return self.capacity - int(self.free.level)
+        return self.capacity - self.available
 
     def take(self, n: int) -> None:
         """Allocate ``n`` blocks now; callers check ``available`` first (never waits)."""
-        if n > 0:
-            assert n <= self.free.level, "KV pool over-allocated"
-            self.free.get(n)  # triggers synchronously: the level drops at once
-            self.peak = max(self.peak, self.used)
+        if n > self.available:
+            raise AssertionError(f"KV pool over-allocated: {n} > {self.available} free")
+        self.available -= n
+        used = self.capacity - self.available
+        if used > self.peak:
+            self.peak = used
 
     def give(self, n: int) -> None:
-        if n > 0:
-            self.free.put(n)
+        self.available += n
+
+    def settle(self) -> None:
+        """Apply the net change to the Container (synchronously: the level is available)."""
+        delta = self.available - int(self.free.level)
+        if delta > 0:
+            self.free.put(delta)
+        elif delta < 0:
+            self.free.get(-delta)
+        assert self.free.level == self.available, "KV pool and Container disagree"

@@ -72,9 +72,11 @@ class Replica:
             if it is None:  # nothing can run until something arrives (e.g. memory held)
                 self.accept((yield self.inbox.get()))
                 continue
+            self.pool.settle()
             yield self.env.timeout(self.price(it))
             self.commit(it)
             self.policy.committed(self)
+            self.pool.settle()
 
     def busy(self) -> bool:
         return bool(self.run.n or self.waiting or self.prefilling or self.kv_wait
@@ -214,8 +216,8 @@ class Replica:
         t = 0.0
         while self.swapped and room > 0:
             req = self.swapped[0]
-            blocks = self.pool.blocks_for(req.swapped_ctx)
-            if blocks + adv > self.pool.available:  # leave room for this step's growth
+            blocks = self.pool.blocks_for(req.swapped_ctx + adv)  # with this step's write
+            if blocks > self.pool.available:
                 break
             self.swapped.popleft()
             self.pool.take(blocks)
