@@ -79,8 +79,18 @@ def test_hierarchical_all_reduce_is_intra_rs_inter_ar_intra_ag():
     inter = 2 * 3 / 4 * (S / 8) / 50e9 + 2 * 3 * 5e-6
     t = collective_time("all_reduce", S, ranks, c, "hierarchical")
     assert t == pytest.approx(2 * intra + inter)
-    assert collective_time("all_reduce", S, ranks, c) == pytest.approx(t)  # auto picks it
     assert t < collective_time("all_reduce", S, ranks, c, "ring")
+
+
+def test_recursive_halving_prices_each_step_on_its_partner_path():
+    c = FlatCluster()
+    ranks = range(32)  # distances 1, 2, 4 stay on the node; 8, 16 cross the network
+    rs = (3 * 1e-6 + (1 / 2 + 1 / 4 + 1 / 8) * S / 400e9
+          + 2 * 5e-6 + (1 / 16 + 1 / 32) * S / 50e9)
+    assert collective_time("reduce_scatter", S, ranks, c, "tree") == pytest.approx(rs)
+    assert collective_time("all_reduce", S, ranks, c, "tree") == pytest.approx(2 * rs)
+    # same bandwidth as hierarchical (nearest-first halving is hierarchical), fewer latencies
+    assert collective_time("all_reduce", S, ranks, c) == pytest.approx(2 * rs)
 
 
 def test_send_recv_is_alpha_plus_size_over_bandwidth():

@@ -18,8 +18,9 @@ with every group of the same shape running at once (``Cluster.ring_bandwidth`` /
 ``ring_latency``), so NIC sharing and spine oversubscription slow the groups they affect.
 
 Algorithms: ``ring`` (Patarasuk & Yuan 2009: bandwidth-optimal, 2(n-1) latency steps for an
-all-reduce), ``tree`` (Thakur, Rabenseifner & Gropp 2005: recursive doubling/halving, log2(n)
-latency steps per phase, same bandwidth term), ``hierarchical`` (intra-node reduce-scatter,
+all-reduce), ``tree`` (Thakur, Rabenseifner & Gropp 2005: recursive halving/doubling, log2(n)
+latency steps per phase, each step priced on the path to its partner at distance 2^k, so a
+step that leaves the node pays the network for its share only), ``hierarchical`` (intra-node reduce-scatter,
 inter-node all-reduce of the 1/g shard among same-local-rank GPUs, intra-node all-gather) and
 ``auto`` (the fastest of those, as NCCL's tuner picks by its own cost model).
 Bandwidth/latency lookups are cached per (cluster, group shape), so a sweep pays them once.
@@ -220,13 +221,37 @@ def collective_time(kind: str, bytes_per_rank: float, ranks, cluster,
     return _by_algorithm(kind, size, ranks, ckey, algorithm)
 
 
+@lru_cache(maxsize=65536)
+def _hypercube_steps(ckey: int, ranks: tuple[int, ...]) -> tuple[tuple[float, float], ...]:
+    """(bandwidth, latency) of each exchange step k, partner at distance 2^k (nearest first),
+    with every same-shaped pair exchanging at once (the cluster's contention model)."""
+    steps, d = [], 1
+    while d < len(ranks):
+        steps.append(_ring_params(ckey, (ranks[0], ranks[d])))
+        d *= 2
+    return tuple(steps)
+
+
+def _tree(kind: str, size: float, ranks: tuple[int, ...], ckey: int) -> float:
+    """Thakur et al. 2005, Sec. 4: recursive halving (reduce-scatter) sends S/2, S/4, ... to
+    partners at distance 1, 2, 4, ...; recursive doubling (all-gather) mirrors it; all-reduce
+    = both (Rabenseifner). Broadcast (pipelined binomial tree: log2 n latencies, S once) and
+    non-powers of two use the aggregate form with the ring's bandwidth."""
+    n = len(ranks)
+    if n & (n - 1) or kind not in ("all_reduce", "all_gather", "reduce_scatter"):
+        return _flat(kind, size, ranks, ckey, True)
+    steps = _hypercube_steps(ckey, ranks)
+    half = sum(alpha + size / 2 ** (k + 1) / bw for k, (bw, alpha) in enumerate(steps))
+    return 2 * half if kind == "all_reduce" else half
+
+
 def _by_algorithm(kind, size, ranks, ckey, algorithm) -> float:
     if algorithm == "ring":
         return _flat(kind, size, ranks, ckey, False)
     if algorithm == "tree":
-        return _flat(kind, size, ranks, ckey, True)
+        return _tree(kind, size, ranks, ckey)
     hier = _hierarchical(kind, size, ranks, ckey)
     if algorithm == "hierarchical":
         return hier if hier is not None else _flat(kind, size, ranks, ckey, False)
-    options = [_flat(kind, size, ranks, ckey, False), _flat(kind, size, ranks, ckey, True)]
+    options = [_flat(kind, size, ranks, ckey, False), _tree(kind, size, ranks, ckey)]
     return min(options + ([hier] if hier is not None else []))
