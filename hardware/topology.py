@@ -9,7 +9,8 @@ fat tree of leaf switches under a spine (``hardware.routing`` has the link table
 Queries are closed-form on integer link ids, so constructing even a 16,384-GPU cluster is O(1)
 and a contention query is one ``numpy.bincount``; ``graph`` builds the same topology as a
 networkx DiGraph (lazily) for inspection, drawing and cross-checks, and its edges are exactly
-the ``LinkKey``s that ``path_links`` returns. ``bandwidth``/``latency`` are for one flow alone;
+the ``LinkKey``s that ``path_links`` returns; ``ring_links``/``all_to_all_links`` list the links a
+collective crosses. ``bandwidth``/``latency`` are for one flow alone;
 ``ring_bandwidth``/``all_to_all_bandwidth`` for every group of that shape running at once
 (``hardware.contention``).
 """
@@ -103,6 +104,26 @@ class Cluster:
 
     def link_latency(self, key: LinkKey) -> float:
         return float(self._space.latency_table[self._space.link_id(key)])
+
+    def ring_links(self, ranks) -> dict[LinkKey, int]:
+        """Links a ring over ``ranks`` (in that order) crosses -> how many of its hops use each,
+        in order of first use."""
+        ranks = [self._rank(r) for r in ranks]
+        return self._count_links(ranks, ranks[1:] + ranks[:1]) if len(ranks) > 1 else {}
+
+    def all_to_all_links(self, ranks) -> dict[LinkKey, int]:
+        """Links an all-to-all over ``ranks`` crosses -> how many of its n (n - 1) flows use each."""
+        ranks = [self._rank(r) for r in ranks]
+        pairs = [(a, b) for a in ranks for b in ranks if a != b]
+        return self._count_links([a for a, _ in pairs], [b for _, b in pairs])
+
+    def _count_links(self, src: list[int], dst: list[int]) -> dict[LinkKey, int]:
+        counts: dict[LinkKey, int] = {}
+        for row in self._space.hop_links(src, dst):
+            for i in row[row >= 0]:
+                key = self._space.key(i)
+                counts[key] = counts.get(key, 0) + 1
+        return counts
 
     # --- point to point (one flow alone) ------------------------------------------------------
     def _ids(self, a: int, b: int) -> np.ndarray:

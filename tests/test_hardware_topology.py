@@ -230,3 +230,20 @@ def test_pruning_distant_groups_leaves_ring_bandwidth_unchanged(name, n_nodes, s
     if len(ranks) < 2:
         return
     assert c.ring_bandwidth(ranks) == _ring_share_all_groups(c, ranks)
+
+
+def test_ring_links_lists_each_link_with_its_hop_count():
+    c = Cluster("dgx-h100", 2)
+    links = c.ring_links([0, 1, 8])  # 0 -> 1 on NVLink, 1 -> 8 and 8 -> 0 over the network
+    assert links[(("gpu", 0, 0), ("nvsw", 0))] == 1
+    assert links[(("nic", 0, 1), ("leaf", 1))] == 1
+    assert (("leaf", 1), ("spine",)) in links  # rail 1 -> rail 0 crosses the spine
+    assert sum(1 for k in links if k[0] == ("gpu", 0, 0)) == 1
+
+
+def test_all_to_all_links_count_every_ordered_pair():
+    c = Cluster("dgx-h100", 1)
+    links = c.all_to_all_links([0, 1, 2, 3])
+    assert links[(("gpu", 0, 0), ("nvsw", 0))] == 3  # 0 sends to 3 peers
+    assert links[(("nvsw", 0), ("gpu", 0, 3))] == 3  # 3 receives from 3 peers
+    assert len(links) == 8
