@@ -28,10 +28,11 @@ SYSTEM = "dgx-h100"
 SEQ_LEN = 4096  # tokens per sequence
 GLOBAL_BATCH = 512  # sequences per step, fixed while the cluster grows
 SERIES = {  # label -> (model, tp, pp, gpu counts)
-    "llama3-8b, DP + ZeRO-1": ("llama3-8b", 1, 1, (8, 32, 128, 512)),
+    "llama3-8b, DP + ZeRO-1": ("llama3-8b", 1, 1, (32, 64, 128, 256, 512)),
     "llama3-70b, TP8 PP4 + DP": ("llama3-70b", 8, 4, (32, 64, 128, 256, 512)),
 }
 OVERLAPS = ("max", "sum")  # perfect overlap vs none
+GPU_COUNTS = SERIES[next(iter(SERIES))][3]
 
 
 def point(label: str, gpus: int, overlap: str) -> dict:
@@ -83,29 +84,16 @@ def takeaway(n: dict) -> str:
 
 
 def mfu_chart(table: pd.DataFrame):
-    series = {f"{s} ({o} overlap)": list(table[(table.series == s) & (table.overlap == o)].mfu_pct / 100)
-              for s in SERIES for o in OVERLAPS}
-    gpus = sorted(set(table.gpus))
-    padded = {k: _align(v, table, k) for k, v in series.items()}
-    return charts.scaling_curve(gpus, padded, title=f"MFU vs GPUs, global batch {GLOBAL_BATCH}")
-
-
-def _align(values, table, key):
-    """Put a series' values at its GPU counts on the shared x axis (NaN elsewhere)."""
-    label = next(s for s in SERIES if key.startswith(s))
-    gpus = sorted(set(table.gpus))
-    mine = dict(zip(SERIES[label][3], values, strict=True))
-    return [mine.get(g, float("nan")) for g in gpus]
+    sel = table[table.overlap == "max"]
+    mfu = {s: list(sel[sel.series == s].mfu_pct / 100) for s in SERIES}
+    return charts.scaling_curve(GPU_COUNTS, mfu, title=f"MFU vs GPUs, global batch {GLOBAL_BATCH}")
 
 
 def share_chart(table: pd.DataFrame):
-    gpus = sorted(set(table.gpus))
-    series = {}
-    for s in SERIES:
-        sel = table[(table.series == s) & (table.overlap == "max")]
-        mine = dict(zip(sel.gpus, sel.comm_share_pct, strict=True))
-        series[s] = [mine.get(g, float("nan")) for g in gpus]
-    return charts.line_chart(gpus, series, logx=True, title="Exposed communication share",
+    series = {f"{s} ({o} overlap)": list(table[(table.series == s) & (table.overlap == o)]
+                                         .comm_share_pct) for s in SERIES for o in OVERLAPS}
+    return charts.line_chart(GPU_COUNTS, series, logx=True,
+                             title="Exposed communication share (perfect vs no overlap)",
                              xlabel="GPUs (log scale)", ylabel="share of step time (%)")
 
 

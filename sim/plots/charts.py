@@ -82,7 +82,7 @@ def stacked_bars(categories: Sequence[str], parts: Mapping[str, Sequence[float]]
             ax.axhline(limit, color="black", linestyle="--", linewidth=1.2, label=limit_label)
         ax.set_xticks(x, list(categories), rotation=20 if len(categories) > 4 else 0,
                       ha="right" if len(categories) > 4 else "center")
-        _legend(ax, loc="upper left", fontsize=8)
+        _legend(ax, loc="upper right", fontsize=8)
     return fig
 
 

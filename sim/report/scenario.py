@@ -1,7 +1,7 @@
 """The scenario convention: what a script in ``scenarios/`` declares and how its outputs are
 written.
 
-A scenario module has a docstring whose first line is its title (the rest names the lesson and
+A scenario module has a docstring whose first paragraph is its title (the rest names the lesson and
 concepts), ``LESSON`` (a key of ``sim.report.lesson.LESSONS``), ``TOPIC`` (one line),
 ``REFUTES`` (misconception ids, possibly empty), a few CAPITALISED knobs with their units in a
 comment, ``run() -> Result`` and ``main(out_dir=None)`` which calls ``publish``. ``run`` does the
@@ -82,7 +82,8 @@ def title_of(module: ModuleType) -> str:
     if not doc:
         raise ConfigError(f"scenario {module.__name__} needs a docstring whose first line is "
                           "its title")
-    return doc.splitlines()[0].strip().rstrip(".")
+    first = doc.split("\n\n")[0]  # the first paragraph, however many lines it wraps over
+    return " ".join(line.strip() for line in first.splitlines()).rstrip(".")
 
 
 def knobs_of(module: ModuleType) -> dict:
