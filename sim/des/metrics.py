@@ -5,7 +5,8 @@ Per rank, the step ``[0, T]`` is split into four disjoint parts:
 - ``compute_s``: time the compute stream is busy (union of its intervals);
 - ``comm_exposed_s``: time some communication runs while the compute stream is idle;
 - ``bubble_s``: the rest of the *pipeline phase* ``[0, T_pipe]``, where ``T_pipe`` is the end of
-  the last forward/backward task on any stage -- waiting for a neighbour stage;
+  the last forward/backward task on any stage of the rank's replica -- waiting for a
+  neighbour stage;
 - ``idle_s``: the rest of ``[T_pipe, T]`` (waiting for the slowest stage's gradient sync,
   optimizer step, or a straggler).
 
@@ -87,10 +88,15 @@ def pipeline_end(iv: Intervals) -> float:
     return float(iv.end[mask].max()) if mask.any() else 0.0
 
 
-def per_rank(iv: Intervals, step_time: float, peaks: dict[int, float]) -> pd.DataFrame:
-    t_pipe = pipeline_end(iv)
+def per_rank(iv: Intervals, step_time: float, peaks: dict[int, float],
+             replicas: list[list[int]] | None = None) -> pd.DataFrame:
+    """Per-rank accounting; ``replicas`` groups ranks whose pipeline phase ends together (a
+    replica that waits for a straggler replica is idle, not in a bubble)."""
+    replicas = replicas or [list(np.unique(iv.rank))]
+    ends = {r: pipeline_end(iv.select(np.isin(iv.rank, grp))) for grp in replicas for r in grp}
     rows = []
     for rank in np.unique(iv.rank):
+        t_pipe = ends[int(rank)]
         g = iv.select(iv.rank == rank)
         c_iv, m_iv = _iv(g.select(g.compute)), _iv(g.select(~g.compute))
         busy = _iv(g)

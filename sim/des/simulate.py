@@ -39,7 +39,17 @@ class DesResult:
     ranks: pd.DataFrame
     memory: dict = field(default_factory=dict)  # rank -> [(t, bytes, what)]
     events: int = 0
+    stage_ranks: list = field(default_factory=list)  # replica 0's representative per stage
+    activations_per_mb: list = field(default_factory=list)  # bytes per microbatch per stage
+    kind_peaks: dict = field(default_factory=dict)  # rank -> {kind: peak bytes}
     _ops: pd.DataFrame | None = None
+
+    def activation_bytes_per_microbatch(self, stage: int = 0) -> float:
+        return self.activations_per_mb[stage]
+
+    def peak_by_kind(self, stage: int = 0) -> dict:
+        """Peak HBM bytes per allocation kind on ``stage``'s simulated GPU (replica 0)."""
+        return dict(self.kind_peaks[self.stage_ranks[stage]])
 
     def to_dict(self) -> dict:
         out = self.analytic.to_dict()
@@ -91,6 +101,11 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
         r.start()
     env.run()
     out = _result(analytic, replicas, rec)
+    first = replicas[0]
+    out.stage_ranks = [g.rank for g in first.gpus]
+    out.activations_per_mb = [sum(first.work.activation_bytes(vs) for vs in
+                                  range(s, first.work.n_virtual, plan.pp)) for s in range(plan.pp)]
+    out.kind_peaks = {g.rank: dict(g.hbm.by_kind_peak) for r in replicas for g in r.gpus}
     out.events = next(env._eid)  # SimPy numbers every scheduled event
     out.fields["simulated_events"] = out.events
     out.fields["simulation_wall_s"] = time.perf_counter() - wall
@@ -149,7 +164,8 @@ def _result(analytic, replicas, rec) -> DesResult:
     ops = metrics.intervals_frame(rec)
     step = max(e for r in replicas for e in r.end)
     gpus = [g for r in replicas for g in r.gpus]
-    ranks = metrics.per_rank(ops, step, {g.rank: g.hbm.peak for g in gpus})
+    ranks = metrics.per_rank(ops, step, {g.rank: g.hbm.peak for g in gpus},
+                             [[g.rank for g in r.gpus] for r in replicas])
     slow = replicas[-1]  # the straggler's replica when there is one
     rows = ranks.set_index("rank").loc[[g.rank for g in slow.gpus]]
     worst = rows.compute_s.idxmax()
