@@ -188,3 +188,12 @@ def test_all_ranks_of_a_layer_together_do_its_forward_flops(tp, cp, sp, ep, moe_
     router = f.router / m.n_layers  # the router is replicated over tp, not split
     total = (core_flops(ops) - router * (1 / cp if moe_layer else 0)) * tp * cp
     assert total == pytest.approx((f.matmul + f.attention) / m.n_layers, rel=1e-9)
+
+
+def test_math_attention_computes_the_masked_rectangle_and_streams_scores():
+    m = llama()
+    flash = by_name(lower_layer(m, 0, SHAPE, ParallelPlan()))["attention"]
+    math_ = by_name(lower_layer(m, 0, SHAPE, ParallelPlan(flash_attention=False)))["attention"]
+    assert flash.flops == 2 * 2 * (1024 * 1025 // 2) * 16 * 128  # causal half
+    assert math_.flops == 2 * 2 * 1024 * 1024 * 16 * 128  # full rectangle
+    assert math_.bytes - flash.bytes == 4 * 2 * 1024 * 1024 * 16 * 2  # 4 passes of b a s^2

@@ -20,6 +20,11 @@ backward passes K/V and dK/dV). Recomputation ops (pass ``recompute``) come firs
 reruns the whole forward, ``selective`` the attention core unless flash attention already
 recomputes it inside its backward.
 
+Attention: with flash attention (Dao et al. 2022) the kernel skips masked blocks (causal
+halving) and never writes the scores; without it (the math path: QK^T GEMM, fused masked
+softmax, AV GEMM, as Megatron-LM in 2021) the GPU computes the whole masked rectangle and
+streams the s^2 scores through HBM four times (write S, read S, write P, read P).
+
 Bytes: compute ops carry HBM bytes read + written (GEMM: A, B and C once each); comm ops carry
 the NCCL buffer size per rank (all-gather / reduce-scatter: the full, gathered buffer), which
 ``sim.costs.comm.collective_time`` converts to bus traffic. FLOPs of the lowered ops summed over
@@ -142,7 +147,10 @@ def _attention_op(c: _Ctx) -> Op:
     d_qk, d_v = head_dims(m)
     heads = m.n_heads // c.key.tp
     kv_heads = max(1, m.n_kv_heads // c.key.tp) if m.mla is None else heads
-    flops = s.batch * attention_core_flops(m, s.seq, s.kv_len) / (c.key.tp * c.key.cp)
+    # flash skips fully masked blocks; the math path computes the masked rectangle too
+    conv = "clustersim" if c.key.flash else "torch"
+    flops = s.batch * attention_core_flops(m, s.seq, s.kv_len, convention=conv) / (
+        c.key.tp * c.key.cp)
     keys = s.batch * (s.kv_len + s.seq)
     if m.attention.kind == "sliding_window":
         keys = s.batch * min(m.attention.window, s.kv_len + s.seq)
