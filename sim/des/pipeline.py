@@ -107,28 +107,35 @@ class PipelineRun:
         if seg.kind == "compute":
             yield self.env.timeout(seg.duration * gpu.slowdown + seg.comm_s)
         elif seg.kind == "ring_attention":
-            yield from self._ring_attention(gpu, seg)
+            yield from self._ring_attention(gpu, seg, task)
+            return
         else:
             yield from self.net.collective(seg.collective, seg.nbytes, seg.ranks)
         self.rec.add(gpu.rank, seg.stream, seg.kind, seg.name, start, self.env.now,
                      seg.nbytes, seg.flops, task.mb, task.kind, seg.ops, gpu.slowdown)
 
-    def _ring_attention(self, gpu, seg: Segment):
-        """Ring attention (Liu et al. 2023, Sec. 3): cp blocks; block i's attention overlaps
-        the send of the next KV block to the ring neighbour."""
-        cp, kv_bytes = len(seg.ranks), seg.nbytes
-        if self.overlap == "sum":  # no overlap: the exchange, then the attention
-            for _ in range(cp - 1):
-                yield from self.net.collective("send_recv", kv_bytes / (cp - 1), seg.ranks)
-            yield self.env.timeout(seg.duration * gpu.slowdown)
-            return
-        block = seg.duration * gpu.slowdown / cp
+    def _ring_attention(self, gpu, seg: Segment, task: Task):
+        """Ring attention (Liu et al. 2023, Sec. 3): cp blocks of the attention; block i
+        computes while the next KV block travels to the ring neighbour (with overlap off the
+        exchange happens first). Records its own compute blocks and KV sends."""
+        cp = len(seg.ranks)
+        block, kv = seg.duration * gpu.slowdown / cp, seg.nbytes / (cp - 1)
         for i in range(cp):
-            waits = [self.env.timeout(block)]
-            if i < cp - 1:
-                waits.append(self.env.process(
-                    self.net.collective("send_recv", kv_bytes / (cp - 1), seg.ranks)))
-            yield self.env.all_of(waits)
+            send = [self.env.process(self._kv_send(gpu, seg, kv, task))] if i < cp - 1 else []
+            if self.overlap == "sum" and send:
+                yield send[0]
+            start = self.env.now
+            yield self.env.timeout(block)
+            self.rec.add(gpu.rank, "compute", "attention", f"{seg.name} block {i}", start,
+                         self.env.now, 0.0, seg.flops / cp, task.mb, task.kind)
+            if send:
+                yield send[0]
+
+    def _kv_send(self, gpu, seg: Segment, nbytes: float, task: Task):
+        start = self.env.now
+        yield from self.net.collective("send_recv", nbytes, seg.ranks)
+        self.rec.add(gpu.rank, "cp", "p2p", f"{seg.name} kv", start, self.env.now, nbytes,
+                     0.0, task.mb, task.kind)
 
     def _send_output(self, s: int, task: Task):
         vs, last = self._vs(s, task), self.work.n_virtual - 1

@@ -207,17 +207,25 @@ def _join(segs: list[Segment]) -> list[Segment]:
 
 
 def _attach_cp(ops: list) -> list:
-    """Pair each context-parallel comm op with the next attention op of the same pass."""
-    out, pending = [], None
-    for op in ops:
+    """Pair each context-parallel comm op with the nearest attention op of the same pass
+    (after it in the forward, before it in the reversed backward): ring attention."""
+    ops, paired, out = list(ops), {}, []
+    for i, op in enumerate(ops):
         if op.is_comm and op.group == "cp":
-            pending = op
-        elif pending is not None and op.kind == "attention" and op.pass_ == pending.pass_:
-            out.append((op, pending))
-            pending = None
-        else:
-            out.append(op)
-    return out + ([pending] if pending is not None else [])
+            j = _nearest_attention(ops, i, paired)
+            if j is not None:
+                paired[j] = op
+    for i, op in enumerate(ops):
+        if op.is_comm and op.group == "cp" and op in paired.values():
+            continue
+        out.append((op, paired[i]) if i in paired else op)
+    return out
+
+
+def _nearest_attention(ops: list, i: int, taken: dict) -> int | None:
+    cands = [j for j, op in enumerate(ops) if op.kind == "attention" and j not in taken
+             and op.pass_ == ops[i].pass_]
+    return min(cands, key=lambda j: abs(j - i)) if cands else None
 
 
 def _activation_bytes(model, plan, moe_layer: bool) -> float:
