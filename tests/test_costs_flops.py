@@ -186,3 +186,21 @@ def test_model_flops_exclude_flash_score_recomputation_hardware_flops_include_it
     attn = forward_flops(m, Shape(1, 2048)).attention
     diff = hardware_flops_per_step(m, plan) - model_flops_per_step(m, plan)
     assert diff == pytest.approx(0.5 * attn, rel=1e-12)
+
+
+def test_gemm_flops_per_token_are_twice_the_matmul_parameters():
+    from sim.model.config import MLAConfig
+    from sim.model.params import count_params
+
+    mla = llama("mla-like", hidden=2048, layers=4, heads=16, kv=16, ffn=10944,
+                mla=MLAConfig(kv_lora_rank=512, qk_rope_head_dim=64, qk_nope_head_dim=128,
+                              v_head_dim=128),
+                moe=MoEConfig(n_experts=64, top_k=6, expert_ffn_hidden=1408, n_shared_experts=2,
+                              layer_pattern="first_k_dense", first_k_dense=1))
+    for m in (llama(), mla):
+        c = count_params(m)
+        per_layer = sum(lp.active - lp.norms - lp.router for lp in c.layers)
+        f = forward_flops(m, Shape(1, 1, "decode"))  # one token: top_k experts, no padding
+        assert f.matmul == 2 * per_layer  # MLA's q_a/kv_a norms are in lp.norms
+        assert f.lm_head == 2 * c.lm_head
+        assert f.router == 2 * sum(lp.router for lp in c.layers)
