@@ -11,22 +11,30 @@ Expert parallelism: ``forward_time`` with ``ep > 1`` prices one attention group'
 ``ep`` groups run in lockstep sharing the experts, so a replica's batch is dealt round-robin
 over the groups and group 0 (the largest share) is priced.
 
-Caching. Long runs repeat shapes, but decode context lengths move every iteration, so an exact
-cache would miss almost always. In the default (``exact=False``) mode each coordinate of the
-shape is rounded to 6 significant bits (``quantize``: integers below 64 are exact, larger ones
-move by at most 1/64 = 1.6%): number of prefill chunks (exact), total prefill tokens, total
-prefill context, number of decode sequences, mean decode context. The rounded totals are split
-evenly over the chunks / sequences. Errors this introduces, all measured by
-``tests/test_serving_steptime.py`` against exact calls:
+Caching. Long runs repeat shapes, but decode contexts move every iteration, so an exact cache
+would almost never hit (and ``forward_time`` costs ~0.3 ms a call). In the default mode an
+iteration is reduced to a few numbers and priced from a cache of grid points:
 
-* rounding: step time is monotone and at most linear in each coordinate, so <= 1.6% each;
-* even split of decode contexts: exact for full attention (decode attention cost is linear in
-  each sequence's context, so only the sum matters); sliding-window models see min(ctx, W) of
-  the mean instead of the mean of min(ctx, W);
-* even split of prefill chunks: matmul FLOPs depend only on the token total, but causal
-  attention FLOPs grow with sum(len^2), which the even split underestimates when chunk lengths
-  differ within one iteration; attention is a small share of a prefill while len << 6*hidden
-  (about 8% for llama3-8b at 2K tokens, so the error stays below that share).
+* decode-only: (sequences n, mean context m), bilinear between the grid neighbours of n and m
+  (0..8 exactly, then four points per octave, so neighbours are at most 19% apart);
+* mixed (prefill chunks + decodes): the prefill chunks together with n decodes at context 0,
+  bilinear in (total prefill tokens, n), with the prefill context summed and rounded to 6
+  significant bits (``quantize``, <= 1.6%); plus the decodes' context-dependent part,
+  decode(n, m) - decode(n, 0), from the decode-only grid.
+
+Errors, measured against exact calls by ``tests/test_serving_steptime.py``:
+
+* interpolation: step time is piecewise smooth in each coordinate; decode-only iterations stay
+  within 1% of the exact price;
+* mixed iterations price the decodes' attention as a kernel of its own next to the prefill's
+  (what vLLM runs: separate prefill and decode attention kernels), whereas ``forward_time``
+  fuses all attention of the iteration into one roofline op that can hide the decodes' KV
+  reads under the prefill's compute; so mixed iterations come out up to ~5% slower than
+  ``forward_time``'s fused figure, never faster by more than the interpolation error;
+* even split: the decode contexts are split evenly (exact for full attention, whose decode
+  cost is linear in each context; sliding windows see min(mean, W) instead of mean(min(c, W)));
+  prefill chunks are split evenly too, which changes only the causal-attention FLOPs
+  (sum of len^2) when chunk lengths differ within one iteration.
 
 ``exact=True`` passes the true lists (used by tests that compare against closed forms).
 """
