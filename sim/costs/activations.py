@@ -137,3 +137,26 @@ def activation_bytes_per_layer(model: ModelConfig, plan: ParallelPlan,
                plan.flash_attention, plan.dtype)
     return _per_layer(ident(model), model.is_moe_layer(layer), plan.seq_len // plan.cp,
                       plan.micro_batch, key, reference)
+
+
+@lru_cache(maxsize=65536)
+def _layers_bytes(mk: int, kinds: tuple[tuple[int, int], ...], s: int, b: int, k: _Key,
+                  reference: str) -> float:
+    model = obj(mk)
+    return sum(n * _per_layer(mk, model.is_moe_layer(rep), s, b, k, reference)
+               for rep, n in kinds)
+
+
+def activation_bytes_of_layers(model: ModelConfig, plan: ParallelPlan,
+                               kinds: tuple[tuple[int, int], ...],
+                               reference: str = "clustersim") -> float:
+    """Activation bytes per micro-batch of ``kinds`` = ((representative layer, count), ...),
+    e.g. a pipeline stage's dense and MoE layers (one cache lookup per stage)."""
+    if reference not in REFERENCES:
+        raise ConfigError(f"unknown activation reference '{reference}'; use one of {REFERENCES}")
+    if plan.seq_len % plan.cp:
+        raise PlanError(f"cp={plan.cp} must divide seq_len={plan.seq_len}")
+    key = _Key(plan.tp, plan.ep, plan.sequence_parallel and plan.tp > 1, plan.recompute,
+               plan.flash_attention, plan.dtype)
+    return _layers_bytes(ident(model), kinds, plan.seq_len // plan.cp, plan.micro_batch, key,
+                         reference)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sim.costs._ids import ident, obj
-from sim.costs.activations import activation_bytes_per_layer
+from sim.costs.activations import activation_bytes_of_layers, activation_bytes_per_layer
 from sim.costs.kvcache import kv_cache_bytes, kv_cache_bytes_per_token
 from sim.errors import ConfigError, PlanError
 from sim.model.config import ModelConfig
@@ -133,9 +133,8 @@ def _state(mk: int, plan: ParallelPlan, stage: int) -> tuple[float, float, float
 
 
 def _activations(mk: int, plan: ParallelPlan, stage: int, reference: str) -> float:
-    model = obj(mk)
-    per_mb = sum(n * activation_bytes_per_layer(model, plan, reference, rep)
-                 for rep, n in _stage_kinds(mk, plan.pp, stage))
+    kinds = _stage_kinds(mk, plan.pp, stage)
+    per_mb = activation_bytes_of_layers(obj(mk), plan, kinds, reference)
     return per_mb * live_microbatches(plan, stage)
 
 
