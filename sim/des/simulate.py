@@ -109,7 +109,7 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
     out.events = next(env._eid)  # SimPy numbers every scheduled event
     out.fields["simulated_events"] = out.events
     out.fields["simulation_wall_s"] = time.perf_counter() - wall
-    _write_outputs(out, trace, timeline)
+    _write_outputs(out, trace, timeline, cluster.accelerator.memory_bytes)
     return out
 
 
@@ -219,7 +219,7 @@ def _des_extras(ops, peak_gpu, oom, replicas) -> dict:
     return out
 
 
-def _write_outputs(out: DesResult, trace, timeline) -> None:
+def _write_outputs(out: DesResult, trace, timeline, capacity: float) -> None:
     if trace:
         from sim.des.trace import write_chrome_trace
 
@@ -227,4 +227,4 @@ def _write_outputs(out: DesResult, trace, timeline) -> None:
     if timeline:
         from sim.plots.timeline import plot_timeline
 
-        plot_timeline(out.ops, out.memory, timeline)
+        plot_timeline(out.ops, out.memory, timeline, capacity=capacity)
