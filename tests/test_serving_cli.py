@@ -1,0 +1,64 @@
+"""``clustersim serve``: the JSON contract, the table, charts and typed errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sim.cli.main import main
+
+BASE = ["serve", "--model", "llama3-8b", "--system", "dgx-h100", "--tp", "1",
+        "--arrival-rate", "20", "--num-requests", "40", "--prompt-tokens", "uniform:64:512",
+        "--output-tokens", "lognormal:64:0.5"]
+
+
+def _run(capsys, *extra):
+    assert main([*BASE, *extra]) == 0
+    return capsys.readouterr().out
+
+
+def test_json_has_every_contract_field(capsys):
+    doc = json.loads(_run(capsys, "--policy", "continuous", "--json"))
+    for key in ("requests_completed", "requests_rejected", "throughput_tokens_per_s",
+                "throughput_requests_per_s", "preemptions", "kv_cache_peak_utilization",
+                "saturated", "config"):
+        assert key in doc
+    for key in ("ttft_s", "tpot_s", "e2e_s"):
+        assert set(doc[key]) >= {"mean", "p50", "p90", "p99"}
+    assert doc["requests_completed"] == 40 and doc["requests_rejected"] == 0
+    assert isinstance(doc["saturated"], bool)
+    assert doc["config"]["policy"] == "continuous" and doc["config"]["num_requests"] == 40
+    assert 0 < doc["kv_cache_peak_utilization"] <= 1
+
+
+def test_same_flags_same_json_bytes(capsys):
+    args = ("--policy", "chunked", "--chunk-tokens", "256", "--seed", "7", "--json")
+    assert _run(capsys, *args) == _run(capsys, *args)
+
+
+def test_speculative_and_disaggregated_flags_reach_the_simulation(capsys):
+    doc = json.loads(_run(capsys, "--policy", "disaggregated", "--draft-model", "tiny-llama",
+                          "--speculative-tokens", "3", "--acceptance-rate", "0.6", "--json"))
+    assert doc["speculative"]["k"] == 3 and doc["kv_transfer_s"]["count"] == 40
+    assert doc["config"]["prefill_replicas"] == 1 and doc["config"]["decode_replicas"] == 1
+
+
+def test_table_output_and_charts(capsys, tmp_path):
+    out = _run(capsys, "--policy", "static", "--max-batch", "8", "--charts", str(tmp_path))
+    assert "TTFT mean/p50/p90/p99" in out and "saturated" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "kv_and_batch_over_time.png", "latency_cdfs.png"]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("--policy", "continuous", "--tp", "3"), "tp=3 does not divide n_heads=32"),
+    (("--policy", "continuous", "--speculative-tokens", "2"), "needs --draft-model"),
+    (("--policy", "continuous", "--max-batch", "0"), "--max-batch must be >= 1"),
+    (("--policy", "continuous", "--acceptance-rate", "1.5", "--draft-model", "tiny-llama",
+      "--speculative-tokens", "2"), "--acceptance-rate"),
+])
+def test_bad_input_is_a_one_line_error_naming_the_constraint(capsys, extra, message):
+    assert main([*BASE, *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
