@@ -51,6 +51,7 @@ class PipelineRun:
         self.p = len(gpus)
         self._arrivals: dict[tuple, simpy.Event] = {}
         self.done = [env.event() for _ in gpus]
+        self.on_task = None  # progress callback, called with 1 after every task
 
     def start(self) -> None:
         for s in range(self.p):
@@ -69,6 +70,8 @@ class PipelineRun:
                 yield req
                 yield from self._run_task(s, task)
             yield from self._send_output(s, task)
+            if self.on_task is not None:
+                self.on_task(1)
         self.done[s].succeed()
 
     def _vs(self, s: int, task: Task) -> int:

@@ -10,6 +10,7 @@ per step); ``trace`` writes Chrome/Perfetto JSON and ``timeline`` a Gantt + memo
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -39,6 +40,7 @@ class DesResult:
     ranks: pd.DataFrame
     memory: dict = field(default_factory=dict)  # rank -> [(t, bytes, what)]
     events: int = 0
+    wall_s: float = 0.0
     stage_ranks: list = field(default_factory=list)  # replica 0's representative per stage
     activations_per_mb: list = field(default_factory=list)  # bytes per microbatch per stage
     kind_peaks: dict = field(default_factory=dict)  # rank -> {kind: peak bytes}
@@ -79,7 +81,12 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
                    straggler: Straggler | None = None, progress: bool = False,
                    routing: str = "uniform", zipf_s: float = 1.0) -> DesResult:
     """Simulate one training step of ``model`` under ``plan`` on ``cluster`` (see
-    docs/design-des.md). Same inputs and seed give the same timeline, byte for byte."""
+    docs/design-des.md). Same inputs and seed give the same timeline, byte for byte.
+
+    ``trace``: write a Chrome/Perfetto JSON there; ``timeline``: a Gantt + HBM PNG;
+    ``straggler``: one slow GPU or link; ``progress``: a tqdm bar of pipeline tasks on
+    stderr; ``routing``: MoE token routing, "uniform" (sampled), "zipf" (Zipf(``zipf_s``)
+    shares, sampled) or "balanced" (exact even split), drawn from ``seed``."""
     from sim.plan_validation import resolve_plan, stage_layers, validate_plan
 
     if routing not in ROUTINGS:
@@ -97,9 +104,15 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
     env, rec = simpy.Environment(), Recorder()
     replicas = _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler,
                          routing, zipf_s, analytic)
-    for r in replicas:
-        r.start()
-    env.run()
+    from tqdm import tqdm
+
+    total = sum(len(t) for t in schedule) * len(replicas)
+    with tqdm(total=total, desc="simulating", unit="task", disable=not progress,
+              file=sys.stderr) as bar:
+        for r in replicas:
+            r.pipe.on_task = bar.update
+            r.start()
+        env.run()
     out = _result(analytic, replicas, rec)
     first = replicas[0]
     out.stage_ranks = [g.rank for g in first.gpus]
@@ -108,7 +121,7 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
     out.kind_peaks = {g.rank: dict(g.hbm.by_kind_peak) for r in replicas for g in r.gpus}
     out.events = next(env._eid)  # SimPy numbers every scheduled event
     out.fields["simulated_events"] = out.events
-    out.fields["simulation_wall_s"] = time.perf_counter() - wall
+    out.wall_s = time.perf_counter() - wall  # not in to_dict: outputs must be byte-stable
     _write_outputs(out, trace, timeline, cluster.accelerator.memory_bytes)
     return out
 
@@ -116,6 +129,9 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
 def _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler, routing,
               zipf_s, analytic):
     slow_links, slow_stage, factor, which = {}, None, 1.0, [0]
+    if straggler is not None and not 0 <= straggler.rank < plan.world_size:
+        raise PlanError(f"straggler rank {straggler.rank} is outside 0..{plan.world_size - 1}; "
+                        "pick a GPU of this plan")
     if straggler is not None:
         d = (straggler.rank // (plan.tp * plan.cp)) % plan.dp
         stage = straggler.rank // (plan.tp * plan.cp * plan.dp)
