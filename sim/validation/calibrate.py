@@ -8,6 +8,8 @@ fit ``t = F / R + b`` by least squares on relative error; ``R`` is the asymptoti
 knobs are measured directly:
 
 - memory bandwidth: a large tensor copy (reads + writes 2x its bytes), median of repeats;
+  the efficiency applied to memory-bound ops is what a skinny GEMM (decode's weight stream)
+  achieves of it;
 - per-op overhead: one tiny autograd op (a forward and its backward, divided by the three
   GEMM-equivalent launches the lowering prices for it) on 1-element tensors;
 - attention_max: eager attention (two bmms + softmax) at a few shapes, achieved / peak;
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 import platform
 import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from sim.validation.clock import now
 
 MATMUL_GRID = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
                (1024, 1024, 1024), (256, 1024, 256), (1024, 256, 1024), (128, 512, 2048),
@@ -41,17 +44,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn, device: str, repeats: int = 7, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+def median_time(fn, device: str, repeats: int = 7, warmup: int = 2, clock: str | None = None
+                ) -> float:
+    """Median time of ``fn()`` over ``repeats`` runs after ``warmup`` runs, on the harness
+    clock (``sim.validation.clock``: own-process CPU time on a 1-thread CPU run, else wall)."""
     for _ in range(warmup):
         fn()
     sync(device)
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = now(clock)
         fn()
         sync(device)
-        times.append(time.perf_counter() - t0)
+        times.append(now(clock) - t0)
     return statistics.median(times)
 
 
@@ -76,6 +81,15 @@ def memory_bandwidth(device: str, nbytes: int = 128 << 20) -> float:
     src = torch.empty(nbytes // 4, device=device, dtype=torch.float32).fill_(1.0)
     dst = torch.empty_like(src)
     return 2 * nbytes / median_time(lambda: dst.copy_(src), device, repeats=5)
+
+
+def gemv_bandwidth(device: str, n: int = 4096) -> float:
+    """Bytes/s a skinny GEMM (one token x an n x n fp32 weight) streams: how decode reads
+    weights. Its ratio to the copy bandwidth is the efficiency the roofline applies to every
+    memory-bound op."""
+    w = torch.randn(n, n, device=device)
+    x = torch.randn(1, n, device=device)
+    return 4 * n * n / median_time(lambda: torch.nn.functional.linear(x, w), device, repeats=9)
 
 
 def op_overhead(device: str, chain: int = 64) -> float:
@@ -117,6 +131,7 @@ class Calibration:
     matmul_fixed_s: float
     kernel_overhead_s: float
     memory_bandwidth: float
+    memory_efficiency: float  # streaming GEMV bandwidth / copy bandwidth
     attention_max: float
     link_bandwidth: float
     link_latency: float
@@ -148,17 +163,21 @@ def bf16_peak(device: str, fallback: float) -> float:
 def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Calibration:
     """Run every microbenchmark (module docstring) with ``threads`` intra-op threads."""
     from sim.validation.allreduce import measure_allreduce
+    from sim.validation.clock import default_clock, set_clock
 
     torch.set_num_threads(threads)
+    set_clock(default_clock(device, threads))
     torch.manual_seed(0)
     rate, fixed, points = measure_matmuls(device, quick)
     overhead = op_overhead(device)
     sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
     bw, alpha, ar_points = measure_allreduce(sizes, threads)
+    copy_bw = memory_bandwidth(device)
     return Calibration(
         device=device, threads=threads, peak_fp32=rate, peak_bf16=bf16_peak(device, rate),
         matmul_fixed_s=fixed, kernel_overhead_s=overhead,
-        memory_bandwidth=memory_bandwidth(device),
+        memory_bandwidth=copy_bw,
+        memory_efficiency=min(1.0, gemv_bandwidth(device) / copy_bw),
         attention_max=min(1.0, attention_efficiency(device, rate, quick)),
         link_bandwidth=bw, link_latency=alpha, matmul_points=points, allreduce_points=ar_points,
     )

@@ -24,7 +24,8 @@ def _where(cal) -> str:
 def accelerator(cal, name: str, memory_bytes: int) -> Accelerator:
     src = _where(cal)
     eff = EfficiencyModel(matmul_max=1.0, matmul_half_flops=cal.matmul_half_flops,
-                          attention_max=cal.attention_max, memory_bandwidth=1.0,
+                          attention_max=cal.attention_max,
+                          memory_bandwidth=cal.memory_efficiency,
                           kernel_overhead_s=cal.kernel_overhead_s, source=src)
     peaks = {"fp32": cal.peak_fp32, "tf32": cal.peak_fp32, "bf16": cal.peak_bf16,
              "fp16": cal.peak_bf16}

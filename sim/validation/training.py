@@ -86,8 +86,9 @@ def train_plan(case: TrainCase, dp: int = 1, overlap: str = "max") -> ParallelPl
                         flash_attention=False, optimizer=FP32_ADAM, overlap=overlap)
 
 
-def make_step(case: TrainCase, device: str = "cpu", seed: int = 0):
-    """A closure running one real training step (forward, loss, backward, AdamW)."""
+def make_step(case: TrainCase, device: str = "cpu", seed: int = 0, reduce=None):
+    """A closure running one real training step (forward, loss, backward, ``reduce(model)``
+    when given (the DP gradient all-reduce), AdamW)."""
     from sim.validation.measure import tokens
     from sim.validation.reference import build_model
 
@@ -100,6 +101,8 @@ def make_step(case: TrainCase, device: str = "cpu", seed: int = 0):
         opt.zero_grad(set_to_none=True)
         logits = model(tok[:, :-1])
         F.cross_entropy(logits.flatten(0, 1), tok[:, 1:].flatten()).backward()
+        if reduce is not None:
+            reduce(model)
         opt.step()
 
     return step, model
@@ -129,4 +132,38 @@ def training_cases(system, device: str = "cpu", quick: bool = False, repeats: in
                          kind="timing"))
         if progress:
             progress(case.name)
+    return rows
+
+
+def _dp_worker(rank: int, world: int, case: TrainCase, repeats: int) -> float:
+    """One DP rank: step, then all-reduce every gradient bucket (no overlap); median time."""
+    import torch.distributed as dist
+
+    from sim.costs.analytic_comm import bucket_bytes
+    from sim.validation.calibrate import median_time
+
+    per_bucket = int(bucket_bytes(world, 4)) // 4
+
+    def reduce(model):
+        flat = torch.cat([p.grad.flatten() for p in model.parameters()])
+        for chunk in flat.split(per_bucket):
+            dist.all_reduce(chunk)
+
+    step, _ = make_step(case, seed=rank, reduce=reduce)
+    dist.barrier()
+    return median_time(step, "cpu", repeats=repeats, warmup=2, clock="wall")
+
+
+def dp_cases(system, quick: bool = False, repeats: int = 5, threads: int = 1) -> list[Case]:
+    """Data parallelism over gloo, 2 processes, vs estimate_train(dp=2, overlap="sum")."""
+    from sim.validation.distributed import spawn
+
+    grid = training_grid(quick)
+    cases = [grid[0]] if quick else [grid[1], grid[9]]
+    rows = []
+    for case in cases:
+        measured = max(spawn(_dp_worker, 2, case, repeats, threads=threads))
+        rows.append(Case(f"{case.name} dp=2 (gloo)", "train_step_s",
+                         predict_train(case, system, dp=2, overlap="sum"), measured,
+                         kind="timing"))
     return rows

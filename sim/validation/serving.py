@@ -1,0 +1,150 @@
+"""A small real continuous-batching server on the reference model, vs ``simulate_serving``.
+
+The loop follows the simulator's ``continuous`` policy (Yu et al. 2022, Orca, iteration-level
+scheduling): at the start of each iteration every request that has arrived joins (up to
+``max_batch``) and has its whole prompt prefilled; the sequences already running decode one
+token each in the same iteration (one batched forward over the ``SlotCache``). A prefill emits
+the first token; a request finishes at the end of the iteration that produces its last token.
+When nothing runs and nothing has arrived, the server waits for the next arrival. Times are
+seconds on the harness clock (``sim.validation.clock``: on a 1-thread CPU run the server's own
+CPU time, with waits advancing a virtual offset) since the start.
+
+Both sides get the same workload (arrival times, prompt and output lengths drawn by
+``sim.serving.build_workload`` with a fixed seed) and are compared on makespan, mean TTFT and
+mean end-to-end latency.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import torch
+
+from sim.validation.cases import Case
+from sim.validation.clock import Clock
+
+
+@dataclass
+class _Req:
+    arrival: float
+    prompt: int
+    output: int
+    generated: int = 0
+    first_token: float = float("nan")
+    finish: float = float("nan")
+    row: int = -1
+
+
+class RealServer:
+    def __init__(self, model, cfg, max_batch: int, capacity: int, device: str = "cpu"):
+        from sim.validation.kvslots import SlotCache
+
+        self.model, self.cfg, self.device, self.max_batch = model, cfg, device, max_batch
+        self.cache = SlotCache(cfg, max_batch, capacity, device=device)
+        self.rows: list[_Req] = []  # rows[i] is the request in cache row i
+        self.last = torch.zeros(max_batch, 1, dtype=torch.long, device=device)
+
+    def _prefill(self, req: _Req, gen: torch.Generator) -> None:
+        from sim.validation.layers import KVCache
+
+        tok = torch.randint(0, self.cfg.vocab_size, (1, req.prompt), generator=gen).to(self.device)
+        cache = KVCache(self.cfg.n_layers)
+        logits = self.model(tok, cache, last_only=True)
+        req.row = self.cache.load(cache)
+        self.rows.append(req)
+        self.last[req.row, 0] = logits[0, -1].argmax()
+
+    def _decode(self, n: int) -> None:
+        """One token for rows 0..n-1 (the sequences running before this iteration's joins)."""
+        total, self.cache.n = self.cache.n, n
+        logits = self.model(self.last[:n], self.cache)
+        self.last[:n, 0] = logits[:, -1].argmax(-1)
+        self.cache.n = total
+
+    def _emit(self, reqs: list[_Req], now: float) -> None:
+        for req in reqs:
+            req.generated += 1
+            if req.generated == 1:
+                req.first_token = now
+        for req in sorted(self.rows, key=lambda r: -r.row):
+            if req.generated >= req.output:
+                req.finish = now
+                self._remove(req)
+
+    def _remove(self, req: _Req) -> None:
+        """Free the request's row; the last row moves into it (``SlotCache.remove``)."""
+        last_row = self.cache.n - 1
+        mover = next(r for r in self.rows if r.row == last_row)
+        self.cache.remove(req.row)
+        self.last[req.row] = self.last[last_row]
+        mover.row = req.row
+        self.rows.remove(req)
+
+    @torch.no_grad()
+    def run(self, reqs: list[_Req], seed: int = 0) -> list[_Req]:
+        gen, pending, clock = torch.Generator().manual_seed(seed), list(reqs), Clock()
+        while pending or self.rows:
+            now = clock.now()
+            if not self.rows and pending[0].arrival > now:
+                clock.sleep_until(pending[0].arrival)
+                continue
+            running = list(self.rows)
+            room = self.max_batch - len(running)
+            new = [r for r in pending if r.arrival <= now][:room]
+            for req in new:
+                pending.remove(req)
+                self._prefill(req, gen)
+            if running:
+                self._decode(len(running))
+            self._emit(running + new, clock.now())
+        return reqs
+
+
+@torch.no_grad()
+def _warm_up(model, cfg, device: str) -> None:
+    """One throwaway request, so the first timed iteration pays no lazy initialisation."""
+    RealServer(model, cfg, 2, 40, device).run([_Req(0.0, 16, 4), _Req(0.0, 8, 4)])
+
+
+def _summary(reqs) -> dict:
+    return {"makespan_s": max(r.arrival + r.e2e for r in reqs) - min(r.arrival for r in reqs),
+            "mean_ttft_s": statistics.mean(r.ttft for r in reqs),
+            "mean_e2e_s": statistics.mean(r.e2e for r in reqs)}
+
+
+@dataclass(frozen=True)
+class _Done:
+    arrival: float
+    ttft: float
+    e2e: float
+
+
+def serving_cases(system, system_path: str, device: str = "cpu", quick: bool = False
+                  ) -> list[Case]:
+    from hardware import Cluster
+    from sim.serving import ServingConfig, simulate_serving
+    from sim.serving.api import build_workload
+    from sim.validation.inference import serving_model
+    from sim.validation.reference import build_model
+
+    cfg_model = serving_model(quick)
+    n, rate = (6, 40.0) if quick else (16, 12.0)
+    prompt, output = ("uniform:16:64", "uniform:4:12") if quick else ("uniform:32:256",
+                                                                       "uniform:8:32")
+    scfg = ServingConfig(system=system_path, policy="continuous", max_batch=8, dtype="fp32")
+    wl = build_workload(scfg, n, rate, prompt, output)
+    sim = simulate_serving(scfg, workload=wl, model=cfg_model, cluster=Cluster.for_gpus(system, 1))
+    reqs = [_Req(float(a), int(p), int(o)) for a, p, o in zip(
+        wl.arrival_s, wl.prompt_tokens, wl.output_tokens, strict=True)]
+    model = build_model(cfg_model, device=device).eval()
+    _warm_up(model, cfg_model, device)
+    RealServer(model, cfg_model, 8, int(max(wl.prompt_tokens + wl.output_tokens)) + 1,
+               device).run(reqs)
+    real = _summary([_Done(r.arrival, r.first_token - r.arrival, r.finish - r.arrival)
+                     for r in reqs])
+    s = sim.summary
+    predicted = {"makespan_s": s["makespan_s"], "mean_ttft_s": s["ttft_s"]["mean"],
+                 "mean_e2e_s": s["e2e_s"]["mean"]}
+    return [Case(f"continuous batching {n} req", k, predicted[k], real[k], kind="timing")
+            for k in predicted]
