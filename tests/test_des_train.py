@@ -128,3 +128,12 @@ def test_a_slow_link_slows_data_parallel_gradient_sync(llama, node):
     slow = simulate_train(llama, plan, node, straggler=Straggler(rank=1, factor=4, kind="link"))
     assert slow.step_time_s > base.step_time_s + 0.5 * \
         base.to_dict()["communication_exposed_by_group_s"]["dp"]
+
+
+def test_zero_bubble_and_interleaving_shrink_the_simulated_bubble(llama, node):
+    plan = _plan(tp=2, pp=4, global_batch=16)
+    frac = {s: simulate_train(llama, replace(plan, schedule=s, virtual_stages=v), node)
+            .to_dict()["bubble_fraction"] for s, v in (("1f1b", 1), ("zb-h1", 1),
+                                                        ("interleaved", 2))}
+    assert frac["zb-h1"] < 0.8 * frac["1f1b"]
+    assert frac["interleaved"] < 0.8 * frac["1f1b"]

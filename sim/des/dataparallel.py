@@ -177,7 +177,7 @@ class DataParallel:
             nb = dict(zip(buf.parts, buf.nbytes, strict=True)).get(part, 0.0)
             if nb > 0:  # S = the part's full weights; this rank already holds 1/n of them
                 yield self.env.process(self._collective(
-                    s, "all_gather", nb, buf, ("z3", buf.name, part, task.mb), 0))
+                    s, "all_gather", nb, buf, ("z3", buf.name, part, task.mb, task.kind), 0))
                 gathered += nb * (1 - 1 / len(buf.ranks))
         self.gpus[s].hbm.alloc(gathered, f"gathered weights {part}", "zero3_gathered")
         event = self._z3[key][part][0]
