@@ -113,3 +113,16 @@ def test_a_slow_link_slows_every_flow_that_crosses_it():
     env.process(fab.transfer(10.0, ["a", "b"]))
     env.run()
     assert env.now == pytest.approx(4.0)
+
+
+def test_ring_all_reduce_on_a_real_node_takes_the_closed_form_with_its_ring_figures():
+    import hardware
+
+    cluster = hardware.Cluster.for_gpus("dgx-h100", 16)
+    ranks, size = tuple(range(0, 16, 2)), 512e6  # 8 ranks over two nodes
+    env = simpy.Environment()
+    net = Net(env, cluster)
+    env.process(net.collective("all_reduce", size, ranks, "ring"))
+    env.run()
+    b, a, n = cluster.ring_bandwidth(list(ranks)), cluster.ring_latency(list(ranks)), 8
+    assert env.now == pytest.approx(2 * (n - 1) / n * size / b + 2 * (n - 1) * a, rel=0.01)
