@@ -6,11 +6,18 @@ import json
 
 import pytest
 
+from sim.cli import main as cli
 from sim.cli.main import main
 
 BASE = ["serve", "--model", "llama3-8b", "--system", "dgx-h100", "--tp", "1",
         "--arrival-rate", "20", "--num-requests", "40", "--prompt-tokens", "uniform:64:512",
         "--output-tokens", "lognormal:64:0.5"]
+
+
+@pytest.fixture(autouse=True)
+def _only_serve(monkeypatch):
+    """Build the real entry point with just this command (others may be mid-edit)."""
+    monkeypatch.setattr(cli, "COMMANDS", ("serve",))
 
 
 def _run(capsys, *extra):

@@ -58,6 +58,10 @@ class Continuous:
         return extra + t, room
 
     def schedule(self, rep) -> Iteration | None:
+        if not (rep.waiting or rep.prefilling or rep.swapped or rep.kv_wait):
+            extra = rep.reserve_decode(rep.sim.spec_k + 1)  # steady state: decodes only
+            if not (rep.waiting or rep.swapped):
+                return Iteration(decode=True, extra_s=extra) if rep.run.n else None
         extra, room = self._memory(rep)
         room = self._pull(rep, room)
         if not rep.swapped:  # swapped sequences go before new ones (vLLM)

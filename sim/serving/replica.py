@@ -9,7 +9,7 @@ requests admitted but still prefilling (they hold their prompt's KV blocks), the
 2. ask the policy for the iteration (``policy.schedule``): which prefill chunks run, whether
    the decode batch steps, and the shape the cost model should price (static batching pads);
 3. ``yield env.timeout(step time)`` -- the only place simulated time passes;
-4. commit: tokens appear, sequences that reached their output length leave and free their
+4. commit (and settle the KV Container to the iteration's net allocation): tokens appear, sequences that reached their output length leave and free their
    blocks, finished prefills emit their first token and join the decode batch (or, in a
    disaggregated prefill pool, start their KV transfer).
 
@@ -72,7 +72,6 @@ class Replica:
             if it is None:  # nothing can run until something arrives (e.g. memory held)
                 self.accept((yield self.inbox.get()))
                 continue
-            self.pool.settle()
             yield self.env.timeout(self.price(it))
             self.commit(it)
             self.policy.committed(self)
@@ -83,8 +82,11 @@ class Replica:
                     or self.swapped)
 
     def drain(self) -> None:
-        while self.inbox.items:
-            self.accept(self.inbox.get().value)  # an available item is handed over at once
+        """Take everything already in the inbox (the Store's items, without a get event each;
+        an idle replica blocks on ``inbox.get()`` instead)."""
+        items = self.inbox.items
+        while items:
+            self.accept(items.pop(0))
 
     def accept(self, req: Request | None) -> None:
         if req is None:  # a wake-up: blocks were freed elsewhere
@@ -100,8 +102,12 @@ class Replica:
 
     # --- pricing and commit ------------------------------------------------------------------
     def price(self, it: Iteration) -> float:
-        chunks = it.cost_chunks if it.cost_chunks is not None else [(c[1], c[2]) for c in it.chunks]
         timer, run = self.sim.timer, self.run
+        if not it.chunks and it.cost_kv is None:  # decode-only
+            kv = run.contexts() if timer.exact else None
+            spec = self.sim.spec_k > 0
+            return timer.step((), (), run.n, run.kv_sum(), kv, spec) + it.extra_s
+        chunks = it.cost_chunks if it.cost_chunks is not None else [(c[1], c[2]) for c in it.chunks]
         if not it.decode:
             n, total, kv = 0, 0, None
         elif it.cost_kv is not None:

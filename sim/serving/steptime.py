@@ -18,7 +18,8 @@ iteration is reduced to a few numbers and priced from a cache of grid points:
 * decode-only: (sequences n, mean context m), bilinear between the grid neighbours of n and m
   (0..8 exactly, then four points per octave, so neighbours are at most 19% apart);
 * mixed (prefill chunks + decodes): the prefill chunks together with n decodes at context 0,
-  bilinear in (total prefill tokens, n), with the prefill context summed and rounded to 6
+  bilinear in (total prefill tokens, n) on a coarser grid (two points per octave: this part
+  is nearly linear in both, being compute-bound), with the prefill context summed and rounded to 6
   significant bits (``quantize``, <= 1.6%); plus the decodes' context-dependent part,
   decode(n, m) - decode(n, 0), from the decode-only grid.
 
@@ -55,17 +56,23 @@ def quantize(x: int) -> int:
     return ((int(x) + (1 << (shift - 1))) >> shift) << shift
 
 
-# interpolation grid: 0..8 exactly, then four points per octave (steps of at most 19%)
-_GRID = sorted({*range(9), *(round(2 ** (k / 4)) for k in range(12, 100))})
+def _grid(per_octave: int) -> list[int]:
+    """0..8 exactly, then ``per_octave`` points per octave."""
+    return sorted({*range(9), *(round(2 ** (k / per_octave)) for k in range(3 * per_octave,
+                                                                            25 * per_octave))})
 
 
-def _bracket(x: int, floor: int) -> tuple[int, int, float]:
+FINE = _grid(4)  # neighbours at most 19% apart: decode-only (n, mean context)
+COARSE = _grid(2)  # 41% apart: mixed iterations' (prefill tokens, decodes), nearly linear
+
+
+def _bracket(x: int, floor: int, grid: list[int] = FINE) -> tuple[int, int, float]:
     """Grid neighbours lo <= x <= hi and the weight of hi; exact when lo < ``floor``."""
-    i = bisect_right(_GRID, x) - 1
-    lo = _GRID[i]
+    i = bisect_right(grid, x) - 1
+    lo = grid[i]
     if lo == x or lo < floor:
         return x, x, 0.0
-    hi = _GRID[i + 1]
+    hi = grid[i + 1]
     return lo, hi, (x - lo) / (hi - lo)
 
 
@@ -114,16 +121,17 @@ class StepTimer:
         # mixed: the prefill chunks with these decodes at context 0, plus the decodes'
         # context-dependent cost (attention over their caches) from the decode-only shape
         n_p, ctx = len(p_lens), quantize(sum(p_ctx))
-        t += self._bilinear(sum(p_lens), n_p, n_dec, lambda a, b: (n_p, a, ctx, b, 0, spec))
+        t += self._bilinear(sum(p_lens), n_p, n_dec, lambda a, b: (n_p, a, ctx, b, 0, spec),
+                            COARSE)
         return t - self._decode(n_dec, 0, spec) if n_dec else t
 
     def _decode(self, n: int, mean: int, spec: bool) -> float:
-        return self._bilinear(n, 1, mean, lambda a, b: (0, 0, 0, a, b, spec))
+        return self._bilinear(n, 1, mean, lambda a, b: (0, 0, 0, a, b, spec), FINE)
 
-    def _bilinear(self, x: int, x_floor: int, y: int, key) -> float:
+    def _bilinear(self, x: int, x_floor: int, y: int, key, grid: list[int]) -> float:
         """Interpolate the priced shape key(x, y) between grid neighbours of x and y."""
-        xl, xh, fx = _bracket(x, x_floor)
-        yl, yh, fy = _bracket(y, 0)
+        xl, xh, fx = _bracket(x, x_floor, grid)
+        yl, yh, fy = _bracket(y, 0, grid)
         low = self._cached(key(xl, yl))
         if fy:
             low += fy * (self._cached(key(xl, yh)) - low)
