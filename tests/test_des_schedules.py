@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim.des.schedules import build_schedule, max_live_microbatches, stage_layers
+from sim.des.schedules import build_schedule, max_live_microbatches
 from sim.des.synthetic import bubble_fraction, run_uniform
 from sim.errors import PlanError
 
@@ -43,17 +43,6 @@ def test_simulated_hbm_peak_on_stage_0_counts_live_microbatches(schedule, expect
     assert gpus[0].hbm.peak == expected  # one byte of activations per microbatch
 
 
-def test_uneven_stages_give_the_first_stages_one_layer_more():
-    parts = stage_layers(126, 16)
-    assert [len(x) for x in parts] == [8] * 14 + [7] * 2
-    assert sum(parts, []) == list(range(126))
-
-
 def test_interleaved_needs_microbatches_divisible_by_pp():
     with pytest.raises(PlanError, match="divisible by pp"):
         build_schedule("interleaved", 4, 6, 2)
-
-
-def test_more_stages_than_layers_is_a_plan_error():
-    with pytest.raises(PlanError, match="cannot fill"):
-        stage_layers(4, 4, 2)

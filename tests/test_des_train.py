@@ -137,3 +137,13 @@ def test_zero_bubble_and_interleaving_shrink_the_simulated_bubble(llama, node):
                                                         ("interleaved", 2))}
     assert frac["zb-h1"] < 0.8 * frac["1f1b"]
     assert frac["interleaved"] < 0.8 * frac["1f1b"]
+
+
+def test_uneven_stages_hold_the_layers_the_partition_gives_them(node):
+    from sim.plan_validation import stage_layers
+
+    model = get_model("gpt2-124m")  # 12 layers on 8 stages: four stages get two
+    res = simulate_train(model, _plan(pp=8, global_batch=8), node)
+    per_layer = res.activation_bytes_per_microbatch(1) / stage_layers(12, 8)[1]
+    layers = [round(res.activation_bytes_per_microbatch(s) / per_layer) for s in range(8)]
+    assert layers == stage_layers(12, 8) and sorted(layers) == [1] * 4 + [2] * 4

@@ -1,4 +1,4 @@
-"""Pipeline schedules as per-stage task lists, and uneven layer partitions.
+"""Pipeline schedules as per-stage task lists (layers are split by sim.plan_validation).
 
 A schedule is, for each pipeline stage, the ordered list of ``Task``s its compute stream runs:
 ``F`` (forward of one microbatch through one model chunk), ``B`` (backward; the full backward,
@@ -35,22 +35,6 @@ class Task:
     kind: TaskKind
     mb: int  # microbatch index
     chunk: int = 0  # model chunk (virtual stage) index on this stage
-
-
-def stage_layers(n_layers: int, pp: int, v: int = 1) -> list[list[int]]:
-    """Split layers over p*v virtual stages as evenly as possible: the first ``n % (p*v)``
-    virtual stages get one layer more (e.g. 126 layers on 16 stages: 14 stages of 8, 2 of 7).
-    Virtual stage ``c*p + s`` is chunk c on physical stage s (Megatron-LM's interleaving)."""
-    n_virtual = pp * v
-    if n_layers < n_virtual:
-        raise PlanError(
-            f"{n_layers} layers cannot fill pp*virtual_stages={n_virtual} stages; "
-            "lower --pp or --virtual-stages"
-        )
-    base, extra = divmod(n_layers, n_virtual)
-    sizes = [base + (1 if i < extra else 0) for i in range(n_virtual)]
-    starts = [sum(sizes[:i]) for i in range(n_virtual)]
-    return [list(range(starts[i], starts[i] + sizes[i])) for i in range(n_virtual)]
 
 
 def gpipe(p: int, m: int) -> list[list[Task]]:
