@@ -67,6 +67,14 @@ class Fabric:
         self.bytes_moved: dict[LinkKey, float] = defaultdict(float)
         self._seq = 0
 
+    def slow_down(self, key: LinkKey, factor: float) -> None:
+        """Divide a link's bandwidth by ``factor`` (a straggler link)."""
+        self._slow[key] = factor
+
+    @property
+    def slow_links(self) -> set:
+        return set(self._slow)
+
     def bandwidth(self, key: LinkKey) -> float:
         if key not in self._bw:
             self._bw[key] = float(self._bw_of(key)) if self._bw_of else math.inf

@@ -161,7 +161,7 @@ def _slow_link(net, plan, straggler, replica) -> None:
     peer = stage_rank(plan, stage, (replica + 1) % plan.dp)
     links = net.path(rep, peer)
     if links:
-        net.fabric._slow[links[0]] = straggler.factor
+        net.fabric.slow_down(links[0], straggler.factor)
 
 
 def _chooser(cluster):

@@ -196,7 +196,7 @@ def mark_private_groups(net, plan, replicas) -> None:
                 ranks = rep.group_of(g, s)
                 links[(i, g, s)] = {k for peer in _peers(ranks, g, net.cluster.node_of)
                                     for k in net.path(ranks[0], peer)}
-    slow = set(net.fabric._slow)
+    slow = net.fabric.slow_links
     for i, rep in enumerate(replicas):
         private = set()
         for s in range(plan.pp):
