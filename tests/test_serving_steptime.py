@@ -41,6 +41,20 @@ def test_interpolated_decode_iterations_stay_within_one_percent(timers):
         assert got == pytest.approx(want, rel=0.01)
 
 
+def test_interpolated_moe_decode_stays_within_one_percent():
+    from hardware import Cluster
+    from sim.model import get_model
+
+    m, c = get_model("mixtral-8x7b"), Cluster.for_gpus("dgx-h100", 2)
+    grid, exact = StepTimer(m, c, tp=2), StepTimer(m, c, tp=2, exact=True)
+    rng = np.random.default_rng(2)
+    for _ in range(15):
+        n = int(rng.integers(1, 256))
+        kv = rng.integers(10, 6000, size=n)
+        got, want = grid.step([], [], n, int(kv.sum())), exact.step([], [], n, 0, kv)
+        assert got == pytest.approx(want, rel=0.01)
+
+
 def test_mixed_iterations_price_separate_attention_kernels_within_six_percent(timers):
     grid, exact = timers
     rng = np.random.default_rng(1)
