@@ -35,8 +35,10 @@ Errors, measured against exact calls by ``tests/test_serving_steptime.py``:
   ``forward_time``'s fused figure, never faster by more than the interpolation error;
 * even split: the decode contexts are split evenly (exact for full attention, whose decode
   cost is linear in each context; sliding windows see min(mean, W) instead of mean(min(c, W)));
-  prefill chunks are split evenly too, which changes only the causal-attention FLOPs
-  (sum of len^2) when chunk lengths differ within one iteration.
+  prefill chunks are split evenly too (more than 8 chunks: into the nearest grid count of
+  chunks), which changes only the causal-attention FLOPs (sum of len^2) when chunk lengths
+  differ within one iteration; many chunks in one iteration are short, so attention is a
+  small share of their time.
 
 ``exact=True`` passes the true lists (used by tests that compare against closed forms).
 """
@@ -64,6 +66,13 @@ def _grid(per_octave: int) -> list[int]:
 
 
 COARSE = _grid(2)  # neighbours at most 41% apart
+
+
+def _nearest(x: int, grid: list[int] = COARSE) -> int:
+    """The grid point closest to x (x itself up to 8)."""
+    i = bisect_right(grid, x) - 1
+    lo = grid[i]
+    return lo if lo == x or x - lo <= grid[i + 1] - x else grid[i + 1]
 
 
 def _bracket(x: int, floor: int, grid: list[int] = COARSE) -> tuple[int, int, float]:
@@ -120,7 +129,7 @@ class StepTimer:
             return t
         # mixed: the prefill chunks with these decodes at context 0, plus the decodes'
         # context-dependent cost (attention over their caches) from the decode-only shape
-        n_p, ctx = len(p_lens), quantize(sum(p_ctx))
+        n_p, ctx = min(_nearest(len(p_lens)), sum(p_lens)), quantize(sum(p_ctx))
         t += self._bilinear(sum(p_lens), n_p, n_dec, lambda a, b: (n_p, a, ctx, b, 0, spec),
                             COARSE)
         return t - self._decode(n_dec, 0, spec) if n_dec else t
