@@ -69,3 +69,16 @@ def test_bad_input_is_a_one_line_error_naming_the_constraint(capsys, extra, mess
     assert main([*BASE, *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_trace_replay_through_the_cli(capsys, tmp_path):
+    f = tmp_path / "trace.csv"
+    f.write_text("arrival_time_s,prompt_tokens,output_tokens\n0.0,100,20\n0.2,2000,50\n"
+                 "0.3,50,5\n")
+    argv = ["serve", "--model", "llama3-8b", "--system", "dgx-h100", "--tp", "1",
+            "--policy", "continuous", "--arrival-rate", "1", "--num-requests", "3",
+            "--prompt-tokens", "trace", "--output-tokens", "trace", "--trace", str(f), "--json"]
+    assert main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["requests_completed"] == 3 and doc["config"]["arrival"] == "trace"
+    assert doc["throughput_tokens_per_s"] * doc["makespan_s"] == pytest.approx(75)

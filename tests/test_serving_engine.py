@@ -111,3 +111,15 @@ def test_round_robin_and_least_outstanding_spread_requests_over_replicas():
     assert rr.replica.value_counts().to_dict() == {0: 30, 1: 30, 2: 30}
     lo = simulate_serving(router="least-outstanding", **kw).requests
     assert set(lo.replica) == {0, 1, 2}
+
+
+def test_moe_that_does_not_fit_one_gpu_rejects_and_fits_with_expert_parallelism():
+    kw = dict(model="mixtral-8x7b", policy="continuous", num_requests=20, arrival_rate=5,
+              prompt_tokens=256, output_tokens=32)
+    alone = simulate_serving(tp=1, ep=1, **kw)  # ~93 GB of weights on an 80 GB GPU
+    assert alone.kv.blocks == 0 and alone.summary["requests_rejected"] == 20
+    assert "weights leave no HBM" in alone.summary["rejection_reasons"][0]
+    split = simulate_serving(tp=1, ep=2, **kw)  # two attention groups share the experts
+    assert split.kv.groups == 2 and split.summary["requests_completed"] == 20
+    assert split.kv.tokens == 2 * int(split.kv.free_bytes // split.kv.kv_bytes_per_token)
+    _check_conservation(split)
