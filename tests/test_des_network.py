@@ -126,3 +126,18 @@ def test_ring_all_reduce_on_a_real_node_takes_the_closed_form_with_its_ring_figu
     env.run()
     b, a, n = cluster.ring_bandwidth(list(ranks)), cluster.ring_latency(list(ranks)), 8
     assert env.now == pytest.approx(2 * (n - 1) / n * size / b + 2 * (n - 1) * a, rel=0.01)
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "tree", "hierarchical"])
+@pytest.mark.parametrize("kind", ["all_reduce", "all_gather", "reduce_scatter"])
+def test_uncontended_collectives_on_a_real_cluster_match_the_analytic_time(algorithm, kind):
+    import hardware
+
+    cluster = hardware.Cluster.for_gpus("dgx-h100", 64)
+    ranks = tuple(range(0, 64, 4))  # 16 ranks, 2 per node, 8 nodes
+    env = simpy.Environment()
+    net = Net(env, cluster)
+    env.process(net.collective(kind, 128e6, ranks, algorithm))
+    env.run()
+    assert env.now == pytest.approx(collective_time(kind, 128e6, ranks, cluster, algorithm),
+                                    rel=1e-9)

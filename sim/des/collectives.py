@@ -17,8 +17,8 @@ Algorithms (S = NCCL's "size", the full buffer per rank; n ranks; NCCL performan
   (Patarasuk & Yuan 2009): 2(n-1)/n * S/B + 2(n-1) * alpha. All-gather / reduce-scatter: n-1
   steps of S/n. Broadcast: pipelined ring, n-1 hops, S bytes.
 - tree (Thakur, Rabenseifner & Gropp 2005, Sec. 4): recursive halving then doubling; step k
-  talks to the partner 2^k ranks away and moves half the previous step's bytes; ceil(log2 n)
-  steps per phase, the same (n-1)/n * S bandwidth term per phase.
+  talks to the partner 2^k ranks away and moves half the previous step's bytes, priced as that
+  pair (all same-shaped pairs at once); ceil(log2 n) steps per phase, (n-1)/n * S per phase.
 - hierarchical: intra-node ring reduce-scatter, ring all-reduce of S/g among the same-local-rank
   GPUs of the k nodes, intra-node ring all-gather (all-gather / reduce-scatter: two phases).
 - all-to-all: pairwise exchange, n-1 sequential steps of S/n, one to each peer.
@@ -58,13 +58,19 @@ def ring_phases(kind: str, nbytes: float, ranks: tuple[int, ...]) -> list[list[S
 
 
 def _halving(nbytes: float, ranks: tuple[int, ...]) -> list[list[Step]]:
-    """One recursive-halving (or doubling) pass: ceil(log2 n) steps, bytes halving each step,
-    scaled so the pass moves (n-1)/n * S in total."""
+    """One recursive-halving (or doubling) pass: step k sends S/2^(k+1) to the partner 2^k
+    away, priced as that pair with every same-shaped pair exchanging at once. For n not a
+    power of two: ceil(log2 n) steps scaled to move (n-1)/n * S, at the group's ring price."""
     n = len(ranks)
     steps = math.ceil(math.log2(n))
     weights = [2.0 ** -(k + 1) for k in range(steps)]
     scale = (n - 1) / n * nbytes / sum(weights)
-    return [[Step(ranks[min(1 << k, n - 1)], w * scale, 1, ("ring", ranks))]
+    power = n & (n - 1) == 0
+
+    def price(k: int) -> tuple:
+        return ("ring", (ranks[0], ranks[1 << k])) if power else ("ring", ranks)
+
+    return [[Step(ranks[min(1 << k, n - 1)], w * scale, 1, price(k))]
             for k, w in enumerate(weights)]
 
 

@@ -33,13 +33,19 @@ class Net:
     """The cluster as the engine sees it (cached lookups) plus the shared-link fabric."""
 
     def __init__(self, env, cluster, slow_links: dict | None = None,
-                 choose_algorithm=None):
+                 choose_algorithm=None, block: int | None = None):
         self.env, self.cluster = env, cluster
         self.fabric = Fabric(env, bandwidth_of=cluster.link_bandwidth, slow_links=slow_links)
         self._paths: dict = {}
         self._prices: dict = {}
         self._plans: dict = {}
         self._choose = choose_algorithm  # (kind, nbytes, ranks) -> algorithm name
+        # Symmetry for pricing: a group is priced as its translate into the first ``block``
+        # ranks (one pipeline stage's slice), as the analytic backend prices group index 0.
+        self.block = block
+
+    def _offset(self, ranks: tuple) -> int:
+        return (min(ranks) // self.block) * self.block if self.block else 0
 
     def path(self, a: int, b: int) -> tuple:
         key = (a, b)
@@ -62,6 +68,9 @@ class Net:
         return self._prices[price]
 
     def plan(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        """Step plan of the canonical translate of ``ranks`` (add ``_offset`` to peers)."""
+        off = self._offset(ranks)
+        ranks = tuple(r - off for r in ranks)
         key = (kind, nbytes, ranks, algorithm)
         if key not in self._plans:
             alg = algorithm
@@ -77,17 +86,17 @@ class Net:
 
     def collective(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
         """SimPy process body: run the step plan from ``ranks[0]``'s point of view."""
-        rep = ranks[0]
+        rep, off = ranks[0], self._offset(ranks)
         for phase in self.plan(kind, nbytes, ranks, algorithm):
-            flows = [self._flow(rep, step) for step in phase]
+            flows = [self._flow(rep, step, off) for step in phase]
             if len(flows) == 1:
                 yield from flows[0]
             else:
                 yield self.env.all_of([self.env.process(f) for f in flows])
 
-    def _flow(self, rep: int, step):
+    def _flow(self, rep: int, step, offset: int = 0):
         bw, lat = self.price(step.price)
-        return self.fabric.transfer(step.nbytes, self.path(rep, step.peer),
+        return self.fabric.transfer(step.nbytes, self.path(rep, step.peer + offset),
                                     latency=step.hops * lat, cap=bw)
 
 

@@ -139,7 +139,8 @@ def _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler,
         which = sorted({0, slow_replica})
         if straggler.kind == "gpu":
             slow_stage, factor = stage, straggler.factor
-    net = Net(env, cluster, slow_links, choose_algorithm=_chooser(cluster))
+    net = Net(env, cluster, slow_links, choose_algorithm=_chooser(cluster),
+              block=plan.tp * plan.cp * plan.dp)
     barrier = Barrier(env, len(which)) if len(which) > 1 else None
     out = []
     for d in which:
