@@ -1,0 +1,124 @@
+"""``clustersim search``: which plan should I run?
+
+``search train`` walks every legal training plan (TP, PP, DP, EP, CP, ZeRO stage, micro-batch,
+schedule, virtual stages, recompute, sequence parallelism) of a model on N GPUs, counts the
+infeasible ones by reason (a broken plan constraint, or out of memory), ranks the rest with
+the analytic backend (optionally re-simulating the best with the DES) and explains why the
+runner-up loses. ``search serve`` finds the serving configuration (TP, PP, replicas, batching
+policy, max batch) that sustains the highest request rate within an SLO, and its cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
+from sim.errors import ConfigError
+
+TRAIN_EPILOG = """\
+examples:
+  clustersim search train --model llama3-70b --system dgx-h100 --gpus 64 \\
+      --global-batch 512 --seq 4096 --top 5
+  clustersim search train --model mixtral-8x7b --system dgx-h100 --gpus 32 \\
+      --global-batch 256 --seq 4096 --objective memory --json
+  clustersim search train --model llama3-8b --system dgx-h100 --gpus 8,16 \\
+      --global-batch 64 --seq 4096 --objective cost --top 3 --refine des
+
+--gpus takes one count or a comma-separated list (the cost objective then finds the cheapest
+count per token). The JSON document holds `evaluated` (plans priced), `infeasible`
+(reason -> count), `results` (best first, each with its plan and every field of
+`clustersim train --json`) and `why_runner_up_loses`.
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("search", help="search the best training plan or serving config",
+                              description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="search_kind", metavar="KIND")
+    t = sub.add_parser("train", help="rank every legal training plan",
+                       description=__doc__, epilog=TRAIN_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--model", required=True, help="preset name or path to a HF config.json")
+    t.add_argument("--system", required=True, help="system name from `clustersim hardware list`")
+    t.add_argument("--gpus", required=True, help="GPU count, or a comma-separated list")
+    t.add_argument("--global-batch", type=int, required=True, help="sequences per step")
+    t.add_argument("--seq", type=int, required=True, help="sequence length (tokens)")
+    t.add_argument("--objective", choices=("throughput", "memory", "cost"),
+                   default="throughput", help="rank by step time, memory per GPU, or USD/token")
+    t.add_argument("--top", type=int, default=5, help="how many plans to report (default 5)")
+    t.add_argument("--refine", choices=("des",), default=None,
+                   help="re-simulate the top plans with the discrete-event engine and re-rank")
+    add_json_flag(t)
+    t.set_defaults(func=run_train)
+    register_serve(sub)
+    p.set_defaults(func=lambda args: p.print_help() or 0)
+
+
+def gpu_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"--gpus '{text}': give a positive count or a list like 64,128")
+    return sorted(set(counts))
+
+
+def progress_enabled(args) -> bool:
+    return not args.json and sys.stderr.isatty()
+
+
+def run_train(args) -> int:
+    from hardware import Cluster, get_system
+    from sim.model import get_model
+    from sim.search import search_train
+    from sim.search.report import train_document
+
+    model, system = get_model(args.model), get_system(args.system)
+    clusters = [Cluster.for_gpus(system, n) for n in gpu_counts(args.gpus)]
+    found = search_train(model, clusters, args.global_batch, args.seq,
+                         objective=args.objective, top=args.top, refine=args.refine,
+                         progress=progress_enabled(args))
+    doc = train_document(found)
+    if args.json:
+        return emit_json(doc)
+    print(render_train(doc))
+    return 0
+
+
+def short_plan(p: dict) -> str:
+    s = f"tp{p['tp']} pp{p['pp']} dp{p['dp']}"
+    s += "".join(f" {k}{p[k]}" for k in ("cp", "ep") if p[k] > 1)
+    s += f" z{p['zero']} mb{p['micro_batch']} {p['schedule']}"
+    s += f"x{p['virtual_stages']}" if p["schedule"] == "interleaved" else ""
+    return s + f" rc={p['recompute']}" + (" sp" if p["sequence_parallel"] else "")
+
+
+def render_train(doc: dict) -> str:
+    lines = [f"{doc['space_size']:,} plans: {doc['evaluated']:,} feasible and priced, "
+             f"{sum(doc['infeasible'].values()):,} infeasible"]
+    lines += [f"  {n:>9,}  {k}: {doc['infeasible_reasons'][k]}"
+              for k, n in doc["infeasible"].items()]
+    lines.append(f"\nbest {len(doc['results'])} by {doc['objective']}"
+                 + (" (re-simulated with the DES)" if doc["refine"] == "des" else "") + ":")
+    head = f"{'#':>2}  {'gpus':>5}  {'plan':<46} {'step':>10} {'MFU':>6} {'mem/GPU':>10}"
+    lines.append(head)
+    for r in doc["results"]:
+        lines.append(f"{r['rank']:>2}  {r['n_gpus']:>5}  {short_plan(r['plan']):<46} "
+                     f"{fmt_time(r['step_time_s']):>10} {r['mfu']:>6.1%} "
+                     f"{fmt_bytes(r['memory_per_gpu_bytes']):>10}")
+    if doc["results"]:
+        w = doc["results"][0]
+        rows = [(f"  {k}", fmt_time(v)) for k, v in w["time_breakdown_s"].items()]
+        rows += [(f"  {k}", fmt_bytes(v)) for k, v in w["memory_breakdown_bytes"].items()]
+        lines += ["\nwinner: " + short_plan(w["plan"]), table(rows),
+                  f"bottleneck: {w['bottleneck']}"]
+    if doc["why_runner_up_loses"]:
+        lines.append("\n" + doc["why_runner_up_loses"])
+    return "\n".join(lines)
+
+
+def register_serve(sub) -> None:
+    pass
