@@ -100,3 +100,17 @@ def test_speculation_helps_at_batch_one_and_less_when_batches_are_compute_bound(
                  / simulate_serving(cfg, **high).summary["throughput_tokens_per_s"])
     assert gain_low > 1.5
     assert gain_high < gain_low
+
+
+def test_concurrent_kv_transfers_share_the_link_bandwidth():
+    from hardware import Cluster
+    from sim.model import get_model
+    from sim.serving.kvcache import kv_bytes_per_gpu_token
+
+    w = Workload(np.array([0.0, 0.0]), np.array([4096, 4096]), np.array([3, 3]))
+    r = simulate_serving(policy="disaggregated", workload=w)
+    cluster = Cluster.for_gpus("dgx-h100", 2)
+    nbytes = 4096 * kv_bytes_per_gpu_token(get_model("llama3-8b"), 1, 1, "bf16")
+    both = cluster.latency(0, 1) + 2 * nbytes / cluster.bandwidth(0, 1)  # fair share: half each
+    assert r.summary["kv_transfer_s"]["count"] == 2
+    assert r.summary["kv_transfer_s"]["mean"] == pytest.approx(both, rel=1e-9)

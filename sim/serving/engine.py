@@ -2,9 +2,9 @@
 
 One ``simpy.Environment`` holds every process: an arrival process that releases requests at
 their times and routes them, one loop per replica (``sim.serving.replica``) and, for
-disaggregated serving, one short process per KV transfer. Links are ``simpy.Resource``s of
-capacity 1 (a replica's egress and ingress), so concurrent transfers queue for bandwidth
-instead of sharing it for free. The simulation ends when no event is left: every request has
+disaggregated serving, one short process per KV transfer whose flows run on the training
+engine's link fabric (``sim.des.network.Fabric``), so concurrent transfers share the
+topology's links instead of each getting full bandwidth. The simulation ends when no event is left: every request has
 finished or was rejected at the door.
 
 Randomness inside the engine (speculative acceptance) comes from its own Generator seeded from
@@ -48,7 +48,7 @@ class Simulation:
         self.rejected: list[Request] = []
         self.preemptions = 0
         self.transfers: list[tuple[float, float]] = []  # (start, seconds) per KV transfer
-        self._links: dict[tuple[int, int], tuple[float, float]] = {}
+        self._links: dict[tuple[int, int], list[tuple]] = {}
         self._build(blocks)
 
     def store(self) -> simpy.Store:
@@ -61,8 +61,9 @@ class Simulation:
                    for i in range(cfg.prefill_replicas)]
             dec = [Replica(self, cfg.prefill_replicas + i, DecodeOnly(cfg), "decode", blocks)
                    for i in range(cfg.decode_replicas)]
-            for r in pre + dec:
-                r.egress, r.ingress = simpy.Resource(self.env), simpy.Resource(self.env)
+            from sim.des.network import Fabric
+
+            self.fabric = Fabric(self.env, bandwidth_of=self.cluster.link_bandwidth)
             self.replicas, self.entry = pre + dec, Router(cfg.router, pre)
             self.decode_router = Router(cfg.router, dec)
         else:
@@ -136,28 +137,26 @@ class Simulation:
         self.env.process(self._transfer(req, req.src, dst, blocks))
 
     def _transfer(self, req: Request, src: Replica, dst: Replica, blocks: int):
-        with src.egress.request() as out_link:
-            yield out_link
-            with dst.ingress.request() as in_link:
-                yield in_link
-                seconds = self.transfer_time(req.todo, src.idx, dst.idx)
-                self.transfers.append((self.env.now, seconds))
-                yield self.env.timeout(seconds)
+        """Every GPU of the prefill replica sends its KV shard to its peer in the decode
+        replica at once, each a flow on the cluster's links shared with every other transfer
+        in flight (``sim.des.network.Fabric``: latency, then the bottleneck fair share)."""
+        start, nbytes = self.env.now, req.todo * self.kv_bytes
+        flows = [self.env.process(self.fabric.transfer(nbytes, links, latency))
+                 for links, latency in self._paths(src.idx, dst.idx)]
+        yield self.env.all_of(flows)
+        self.transfers.append((start, self.env.now - start))
         src.pool.give(req.blocks)
         src.pool.settle()
         src.inbox.put(None)  # wake the prefill replica: blocks came back
         req.blocks, req.stage = blocks, "ready"
         dst.inbox.put(req)
 
-    def transfer_time(self, tokens: int, src: int, dst: int) -> float:
-        """Each GPU of the prefill replica sends its KV shard to its peer in the decode
-        replica, all in parallel: latency + bytes / bandwidth of the slowest pair's path."""
+    def _paths(self, src: int, dst: int) -> list[tuple]:
+        """(links, latency) from GPU i of replica ``src`` to GPU i of replica ``dst``."""
         key = (src, dst)
         if key not in self._links:
             g, shard = self.cfg.gpus_per_replica, self.cfg.tp * self.cfg.pp
             pairs = [(src * g + i, dst * g + i) for i in range(shard)]
-            bw = min(self.cluster.bandwidth(a, b) for a, b in pairs)
-            lat = max(self.cluster.latency(a, b) for a, b in pairs)
-            self._links[key] = (bw, lat)
-        bw, lat = self._links[key]
-        return lat + tokens * self.kv_bytes / bw  # alpha-beta: alpha + n / B
+            self._links[key] = [(tuple(self.cluster.path_links(a, b)), self.cluster.latency(a, b))
+                                for a, b in pairs]
+        return self._links[key]
