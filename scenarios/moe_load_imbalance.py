@@ -75,7 +75,8 @@ def run() -> Result:
             {k: list(v) for k, v in loads.items()},
             title=f"Tokens per expert, one {SEQ_LEN}-token sequence, top-{model.moe.top_k}",
             capacity=int(np.ceil(CAPPED_CAPACITY * SEQ_LEN * model.moe.top_k
-                                 / model.moe.n_experts))),
+                                 / model.moe.n_experts)),
+            capacity_label=f"capacity at factor {CAPPED_CAPACITY}"),
         "step_vs_skew.png": lambda: charts.line_chart(
             list(ZIPF_SKEWS), {"dropless": list(free.step_time_s),
                                f"capacity factor {CAPPED_CAPACITY}":

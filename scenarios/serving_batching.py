@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from sim.plots import charts
+from sim.plots.serving import static_vs_continuous
 from sim.report import Result, publish
 from sim.serving import simulate_serving
 
@@ -28,13 +29,16 @@ MAX_BATCH = 32  # sequences per batch, both policies
 PROMPT_TOKENS = "512"
 OUTPUT_TOKENS = "uniform:16:1024"  # output lengths vary: static batches wait for the longest
 SEED = 0
+TIMELINE_RATE = 10  # requests per second of the side-by-side KV/batch-over-time chart
 
 
-def row(policy: str, rate: float) -> dict:
+def row(policy: str, rate: float, keep: dict) -> dict:
     r = simulate_serving(num_requests=NUM_REQUESTS, arrival_rate=rate, policy=policy,
                          prompt_tokens=PROMPT_TOKENS, output_tokens=OUTPUT_TOKENS,
                          max_batch=MAX_BATCH, model=MODEL, system=SYSTEM, seed=SEED)
     s = r.summary
+    if rate == TIMELINE_RATE:
+        keep[policy] = r
     return {"policy": policy, "arrival_rate_rps": rate,
             "throughput_tokens_per_s": s["throughput_tokens_per_s"],
             "ttft_p99_s": s["ttft_s"]["p99"], "e2e_p99_s": s["e2e_s"]["p99"],
@@ -43,7 +47,8 @@ def row(policy: str, rate: float) -> dict:
 
 
 def run() -> Result:
-    table = pd.DataFrame([row(p, r) for p in POLICIES for r in ARRIVAL_RATES])
+    kept: dict = {}
+    table = pd.DataFrame([row(p, r, kept) for p in POLICIES for r in ARRIVAL_RATES])
     get = table.set_index(["policy", "arrival_rate_rps"])
     hi = ARRIVAL_RATES[-1]
     sat = {p: [r for r in ARRIVAL_RATES if get.loc[(p, r), "saturated"]] for p in POLICIES}
@@ -55,7 +60,11 @@ def run() -> Result:
          "batch_c": get.loc[("continuous", hi), "mean_batch"]}
     cfg = {"model": MODEL, "system": SYSTEM, "max_batch": MAX_BATCH, "prompt_tokens": PROMPT_TOKENS,
            "output_tokens": OUTPUT_TOKENS, "num_requests": NUM_REQUESTS, "seed": SEED}
-    return Result(table, n, takeaway(n), cfg, {"throughput_latency.png": lambda: chart(table)})
+    return Result(table, n, takeaway(n), cfg, {
+        "throughput_latency.png": lambda: chart(table),
+        "over_time.png": lambda: static_vs_continuous(
+            kept["static"], kept["continuous"],
+            title=f"{MODEL} at {TIMELINE_RATE} req/s: KV cache and batch over time")})
 
 
 def _sat(rate) -> str:

@@ -130,3 +130,14 @@ def test_every_chart_has_title_and_labelled_axes(draw, tmp_path):
     path = charts.save(fig, tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert b"Software" not in path.read_bytes()
+
+
+def test_chart_file_recipes_write_their_own_png(tmp_path):
+    from sim.report.scenario import ChartFile, draw_chart
+
+    def writer(path):
+        return charts.save(charts.line_chart([1, 2], {"a": [1, 2]}, title="t", xlabel="x (1)",
+                                             ylabel="y (1)"), path)
+
+    out = draw_chart(ChartFile(writer), tmp_path / "w.png")
+    assert out.read_bytes()[:4] == b"\x89PNG"

@@ -61,6 +61,17 @@ def save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
+def _plain_log(ax, x: bool = False, y: bool = False) -> None:
+    """Log axes labelled 8, 16, 0.5 ... rather than 2^3 or 6x10^1."""
+    from matplotlib.ticker import FuncFormatter
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    for on, axis in ((x, ax.xaxis), (y, ax.yaxis)):
+        if on:
+            axis.set_major_formatter(fmt)
+            axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
 def _legend(ax, **kw) -> None:
     if len(ax.get_legend_handles_labels()[0]) > 1:
         ax.legend(**kw)
@@ -113,6 +124,7 @@ def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]
         ax.set_xticks(x, list(categories))
         if logy:
             ax.set_yscale("log")
+            _plain_log(ax, y=True)
         _legend(ax, fontsize=8)
     return fig
 
@@ -131,6 +143,7 @@ def line_chart(x: Sequence[float], series: Mapping[str, Sequence[float]], *, tit
             ax.set_xscale("log", base=2)
         if logy:
             ax.set_yscale("log")
+        _plain_log(ax, x=logx, y=logy)
         _legend(ax, fontsize=8)
     return fig
 
@@ -139,8 +152,10 @@ def scaling_curve(gpus: Sequence[int], mfu: Mapping[str, Sequence[float]], *,
                   title: str) -> Figure:
     """MFU (%) against the number of GPUs, one curve per configuration."""
     pct = {k: [100 * v for v in vs] for k, vs in mfu.items()}
-    return line_chart(gpus, pct, title=title, xlabel="GPUs (log scale)",
-                      ylabel="model FLOPs utilisation, MFU (%)", logx=True)
+    fig = line_chart(gpus, pct, title=title, xlabel="GPUs (log scale)",
+                     ylabel="model FLOPs utilisation, MFU (%)", logx=True)
+    fig.axes[0].set_ylim(0, 100)  # MFU is a fraction of peak: show the whole scale
+    return fig
 
 
 def kv_cache_vs_context(contexts: Sequence[int], kv_bytes: Mapping[str, Sequence[float]], *,
@@ -153,7 +168,8 @@ def kv_cache_vs_context(contexts: Sequence[int], kv_bytes: Mapping[str, Sequence
 
 
 def expert_load_histogram(loads: Mapping[str, Sequence[float]], *, title: str,
-                          capacity: float | None = None) -> Figure:
+                          capacity: float | None = None,
+                          capacity_label: str = "expert capacity") -> Figure:
     """Tokens per expert as bars, one series per routing case; dashed line at capacity."""
     first = next(iter(loads.values()))
     fig = grouped_bars([str(i) for i in range(len(first))], loads, title=title,
@@ -162,7 +178,7 @@ def expert_load_histogram(loads: Mapping[str, Sequence[float]], *, title: str,
         ax = fig.axes[0]
         with rc_context(STYLE):
             ax.axhline(capacity, color="black", linestyle="--", linewidth=1.2,
-                       label="expert capacity")
+                       label=capacity_label)
             ax.legend(fontsize=8)
     return fig
 
@@ -238,5 +254,6 @@ def roofline(peak_flops: float, memory_bandwidth: float,
                            linestyle="", label=n) for i, n in enumerate(names)]
         ax.set_xscale("log")
         ax.set_yscale("log")
+        _plain_log(ax, x=True, y=True)
         ax.legend(handles=handles, fontsize=7, loc="lower right")
     return fig

@@ -6,6 +6,6 @@ gallery ``reports/index.md``. ``sim.report.lesson`` holds the lesson plan's less
 misconceptions as data.
 """
 
-from sim.report.scenario import Result, publish
+from sim.report.scenario import ChartFile, Result, publish
 
-__all__ = ["Result", "publish"]
+__all__ = ["ChartFile", "Result", "publish"]

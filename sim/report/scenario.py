@@ -48,6 +48,24 @@ class Result:
     charts: dict[str, Callable] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ChartFile:
+    """A chart recipe that writes its own PNG (e.g. ``sim.plots.timeline.plot_timeline``)
+    instead of returning a Figure: ``write(path)`` must produce ``path``."""
+
+    write: Callable
+
+
+def draw_chart(recipe, path: Path) -> Path:
+    """Run one chart recipe into ``path`` (a Figure-returning callable or a ChartFile)."""
+    from sim.plots.charts import save
+
+    if isinstance(recipe, ChartFile):
+        recipe.write(path)
+        return path
+    return save(recipe(), path)
+
+
 # --- discovery --------------------------------------------------------------------------------
 def scenario_names(directory: Path = SCENARIO_DIR) -> list[str]:
     """Every scenario script (``scenarios/*.py`` except private ``_*.py`` helpers)."""
@@ -166,8 +184,6 @@ def print_table(table: pd.DataFrame) -> None:
 
 def publish(module_name: str, result: Result, out_dir: str | Path | None = None) -> dict:
     """Print the table and write the scenario's files; returns its gallery card."""
-    from sim.plots.charts import save
-
     module = sys.modules[module_name]
     out = Path(out_dir) if out_dir is not None else REPORTS_DIR / name_of(module)
     out.mkdir(parents=True, exist_ok=True)
@@ -175,6 +191,6 @@ def publish(module_name: str, result: Result, out_dir: str | Path | None = None)
     for fname, text in text_outputs(module, result).items():
         (out / fname).write_text(text)
     for fname, draw in sorted(result.charts.items()):
-        save(draw(), out / fname)
+        draw_chart(draw, out / fname)
     print(f"\n{result.takeaway}\nwritten to {out}")
     return card(module, result)
