@@ -17,7 +17,7 @@ in the compute stream that the records show.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import simpy
 
@@ -39,7 +39,6 @@ class Segment:
     ranks: tuple = ()
     layer: int = -1
     comm_s: float = 0.0  # seconds of fused uncontended collectives (not straggler-scaled)
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
 
 class PipelineRun:
