@@ -161,7 +161,27 @@ def _attention_op(c: _Ctx) -> Op:
         elems = c.t * heads * (d_qk + d_v) + c.t * kv_heads * (d_qk + d_v)
     elif not c.key.flash:  # math path materialises scores and probabilities: ~4 passes
         elems += 4 * flops / (2 * (d_qk + d_v))
-    return Op("attention", "attention", flops, elems * c.db, "fwd", c.layer)
+    nbytes = elems * c.db + _dropout_score_bytes(m, s, c.key, flops)
+    return Op("attention", "attention", flops, nbytes, "fwd", c.layer)
+
+
+def _dropout_score_bytes(m: ModelConfig, s: Shape, key: LayerKey, flops: float) -> float:
+    """HBM bytes of dropout on the materialised probabilities (math path, training): read P,
+    write P' and a 1-byte keep mask (torch fused dropout; Megatron-LM 2021 CoreAttention
+    applies --attention-dropout to the softmax output). Its backward reads dP' and the mask
+    and writes dP: the same bytes again."""
+    if key.flash or not m.dropout or s.phase != "train" or m.attention.kind == "linear":
+        return 0.0
+    d_qk, d_v = head_dims(m)
+    scores = flops / (2 * (d_qk + d_v))  # b * heads * (computed) s^2 on this rank
+    return scores * (2 * dtype_bytes(key.dtype) + 1)
+
+
+def _residual_bytes(c: _Ctx) -> float:
+    """Residual add of t_sp x h: read x and the residual, write the sum; with hidden dropout
+    (Megatron-LM fused bias-dropout-add, 2021) also write a 1-byte keep mask."""
+    mask = 1.0 if c.model.dropout and c.shape.phase == "train" else 0.0
+    return c.t_sp * c.model.hidden * (3 * c.db + mask)
 
 
 def _rope_width(m: ModelConfig, tp: int) -> int:
@@ -193,7 +213,7 @@ def _attention_block(c: _Ctx) -> list[Op]:
     ops += [op for g in gemms if g.name == "attn_out" for op in _gemm_ops(c, g)]
     ops += _tp_reduce(c, "attn")
     ops.append(elementwise(c.layer, "attn_residual", "elementwise", c.t_sp * h,
-                           3 * c.t_sp * h * c.db))
+                           _residual_bytes(c)))
     return ops
 
 
@@ -258,7 +278,7 @@ def _mlp_block(c: _Ctx, moe_layer: bool) -> list[Op]:
         ops += _ffn_ops(c, [g for g in layer_gemms(m, False, c.t) if g.name.startswith("mlp")])
     ops += _tp_reduce(c, "mlp")
     ops.append(elementwise(c.layer, "mlp_residual", "elementwise", c.t_sp * h,
-                           3 * c.t_sp * h * c.db))
+                           _residual_bytes(c)))
     return ops
 
 
@@ -296,8 +316,12 @@ def _recompute_ops(fwd: tuple[Op, ...], key: LayerKey) -> list[Op]:
 def _backward(mk: int, layer: int, shape: Shape, key: LayerKey) -> tuple[Op, ...]:
     fwd = _forward(mk, layer, shape, key)
     bwd_in, bwd_w = [], []
+    model = obj(mk)
     for op in reversed(fwd):
         a, b = backward_of(op, attention_backward_factor(key.flash))
+        if op.kind == "attention":  # backward_of doubles the bytes; dropout's only repeat once
+            extra = _dropout_score_bytes(model, shape, key, op.flops)
+            a = [replace(x, bytes=x.bytes - extra) for x in a]
         bwd_in += a
         bwd_w += b
     return tuple(_recompute_ops(fwd, key) + bwd_in + bwd_w)

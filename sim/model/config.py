@@ -95,6 +95,9 @@ class ModelConfig:
     mla: MLAConfig | None = None
     moe: MoEConfig | None = None
     source: str = ""  # where the numbers come from (paper, model card, config.json)
+    # training dropout on attention probabilities and the residual branches (Megatron-LM
+    # --attention-dropout / --hidden-dropout); 0 = none, as in Llama/Mistral/DeepSeek
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden", "n_layers", "n_heads", "n_kv_heads", "head_dim"):
@@ -105,6 +108,8 @@ class ModelConfig:
                 f"model '{self.name}': n_kv_heads={self.n_kv_heads} must divide "
                 f"n_heads={self.n_heads} (GQA groups query heads evenly)"
             )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ModelError(f"model '{self.name}': dropout={self.dropout} must be in [0, 1)")
         if self.moe and not 1 <= self.moe.top_k <= self.moe.n_experts:
             raise ModelError(f"model '{self.name}': top_k must be in 1..n_experts")
         if self.attention.kind == "sliding_window" and not self.attention.window:
