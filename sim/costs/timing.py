@@ -5,7 +5,8 @@ B bytes to and from HBM takes at least ``max(F / P, B / W)`` on a chip with peak
 bandwidth W bytes/s; its arithmetic intensity ``I = F/B`` against the ridge point ``P/W``
 says which limit binds. Real kernels reach only part of the spec sheet, so P and W are scaled
 by the accelerator's ``EfficiencyModel``: GEMMs (and routers) by the saturating
-``matmul_efficiency(F)`` (small GEMMs are launch- and tile-bound), fused attention by
+``matmul_efficiency(F)`` (small GEMMs are launch- and tile-bound) times the wave-quantization
+loss of the GEMM's output tiles on the chip's SMs (``wave_efficiency``), fused attention by
 ``attention_max``, HBM streaming by ``memory_bandwidth``. Non-GEMM math (norms, activations,
 softmax, embedding) runs on the vector units, whose throughput is the chip's non-tensor FP32
 peak (``peak_flops["fp32"]``) when the catalog lists it. Each op adds one ``kernel_overhead_s``.
@@ -15,6 +16,7 @@ Communication ops are priced by ``sim.costs.comm.collective_time`` over the clus
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hardware.types import Accelerator
 from sim.errors import ConfigError
@@ -23,11 +25,44 @@ from sim.ops import Op
 TENSOR_KINDS = ("matmul", "router", "attention")
 
 
+# Streaming multiprocessors per chip: NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020)
+# (108 SMs), H100 Tensor Core GPU Architecture whitepaper (2022) Table 3 (SXM5 132, PCIe 114;
+# H200/H800 carry the SXM5 die configuration), Volta V100 whitepaper (2017) (80 SMs).
+SM_COUNT = {"a100-sxm-40gb": 108, "a100-sxm-80gb": 108, "h100-sxm": 132, "h200-sxm": 132,
+            "h800-sxm": 132, "h100-pcie": 114, "v100-sxm2-32gb": 80}
+# cuBLAS's large Tensor Core output tiles (NVIDIA 'Matrix Multiplication Background User's
+# Guide', DU-09799-001, Sec. 2.3: 256x128, 128x256, 128x128 are the most efficient)
+GEMM_TILES = ((256, 128), (128, 256), (128, 128))
+
+
+@lru_cache(maxsize=65536)
+def wave_efficiency(m: int, n: int, sms: int, count: int = 1) -> float:
+    """Fraction of the last wave's SMs that have a tile (NVIDIA 'Matrix Multiplication
+    Background', Sec. 3.2 wave quantization): an m x n output cut into T tiles runs in
+    ceil(T / SMs) waves, so it costs as much as ceil(T / SMs) * SMs tiles. cuBLAS picks the
+    tile with the least waste; below one full wave it splits K instead (no loss modelled)."""
+    best = 0.0
+    for tm, tn in GEMM_TILES:
+        tiles = -(-m // tm) * -(-n // tn) * count
+        if tiles <= sms:
+            return 1.0
+        best = max(best, tiles / (-(-tiles // sms) * sms))
+    return best
+
+
+def _matmul_efficiency(op: Op, acc: Accelerator) -> float:
+    eff = acc.efficiency.matmul_efficiency(op.flops)
+    sms = SM_COUNT.get(acc.name)
+    if op.mnk is None or sms is None:
+        return eff
+    return eff * wave_efficiency(int(op.mnk[0]), int(op.mnk[1]), sms)
+
+
 def _compute_rate(op: Op, acc: Accelerator, dtype: str) -> float:
     """Achievable FLOP/s for this op (peak x efficiency)."""
     eff = acc.efficiency
     if op.kind in ("matmul", "router"):
-        return acc.peak(dtype) * eff.matmul_efficiency(op.flops)
+        return acc.peak(dtype) * _matmul_efficiency(op, acc)
     if op.kind == "attention":
         return acc.peak(dtype) * eff.attention_max
     return acc.peak_flops.get("fp32") or acc.peak(dtype)  # vector units: non-tensor FP32
