@@ -213,8 +213,9 @@ def _des_train_result(a, step, breakdown, ops, gpus, replicas, mine) -> dict:
            "memory_breakdown_bytes": mem, "fits": fits, "time_breakdown_s": breakdown,
            "bottleneck": _bottleneck(breakdown, fits)}
     out.update(_des_extras(ops, peak_gpu, oom, replicas))
-    out["communication_exposed_by_group_s"] = {
-        s: metrics.exposed(mine, s) for s in ("tp", "cp", "ep", "dp", "pp")}
+    by = {s: metrics.exposed(mine, s) for s in ("tp", "cp", "ep", "dp", "pp")}
+    by["tp_ep_cp"] = by["tp"] + by["ep"] + by["cp"]  # the analytic result's grouping
+    out["communication_exposed_by_group_s"] = by
     out["stage_times_s"] = [max(r.end[i] for r in replicas)
                             for i in range(len(replicas[0].end))]
     return out
