@@ -55,7 +55,7 @@ def show(ex: Exercise, seed: int | None) -> dict:
     params, answer = simulate(ex, seed)
     return {**ex.summary(), "seed": seed, "prompt": render_prompt(ex, params, answer),
             "unit": ex.unit, "tolerance": ex.tolerance, "hints": list(ex.hints),
-            "params": params}
+            "params": params, "givens": answer.givens}
 
 
 def check(ex: Exercise, value: float, seed: int | None) -> dict:

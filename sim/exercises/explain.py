@@ -51,6 +51,13 @@ CATALOGUE: tuple[Signature, ...] = (
     sig("sparse-peak", "compute_time", 0.45, 0.55,
         "About half: you divided by the 2:4 structured-sparsity peak, twice the dense peak. "
         "Dense GEMMs run against the dense bf16 peak, and reach only part of it."),
+    sig("nvlink-not-nic", "cross_node_comm_time", 0.0, 0.75,
+        "Too fast: you priced it at NVLink speed (or with the bidirectional figure). Once the "
+        "GPUs span nodes, part of every all-reduce must cross the NICs, tens of GB/s per GPU."),
+    sig("flat-ring-over-nic", "cross_node_comm_time", 2.5, INF,
+        "Too slow: you priced a flat ring through the NICs. A hierarchical all-reduce "
+        "reduce-scatters over NVLink inside each node, all-reduces only a 1/g shard across nodes "
+        "(each GPU on its own NIC), then all-gathers over NVLink."),
     sig("bidirectional-bandwidth", COMM_KINDS, 0.4, 0.6,
         "About half: you used a bidirectional bandwidth (H100 NVLink '900 GB/s' is 450 GB/s "
         "each way), or forgot that a ring all-reduce sends 2(n-1)/n of the buffer per GPU "
@@ -58,9 +65,6 @@ CATALOGUE: tuple[Signature, ...] = (
     sig("halved-per-direction", COMM_KINDS, 1.7, 2.3,
         "About double: the catalogue's bandwidths are already per direction; halving them again "
         "(or sending the buffer twice) doubles the time."),
-    sig("nvlink-not-nic", "cross_node_comm_time", 0.0, 0.4,
-        "Far too fast: you priced the ring at NVLink speed. Once it spans nodes, every ring "
-        "crosses the NICs (tens of GB/s per GPU), the bottleneck of the whole collective."),
     sig("forgot-master-weights", MEMORY_KINDS, 0.7, 0.8,
         "About 3/4: you forgot the fp32 master weights. Mixed-precision Adam keeps bf16 weights "
         "(2 B) + bf16 grads (2 B) + fp32 master copy (4 B) + two fp32 moments (8 B) = 16 bytes "
@@ -175,7 +179,7 @@ CATALOGUE: tuple[Signature, ...] = (
     sig("spec-verify-cost", "spec_speedup", 0.0, 0.8,
         "Too low: verifying k+1 positions costs about one decode step, since decode is "
         "memory-bound (the weights are read once either way)."),
-    sig("prefill-interference", {"tpot_p99", "disagg_gain"}, 0.0, 0.8,
+    sig("prefill-interference", {"tpot_p99", "disagg_gain"}, 0.0, 0.9,
         "Too low: colocated, every prefill that joins an iteration stalls all decodes in it; "
         "disaggregation moves prefills to other GPUs."),
 )

@@ -54,17 +54,21 @@ def train_memory_per_gpu(p: dict) -> Answer:
 
 @query("comm_time", "s")
 def allreduce_time(p: dict) -> Answer:
-    """Ring/tree all-reduce of ``gbytes`` GB per rank over ``gpus`` GPUs (NCCL conventions)."""
+    """All-reduce of ``gbytes`` GB per rank over ``gpus`` GPUs: the fastest of ring, tree and
+    hierarchical, as NCCL's tuner picks (NCCL conventions, sim.costs.comm)."""
     cluster = cluster_of(p["system"], p["gpus"])
-    ranks = list(range(p["gpus"]))
-    t = collective_time("all_reduce", p["gbytes"] * 1e9, ranks, cluster)
+    ranks, size = list(range(p["gpus"])), p["gbytes"] * 1e9
+    parts = {a: collective_time("all_reduce", size, ranks, cluster, algorithm=a)
+             for a in ("ring", "tree", "hierarchical")}
+    best = min(parts, key=parts.get)
     bw, sysm = cluster.ring_bandwidth(ranks), cluster.system
     nvlink = sysm.intra_link.bandwidth * sysm.intra_links_per_gpu
     facts = {"ring_gbps": bw / 1e9, "bidir_gbps": 2 * nvlink / 1e9, "nodes": cluster.n_nodes,
              "nic_gbit": 8 * sysm.nic_link.bandwidth / 1e9, "nics": sysm.nics_per_node}
     where = "inside one node" if cluster.n_nodes == 1 else f"across {cluster.n_nodes} nodes"
-    return Answer(t, {"all_reduce": t}, f"ring bottleneck {bw / 1e9:.0f} GB/s per direction "
-                  f"{where}", facts)
+    return Answer(collective_time("all_reduce", size, ranks, cluster), parts,
+                  f"{best} all-reduce is fastest {where}; a flat ring's bottleneck hop is "
+                  f"{bw / 1e9:.0f} GB/s per direction", facts)
 
 
 @query("cross_node_comm_time", "s")
