@@ -10,8 +10,10 @@ knobs are measured directly:
 - memory bandwidth: a large tensor copy (reads + writes 2x its bytes), median of repeats;
   the efficiency applied to memory-bound ops is what a skinny GEMM (decode's weight stream)
   achieves of it;
-- per-op overhead: one tiny autograd op (a forward and its backward, divided by the three
-  GEMM-equivalent launches the lowering prices for it) on 1-element tensors;
+- per-op overhead: the reference transformer block at ~zero FLOPs (hidden 8, one token),
+  forward + backward, divided by the number of compute ops the lowering prices for it
+  (eager PyTorch spends several aten dispatches and Python calls per simulated op); the
+  no-grad figure and a single aten op's cost are recorded too;
 - attention_max: eager attention (two bmms + softmax) at a few shapes, achieved / peak;
 - communication: ``torch.distributed`` all-reduce on gloo between 2 local processes over
   sizes 4 KiB-8 MiB; ring all-reduce over n=2 costs ``2 alpha + S / B`` (NCCL bus-bandwidth
@@ -92,6 +94,34 @@ def gemv_bandwidth(device: str, n: int = 4096) -> float:
     return 4 * n * n / median_time(lambda: torch.nn.functional.linear(x, w), device, repeats=9)
 
 
+def layer_overhead(device: str) -> tuple[float, float]:
+    """(training, inference) seconds per *simulated* op of a transformer layer with ~zero
+    FLOPs (hidden 8, one token): the reference block's forward+backward time divided by the
+    number of compute ops ``lower_layer`` + ``lower_layer_backward`` price for it (and the
+    no-grad forward over the forward ops). Eager PyTorch issues several aten ops and Python
+    calls per simulated op, so this, not one aten launch, is the fixed cost per op."""
+    import dataclasses
+
+    from sim.costs.lowering import lower_layer, lower_layer_backward
+    from sim.model import get_model
+    from sim.plan import ParallelPlan, Shape
+    from sim.validation.layers import Context
+    from sim.validation.reference import Block
+
+    cfg = dataclasses.replace(get_model("tiny-llama"), hidden=8, n_heads=2, n_kv_heads=1,
+                              head_dim=4, ffn_hidden=8)
+    plan = ParallelPlan(seq_len=1, dtype="fp32", flash_attention=False)
+    n_fwd = sum(o.count for o in lower_layer(cfg, 0, Shape(1, 1), plan) if not o.is_comm)
+    n_bwd = sum(o.count for o in lower_layer_backward(cfg, 0, Shape(1, 1), plan) if not o.is_comm)
+    block = Block(cfg, 0).to(device)
+    x = torch.randn(1, 1, 8, device=device, requires_grad=True)
+    ctx = Context(cfg, 0, 1, device, torch.float32)
+    train = median_time(lambda: block(x, ctx).sum().backward(), device, repeats=50, warmup=5)
+    with torch.no_grad():
+        infer = median_time(lambda: block(x, ctx), device, repeats=50, warmup=5)
+    return train / (n_fwd + n_bwd), infer / n_fwd
+
+
 def op_overhead(device: str, chain: int = 64) -> float:
     """Seconds per priced op: a chain of ``chain`` 1x1 matmuls forward + backward, which the
     lowering prices as 3 GEMMs each (forward, dX, dW); the chain amortises backward()'s own
@@ -129,7 +159,9 @@ class Calibration:
     peak_fp32: float
     peak_bf16: float
     matmul_fixed_s: float
-    kernel_overhead_s: float
+    kernel_overhead_s: float  # per simulated op, training (fwd+bwd) layer
+    inference_overhead_s: float  # per simulated op, no-grad forward (reported, not used)
+    aten_op_overhead_s: float  # one aten op with autograd (reported, not used)
     memory_bandwidth: float
     memory_efficiency: float  # streaming GEMV bandwidth / copy bandwidth
     attention_max: float
@@ -169,13 +201,14 @@ def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Cal
     set_clock(default_clock(device, threads))
     torch.manual_seed(0)
     rate, fixed, points = measure_matmuls(device, quick)
-    overhead = op_overhead(device)
+    overhead, infer_overhead = layer_overhead(device)
     sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
     bw, alpha, ar_points = measure_allreduce(sizes, threads)
     copy_bw = memory_bandwidth(device)
     return Calibration(
         device=device, threads=threads, peak_fp32=rate, peak_bf16=bf16_peak(device, rate),
-        matmul_fixed_s=fixed, kernel_overhead_s=overhead,
+        matmul_fixed_s=fixed, kernel_overhead_s=overhead, inference_overhead_s=infer_overhead,
+        aten_op_overhead_s=op_overhead(device),
         memory_bandwidth=copy_bw,
         memory_efficiency=min(1.0, gemv_bandwidth(device) / copy_bw),
         attention_max=min(1.0, attention_efficiency(device, rate, quick)),

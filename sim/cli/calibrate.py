@@ -1,0 +1,82 @@
+"""``clustersim calibrate``: measure this machine and write a system profile in catalog TOML.
+
+Microbenchmarks (fixed thread count, repeats, medians): matmul throughput over a grid of
+shapes (fitted to the efficiency model's matmul_max / matmul_half_flops), memory bandwidth,
+per-op overhead, eager-attention efficiency, and the all-reduce latency/bandwidth of
+torch.distributed (gloo) between 2 local processes. The profile is usable by every command
+like a catalog entry: ``--system FILE``. Needs PyTorch (the validation harness).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from sim.cli.common import add_json_flag, emit_json, fmt_time, table
+
+EPILOG = """\
+examples:
+  clustersim calibrate --out my-laptop.toml
+  clustersim train --model tiny-llama --system my-laptop.toml --gpus 1 --tp 1 --pp 1 \\
+      --global-batch 4 --seq 128
+  clustersim calibrate --device cuda --threads 4 --json
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "calibrate", help="microbenchmark this machine; write a --system profile (TOML)",
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--out", metavar="FILE", help="profile path (default: calibrated-DEVICE.toml)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--quick", action="store_true", help="fewer shapes and sizes (seconds)")
+    p.add_argument("--name", default=None, help="system name in the profile")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def check_device(device: str) -> None:
+    """Typed errors for a missing torch or a missing GPU (exit status 2, one line)."""
+    from sim.errors import ConfigError
+    from sim.validation import torch_available
+
+    if not torch_available():
+        raise ConfigError("PyTorch is not installed; install the test extra "
+                          "(pip install -e '.[test]') to calibrate or validate")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is visible; use --device cpu")
+
+
+def run(args) -> int:
+    from dataclasses import asdict
+
+    from sim.validation.calibrate import calibrate
+    from sim.validation.profile import write_profile
+
+    check_device(args.device)
+    if args.threads < 1:
+        from sim.errors import ConfigError
+
+        raise ConfigError("--threads must be >= 1")
+    out = args.out or f"calibrated-{args.device}.toml"
+    cal = calibrate(args.device, args.threads, args.quick)
+    system = write_profile(cal, out, name=args.name or f"calibrated-{args.device}")
+    doc = {"profile": out, "system": system.name, **asdict(cal),
+           "matmul_half_flops": cal.matmul_half_flops}
+    if args.json:
+        return emit_json(doc)
+    print(table([
+        ("profile", out), ("matmul fp32 peak", f"{cal.peak_fp32 / 1e9:.1f} GFLOP/s"),
+        ("matmul half-efficiency size", f"{cal.matmul_half_flops / 1e6:.2f} MFLOP"),
+        ("bf16 matmul", f"{cal.peak_bf16 / 1e9:.1f} GFLOP/s"),
+        ("memory bandwidth (copy)", f"{cal.memory_bandwidth / 1e9:.2f} GB/s"),
+        ("streaming efficiency", f"{cal.memory_efficiency:.2f}"),
+        ("per-op overhead", fmt_time(cal.kernel_overhead_s)),
+        ("attention efficiency", f"{cal.attention_max:.2f}"),
+        ("gloo all-reduce", f"{cal.link_bandwidth / 1e9:.2f} GB/s, alpha "
+                            f"{fmt_time(cal.link_latency)}"),
+    ]), file=sys.stdout)
+    return 0

@@ -1,0 +1,113 @@
+"""Presenting a validation result: the Predicted | Measured | error table, a markdown file for
+committing beside the JSON, and the predicted-vs-measured scatter chart (log-log, with the
+y = x line and the +-10% / +-25% bands of the targets). Torch-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+TARGET_MEDIAN, TARGET_MAX = 0.10, 0.25  # issue 6: timing targets after calibration
+
+
+def _num(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and (abs(x) >= 1e5 or (x and abs(x) < 1e-2)):
+        return f"{x:.4g}"
+    return f"{x:,.4f}".rstrip("0").rstrip(".") if isinstance(x, float) else f"{x:,}"
+
+
+def _err(case: dict) -> str:
+    e = case["rel_error"]
+    return "-" if e is None else f"{e:+.1%}"
+
+
+def case_lines(cases: list[dict]) -> list[str]:
+    rows = [("case", "metric", "predicted", "measured", "error", "ok")]
+    rows += [(c["name"], c["metric"], _num(c["predicted"]), _num(c["measured"]), _err(c),
+              "yes" if c["ok"] else "NO") for c in cases]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{v:.1%}"
+
+
+def _met(v, target: float) -> str:
+    return "met" if v is not None and v <= target else "NOT met"
+
+
+def summary_lines(result: dict) -> list[str]:
+    med, mx = result["timing_median_abs_rel_error"], result["timing_max_abs_rel_error"]
+    verdict = (f"(targets: median <= {TARGET_MEDIAN:.0%} {_met(med, TARGET_MEDIAN)}, "
+               f"max <= {TARGET_MAX:.0%} {_met(mx, TARGET_MAX)})")
+    fmt = _pct
+    return [f"exact checks: {result['n_exact_cases']} rows, "
+            f"{len(result['exact_mismatches'])} mismatches",
+            f"timing: {result['n_timing_cases']} rows, median |error| {fmt(med)}, "
+            f"max |error| {fmt(mx)} {verdict}"]
+
+
+def published_lines(rows: list[dict]) -> list[str]:
+    out = ["published runs (TFLOP/s per GPU, in each paper's FLOP convention):",
+           "source | model | gpus | tp | pp | convention | reported | predicted | error"]
+    out += [f"{r['source']} | {r['model']} | {r['gpus']} | {r['tp']} | {r['pp']} | "
+            f"{r['convention']} | {r['reported_tflops']:.0f} | {r['predicted_tflops']:.0f} | "
+            f"{r['error']:+.1%}" for r in rows]
+    return out
+
+
+def text_report(result: dict) -> str:
+    head = [f"clustersim validate --device {result['device']}"
+            f"{' --quick' if result['quick'] else ''}: commit {result['commit']}, "
+            f"torch {result['machine']['torch']}, {result['threads']} thread(s), "
+            f"clock={result['clock']}, profile {result['profile']}"]
+    return "\n".join(head + [""] + case_lines(result["cases"]) + [""] + summary_lines(result)
+                     + [""] + published_lines(result["published"])) + "\n"
+
+
+def markdown_report(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"# Validation table: {result['stem']}", "",
+             f"- commit `{result['commit']}`, torch {m['torch']}, Python {m['python']}",
+             f"- machine: {m['platform']}, {m['cpu_count']} CPUs"
+             + (f", GPU {m['gpu']}" if "gpu" in m else ""),
+             f"- {result['threads']} thread(s), clock `{result['clock']}`, load average at "
+             f"start {m['loadavg_start'][0]:.1f}, at end {m['loadavg_end'][0]:.1f}",
+             f"- profile: `{result['profile']}`", ""]
+    lines += [f"- {s}" for s in summary_lines(result)] + ["", "```"]
+    lines += case_lines(result["cases"]) + ["```", ""] + published_lines(result["published"])
+    return "\n".join(lines) + "\n"
+
+
+def scatter_chart(result: dict, path: str | Path) -> str:
+    """Log-log predicted vs measured seconds of the timing rows (speedups on their own axis
+    scale are ratios, plotted too: both axes are 'value of the metric')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [c for c in result["cases"] if c["kind"] == "timing" and c["measured"] > 0
+            and c["predicted"] > 0]
+    fig, ax = plt.subplots(figsize=(6, 6))
+    for metric in sorted({c["metric"] for c in rows}):
+        pts = [c for c in rows if c["metric"] == metric]
+        ax.scatter([c["measured"] for c in pts], [c["predicted"] for c in pts], label=metric, s=18)
+    if rows:
+        lo = min(min(c["measured"], c["predicted"]) for c in rows) / 1.5
+        hi = max(max(c["measured"], c["predicted"]) for c in rows) * 1.5
+        ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="y = x")
+        for f, style in ((TARGET_MEDIAN, ":"), (TARGET_MAX, "--")):
+            ax.plot([lo, hi], [lo * (1 + f), hi * (1 + f)], "k" + style, lw=0.6)
+            ax.plot([lo, hi], [lo * (1 - f), hi * (1 - f)], "k" + style, lw=0.6)
+    ax.set(xscale="log", yscale="log", xlabel="measured", ylabel="predicted (clustersim)",
+           title=f"clustersim vs PyTorch ({result['device']}): dotted ±10%, dashed ±25%")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
