@@ -156,10 +156,18 @@ def _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler,
 
 
 def _slow_link(net, plan, straggler, replica) -> None:
-    """Map the slow link onto the representative's first hop towards its DP peer."""
+    """Map the slow link onto the representative's first hop towards its DP peer (or, with
+    dp=1, its next pipeline stage, or its TP neighbour)."""
     stage = straggler.rank // (plan.tp * plan.cp * plan.dp)
     rep = stage_rank(plan, stage, replica)
-    peer = stage_rank(plan, stage, (replica + 1) % plan.dp)
+    if plan.dp > 1:
+        peer = stage_rank(plan, stage, (replica + 1) % plan.dp)
+    elif plan.pp > 1:
+        peer = stage_rank(plan, (stage + 1) % plan.pp, replica)
+    elif plan.tp * plan.cp > 1:
+        peer = rep + 1
+    else:
+        raise PlanError("a slow link needs a plan with more than one GPU")
     links = net.path(rep, peer)
     if links:
         net.fabric.slow_down(links[0], straggler.factor)
