@@ -1,0 +1,87 @@
+"""Where sweep results live, so that a rerun resumes and an interruption corrupts nothing.
+
+Every finished point is written at once as its own small JSON record,
+``<out>.points/<point_id>.json``, through a temporary file and ``os.replace`` (atomic on
+POSIX): a record is either complete or absent. A rerun loads the records of the points it
+needs and computes only the others. The table itself (Parquet or CSV) is rebuilt from the
+records in point order and written the same way: to ``<out>.tmp-<pid>`` first, renamed over
+the previous file only when complete, so an interrupted write leaves the previous table
+intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from sim.cli.common import dumps
+from sim.errors import ConfigError
+
+FORMATS = (".parquet", ".csv")
+
+
+def check_out(out) -> Path:
+    path = Path(out)
+    if path.suffix not in FORMATS:
+        raise ConfigError(f"--out '{out}': use a .parquet or .csv file name")
+    return path
+
+
+def records_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".points")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class RecordStore:
+    """Per-point records under ``<out>.points/`` (or in memory when ``out`` is None)."""
+
+    def __init__(self, out: Path | None):
+        self.dir = records_dir(out) if out is not None else None
+        self.memory: dict[str, dict] = {}
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, pid: str) -> dict | None:
+        if pid in self.memory or self.dir is None:
+            return self.memory.get(pid)
+        path = self.dir / f"{pid}.json"
+        if not path.is_file():
+            return None
+        self.memory[pid] = json.loads(path.read_text())
+        return self.memory[pid]
+
+    def put(self, pid: str, record: dict) -> None:
+        """Store a row; kept as its JSON round trip so a fresh row and a row read back from
+        disk are the same object (same keys, order and types)."""
+        data = dumps(record)
+        self.memory[pid] = json.loads(data)
+        if self.dir is not None:
+            atomic_write_bytes(self.dir / f"{pid}.json", data.encode())
+
+
+def write_table(df: pd.DataFrame, out: Path) -> None:
+    """Write ``df`` to ``out`` (.parquet or .csv) atomically."""
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    try:
+        if out.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_table(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_csv(out)
