@@ -53,3 +53,27 @@ def test_every_lesson_has_scenarios():
 def test_every_cost_bearing_topic_has_its_scenario():
     missing = {topic: n for topic, n in TOPICS.items() if n not in NAMES}
     assert missing == {}
+
+
+@pytest.mark.parametrize("name", ["moe_not_an_ensemble", "pipeline_bubbles"])
+def test_scenario_charts_are_byte_identical_when_redrawn(name, tmp_path):
+    from sim.report.golden import cached_result
+    from sim.report.scenario import draw_chart
+
+    for chart, recipe in cached_result(name).charts.items():
+        a = draw_chart(recipe, tmp_path / f"a_{chart}").read_bytes()
+        b = draw_chart(recipe, tmp_path / f"b_{chart}").read_bytes()
+        assert a == b, f"{name}/{chart} is not deterministic"
+
+
+def test_config_records_the_full_model_and_system_behind_each_name():
+    import json
+
+    from sim.report.golden import cached_result
+    from sim.report.scenario import config_json
+
+    doc = json.loads(config_json(load_scenario("moe_vs_dense"), cached_result("moe_vs_dense")))
+    assert set(doc["resolved"]["models"]) == {"llama2-13b", "mixtral-8x7b"}
+    assert doc["resolved"]["models"]["mixtral-8x7b"]["moe"]["n_experts"] == 8
+    assert doc["resolved"]["systems"]["dgx-h100"]["accelerator"] == "h100-sxm"
+    assert doc["knobs"]["GPUS"] == 64

@@ -159,9 +159,47 @@ def summary_md(module: ModuleType, result: Result) -> str:
     return "\n".join(lines)
 
 
+def _strings(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        value = [*value.keys(), *value.values()]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
+def resolved_names(knobs: dict) -> dict:
+    """Full descriptions of every model preset and hardware system a knob names, so the
+    config records the numbers used, not just names (catalog entries can change)."""
+    import hardware
+    from sim.model import get_model, list_models
+
+    names = set(_strings(list(knobs.values())))
+    catalog = {c["name"]: c["kind"] for c in hardware.list_catalog()}
+    systems = {n for n, k in catalog.items() if k == "system"}
+    out = {"models": {n: get_model(n).to_dict() for n in sorted(names & set(list_models()))},
+           "accelerators": {}, "systems": {}}
+    for n in sorted(n for n in names if catalog.get(n) == "accelerator"):
+        acc = hardware.get_accelerator(n)
+        out["accelerators"][n] = {"peak_flops": dict(acc.peak_flops),
+                                  "memory_bytes": acc.memory_bytes,
+                                  "memory_bandwidth": acc.memory_bandwidth}
+    for n in sorted(names & systems):
+        sysd = hardware.get_system(n)
+        acc = sysd.accelerator
+        out["systems"][n] = {"accelerator": acc.name, "gpus_per_node": sysd.gpus_per_node,
+                             "peak_flops": dict(acc.peak_flops), "memory_bytes": acc.memory_bytes,
+                             "memory_bandwidth": acc.memory_bandwidth,
+                             "intra_node_bandwidth": sysd.intra_node_bandwidth,
+                             "inter_node_bandwidth": sysd.inter_node_bandwidth}
+    return out
+
+
 def config_json(module: ModuleType, result: Result) -> str:
-    doc = {"scenario": name_of(module), "clustersim_version": __version__,
-           "knobs": knobs_of(module), "effective": result.config}
+    knobs = knobs_of(module)
+    doc = {"scenario": name_of(module), "clustersim_version": __version__, "knobs": knobs,
+           "effective": result.config, "resolved": resolved_names(knobs)}
     return json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n"
 
 
