@@ -95,7 +95,8 @@ def load_file(path: Path) -> Exercise:
 def load_all(directory: str | None = None) -> dict[str, Exercise]:
     """Every exercise in ``directory`` (default scenarios/exercises/), by id, sorted."""
     root = Path(directory) if directory else EXERCISE_DIR
-    return {ex.id: ex for ex in (load_file(p) for p in sorted(root.glob("*.toml")))}
+    paths = sorted(root.glob("*.toml"), key=lambda path: path.stem)
+    return {ex.id: ex for ex in (load_file(path) for path in paths)}
 
 
 def get_exercise(exercise_id: str, directory: str | None = None) -> Exercise:
