@@ -52,6 +52,10 @@ class ParallelPlan:
     overlap: Overlap = "max"
     dtype: str = "bf16"
     flash_attention: bool = True
+    # weight-gradient GEMMs accumulate straight into the main-grad buffer (Megatron-LM
+    # --gradient-accumulation-fusion, 2022); False: a separate main_grad.add_(grad) pass per
+    # parameter and microbatch (Megatron-LM 2021 local DDP, megatron/model/distributed.py)
+    grad_accumulation_fusion: bool = True
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
 
     @property

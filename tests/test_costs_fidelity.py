@@ -86,3 +86,20 @@ def test_a100_gemm_time_includes_the_wave_loss():
     eff = acc.efficiency.matmul_efficiency(op.flops) * 288 / 324
     expected = op.flops / (312e12 * eff) + acc.efficiency.kernel_overhead_s
     assert op_time(op, acc) == pytest.approx(expected, rel=1e-12)
+
+
+def test_unfused_gradient_accumulation_reads_grad_and_rewrites_main_grad_per_microbatch():
+    m = gpt()
+    h, f = 1024, 4096
+    params = 4 * h * h + 2 * h * f + 2 * h + 2 * h  # weights + norms (no biases in gpt())
+    plan = ParallelPlan(tp=2, flash_attention=False, grad_accumulation_fusion=False)
+    op = by_name(lower_layer_backward(m, 0, SHAPE, plan))["grad_accumulate"]
+    from sim.model.params import count_params
+
+    assert count_params(m).layers[0].total == params
+    assert (op.pass_, op.bytes) == ("bwd_weight", 3 * 2 * params / 2)
+
+
+def test_fused_gradient_accumulation_adds_no_op():
+    names = by_name(lower_layer_backward(gpt(), 0, SHAPE, ParallelPlan()))
+    assert "grad_accumulate" not in names

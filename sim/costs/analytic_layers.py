@@ -5,7 +5,7 @@ communication ops with ``sim.costs.comm.collective_time`` over the op's group.
 What makes this fast enough for plan search is the cache: a layer's cost depends only on the
 model, whether the layer is MoE, and the plan fields that change its per-rank shape or its
 groups (micro-batch, sequence, tp, cp, ep, sequence parallelism, recomputation, dtype, flash
-attention), never on dp, pp, ZeRO, the global batch or the schedule. A sweep over those
+attention, gradient-accumulation fusion), never on dp, pp, ZeRO, the global batch or the schedule. A sweep over those
 re-prices nothing.
 
 Communication on the critical path: TP collectives and EP all-to-alls block the next op
@@ -67,7 +67,7 @@ ZERO = PartCost()
 def plan_key(plan) -> tuple:
     """The plan fields a layer's per-rank cost depends on (see module docstring)."""
     return (plan.micro_batch, plan.seq_len, plan.tp, plan.cp, plan.ep, plan.sequence_parallel,
-            plan.recompute, plan.dtype, plan.flash_attention)
+            plan.recompute, plan.dtype, plan.flash_attention, plan.grad_accumulation_fusion)
 
 
 def canonical_plan(plan):

@@ -324,7 +324,22 @@ def _backward(mk: int, layer: int, shape: Shape, key: LayerKey) -> tuple[Op, ...
             a = [replace(x, bytes=x.bytes - extra) for x in a]
         bwd_in += a
         bwd_w += b
-    return tuple(_recompute_ops(fwd, key) + bwd_in + bwd_w)
+    return tuple(_recompute_ops(fwd, key) + bwd_in + bwd_w + _grad_accumulate(model, layer, key))
+
+
+def _grad_accumulate(model: ModelConfig, layer: int, key: LayerKey) -> list[Op]:
+    """Without gradient-accumulation fusion every microbatch adds each weight gradient into
+    the main-grad buffer: read grad, read and write main_grad (Megatron-LM 2021 local DDP
+    ``param.main_grad.add_(param.grad.data)``; buffer in the param dtype unless
+    --accumulate-allreduce-grads-in-fp32). The rank holds 1/tp of the layer (experts 1/tp*ep)."""
+    if key.grad_acc_fusion:
+        return []
+    from sim.model.params import count_params
+
+    lp = count_params(model).layers[layer]
+    params = (lp.total - lp.experts) / key.tp + lp.experts / (key.tp * key.ep)
+    return [Op("grad_accumulate", "elementwise", params, 3 * params * dtype_bytes(key.dtype),
+               "bwd_weight", layer)]
 
 
 def lower_layer_backward(model: ModelConfig, layer: int, shape: Shape, plan: ParallelPlan, *,

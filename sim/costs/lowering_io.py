@@ -47,12 +47,13 @@ class LayerKey(NamedTuple):
     flash: bool
     dtype: str
     imbalance: float = 1.0
+    grad_acc_fusion: bool = True
 
 
 def layer_key(plan: ParallelPlan, imbalance: float = 1.0) -> LayerKey:
     sp = plan.sequence_parallel and plan.tp > 1
     return LayerKey(plan.tp, plan.cp, plan.ep, sp, plan.recompute, plan.flash_attention,
-                    plan.dtype, imbalance)
+                    plan.dtype, imbalance, plan.grad_accumulation_fusion)
 
 
 def comm(layer: int, name: str, kind: str, collective: str, group: str, nbytes: float,

@@ -12,14 +12,19 @@ paper's convention before comparing, so the comparison is of step time, not of b
   full (unmasked) attention rectangle. Micro-batch size and schedule per row are not in the
   table; we assume micro-batch 1 and the non-interleaved 1F1B schedule, and no flash
   attention (it appeared in 2022; Megatron then materialised the attention scores) and
-  ``overlap="sum"`` (2021 Megatron-LM all-reduced gradients after the backward pass).
+  ``overlap="sum"`` (2021 Megatron-LM all-reduced gradients after the backward pass),
+  dropout 0.1 on attention probabilities and residual branches (Megatron-LM defaults) and
+  no gradient-accumulation fusion (a main_grad add per microbatch).
 - Llama Team, Meta 2024, "The Llama 3 Herd of Models", Table 4: Llama 3 405B pre-training on
   up to 16K H100 80GB (8 GPUs/server, NVLink; 400 Gb/s RoCE per GPU). Reported "TFLOPs/GPU"
   with BF16 MFU = TFLOPs / 989 TFLOP/s; model FLOPs (no recomputation). The paper does not
   spell out the attention convention; we compare with clustersim's model FLOPs
   (``sim.costs.flops.model_flops_per_step``). Batch size per DP group as in the table;
-  we assume micro-batch 1, the interleaved schedule with 2 virtual stages, ZeRO-1 (the paper's
-  FSDP-style sharding of optimizer state) and selective recomputation.
+  we assume micro-batch 1, the interleaved schedule with 2 virtual stages (V is not
+  published) and ZeRO-1 (the paper's FSDP shards optimizer state and gradients without
+  resharding weights; gradient sharding with pp > 1 is rejected by our plan check). No
+  activation recomputation: "we could pre-train Llama 3 on sequences of 8K tokens without
+  activation checkpointing" (Sec. 3.3.2); the 128K CP rows are assumed the same.
 """
 
 from __future__ import annotations
@@ -72,11 +77,11 @@ RUNS: tuple[PublishedRun, ...] = (
     _sc21("megatron-gpt-1t", 8, 64, 3072, 3072, 163),
     # Llama 3 Table 4: GPUs, TP, CP, PP, DP, seq, batch/DP, TFLOPs/GPU (MFU 43/41/38%)
     PublishedRun(LLAMA3, "llama3-405b", 8192, 8, 16, 1, 64, 64 * 32, 8192, 430,
-                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "selective", 1),
+                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "none", 1),
     PublishedRun(LLAMA3, "llama3-405b", 16384, 8, 16, 1, 128, 128 * 16, 8192, 400,
-                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "selective", 1),
+                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "none", 1),
     PublishedRun(LLAMA3, "llama3-405b", 16384, 8, 16, 16, 8, 8 * 16, 131072, 380,
-                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "selective", 1),
+                 "model-flops", LLAMA3_SYSTEM, "interleaved", 2, "none", 1),
 )
 
 
@@ -97,16 +102,31 @@ def run_plan(run: PublishedRun):
         # 2021 predates FlashAttention (Dao et al. 2022): SC'21 materialised the scores;
         # Megatron-LM then reduced gradients after the backward pass and used blocking p2p
         # (grad-reduce overlap arrived in Megatron-Core in 2023): no overlap.
-        flash_attention=run.source != SC21, overlap="sum" if run.source == SC21 else "max")
+        flash_attention=run.source != SC21, overlap="sum" if run.source == SC21 else "max",
+        # --gradient-accumulation-fusion arrived in Megatron-LM in 2022; the 2021 local DDP
+        # added every microbatch's gradients into main_grad in a separate pass
+        grad_accumulation_fusion=run.source != SC21)
+
+
+# Megatron-LM (2021) megatron/arguments.py defaults --attention-dropout 0.1 and
+# --hidden-dropout 0.1; SC'21 states no override, so its GPT runs trained with dropout 0.1.
+SC21_DROPOUT = 0.1
+
+
+def run_model(run: PublishedRun):
+    """The clustersim preset of ``run`` with the run's training dropout (Llama 3: none)."""
+    from sim.model import get_model
+
+    model = get_model(run.model)
+    return model.with_(dropout=SC21_DROPOUT) if run.source == SC21 else model
 
 
 def predict(run: PublishedRun) -> dict:
     """Our estimate of ``run``, with TFLOP/s per GPU in the paper's convention."""
     from hardware import Cluster, get_system
     from sim.costs.analytic import estimate_train
-    from sim.model import get_model
 
-    model = get_model(run.model)
+    model = run_model(run)
     result = estimate_train(model, run_plan(run), Cluster.for_gpus(get_system(run.system),
                                                                    run.gpus))
     if run.convention == "megatron-eq3":
