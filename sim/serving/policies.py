@@ -34,7 +34,7 @@ from sim.serving.replica import Iteration
 class Continuous:
     name = "continuous"
     paged = True
-    waits = False  # ``wait`` holds nothing; the replica skips it
+    waits = False  # ``wait`` and ``committed`` do nothing; the replica skips them
 
     def __init__(self, cfg):
         self.max_batch = cfg.max_batch
@@ -125,7 +125,7 @@ class DecodeOnly(Continuous):
 class Static:
     name = "static"
     paged = False
-    waits = True
+    waits = True  # the replica calls ``wait`` and ``committed``
 
     def __init__(self, cfg):
         self.max_batch, self.timeout = cfg.max_batch, cfg.batch_timeout_s

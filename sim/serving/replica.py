@@ -74,7 +74,8 @@ class Replica:
                 continue
             yield self.env.timeout(self.price(it))
             self.commit(it)
-            self.policy.committed(self)
+            if self.policy.waits:
+                self.policy.committed(self)
             self.pool.settle()
 
     def busy(self) -> bool:

@@ -12,33 +12,26 @@ Expert parallelism: ``forward_time`` with ``ep > 1`` prices one attention group'
 over the groups and group 0 (the largest share) is priced.
 
 Caching. Long runs repeat shapes, but decode contexts move every iteration, so an exact cache
-would almost never hit (and ``forward_time`` costs ~0.3 ms a call). In the default mode an
-iteration is reduced to a few numbers and priced from a cache of grid points:
+would almost never hit (and ``forward_time`` costs ~0.3 ms a call, O(sequences)). In the
+default mode an iteration is reduced to a few numbers and priced by interpolating a cache of
+grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart):
 
-* decode-only: (sequences n, mean context m), bilinear between the grid neighbours of n and m
-  (0..8 exactly, then two points per octave, neighbours at most 41% apart; decode time is
-  close to a + b n + c n m, which bilinear interpolation reproduces exactly);
-* mixed (prefill chunks + decodes): the prefill chunks together with n decodes at context 0,
-  bilinear in (total prefill tokens, n) on the same grid (nearly linear in both, being
-  compute-bound), with the prefill context summed and rounded to 6
-  significant bits (``quantize``, <= 1.6%); plus the decodes' context-dependent part,
-  decode(n, m) - decode(n, 0), from the decode-only grid.
+* decode-only: bilinear in (sequences n, mean context m); decode time is close to
+  a + b n + c n m, which bilinear interpolation reproduces (measured within 1%);
+* mixed (prefill chunks + decodes): trilinear in (total prefill tokens, n, m), the prefill
+  context summed and rounded to 6 significant bits (``quantize``, <= 1.6%), the number of
+  chunks exact up to 8 and the nearest grid count above.
 
 Errors, measured against exact calls by ``tests/test_serving_steptime.py``:
 
-* interpolation: decode-only iterations stay within 1% of the exact price (0.02% for
-  llama3-8b, 0.5% for Mixtral, whose experts-touched count is nonlinear in the batch);
-* mixed iterations price the decodes' attention as a kernel of its own next to the prefill's
-  (what vLLM runs: separate prefill and decode attention kernels), whereas ``forward_time``
-  fuses all attention of the iteration into one roofline op that can hide the decodes' KV
-  reads under the prefill's compute; so mixed iterations come out up to ~5% slower than
-  ``forward_time``'s fused figure, never faster by more than the interpolation error;
-* even split: the decode contexts are split evenly (exact for full attention, whose decode
-  cost is linear in each context; sliding windows see min(mean, W) instead of mean(min(c, W)));
-  prefill chunks are split evenly too (more than 8 chunks: into the nearest grid count of
-  chunks), which changes only the causal-attention FLOPs (sum of len^2) when chunk lengths
-  differ within one iteration; many chunks in one iteration are short, so attention is a
-  small share of their time.
+* interpolation: the cost model has steps (GEMM tile and wave quantisation: one more token can
+  cost a new wave), which interpolation smooths over, so one mixed iteration can be off by up
+  to ~8% near a step (median ~0%); decode-only iterations stay within 1%. Over a whole run the
+  errors average out: mean TTFT, TPOT and end-to-end latency within ~2% of exact pricing;
+* even split: decode contexts are split evenly (exact for full attention, whose decode cost is
+  linear in each context; sliding windows see min(mean, W) instead of mean(min(c, W)));
+  prefill chunks are split evenly too, which changes only the causal-attention FLOPs
+  (sum of len^2) when chunk lengths differ within one iteration.
 
 ``exact=True`` passes the true lists (used by tests that compare against closed forms).
 """
@@ -75,11 +68,21 @@ def _nearest(x: int, grid: list[int] = COARSE) -> int:
     return lo if lo == x or x - lo <= grid[i + 1] - x else grid[i + 1]
 
 
-def _bracket(x: int, floor: int, grid: list[int] = COARSE) -> tuple[int, int, float]:
+_NEIGHBOURS: dict[int, tuple[int, int, float]] = {}
+
+
+def _bracket(x: int, floor: int) -> tuple[int, int, float]:
     """Grid neighbours lo <= x <= hi and the weight of hi; exact when lo < ``floor``."""
+    got = _NEIGHBOURS.get(x)
+    if got is None:
+        got = _NEIGHBOURS[x] = _neighbours(x, COARSE)
+    return (x, x, 0.0) if got[0] < floor else got
+
+
+def _neighbours(x: int, grid: list[int]) -> tuple[int, int, float]:
     i = bisect_right(grid, x) - 1
     lo = grid[i]
-    if lo == x or lo < floor:
+    if lo == x:
         return x, x, 0.0
     hi = grid[i + 1]
     return lo, hi, (x - lo) / (hi - lo)
@@ -124,23 +127,22 @@ class StepTimer:
         if self.exact:
             kv_key = tuple(int(v) for v in kv) if n_dec else ()
             return self._cached((tuple(p_lens), tuple(p_ctx), kv_key, spec))
-        t = self._decode(n_dec, kv_sum // n_dec, spec) if n_dec else 0.0
+        mean = kv_sum // n_dec if n_dec else 0
         if not p_lens:
-            return t
-        # mixed: the prefill chunks with these decodes at context 0, plus the decodes'
-        # context-dependent cost (attention over their caches) from the decode-only shape
-        n_p, ctx = min(_nearest(len(p_lens)), sum(p_lens)), quantize(sum(p_ctx))
-        t += self._bilinear(sum(p_lens), n_p, n_dec, lambda a, b: (n_p, a, ctx, b, 0, spec),
-                            COARSE)
-        return t - self._decode(n_dec, 0, spec) if n_dec else t
+            return self._bilinear(n_dec, 1, mean, lambda a, b: (0, 0, 0, a, b, spec))
+        # mixed: trilinear in (prefill tokens, decodes, mean decode context)
+        n_p, ctx, tok = min(_nearest(len(p_lens)), sum(p_lens)), quantize(sum(p_ctx)), sum(p_lens)
+        ml, mh, fm = _bracket(mean, 0)
+        t = self._bilinear(tok, n_p, n_dec, lambda a, b: (n_p, a, ctx, b, ml, spec))
+        if fm:
+            high = self._bilinear(tok, n_p, n_dec, lambda a, b: (n_p, a, ctx, b, mh, spec))
+            t += fm * (high - t)
+        return t
 
-    def _decode(self, n: int, mean: int, spec: bool) -> float:
-        return self._bilinear(n, 1, mean, lambda a, b: (0, 0, 0, a, b, spec), COARSE)
-
-    def _bilinear(self, x: int, x_floor: int, y: int, key, grid: list[int]) -> float:
+    def _bilinear(self, x: int, x_floor: int, y: int, key) -> float:
         """Interpolate the priced shape key(x, y) between grid neighbours of x and y."""
-        xl, xh, fx = _bracket(x, x_floor, grid)
-        yl, yh, fy = _bracket(y, 0, grid)
+        xl, xh, fx = _bracket(x, x_floor)
+        yl, yh, fy = _bracket(y, 0)
         low = self._cached(key(xl, yl))
         if fy:
             low += fy * (self._cached(key(xl, yh)) - low)
