@@ -120,5 +120,69 @@ def render_train(doc: dict) -> str:
     return "\n".join(lines)
 
 
+SERVE_EPILOG = """\
+examples:
+  clustersim search serve --model llama3-8b --system dgx-h100 --gpus 8 \\
+      --slo-ttft 0.5 --slo-tpot 0.05
+  clustersim search serve --model llama3-70b --system dgx-h100 --gpus 8 --slo-ttft 2 \\
+      --slo-tpot 0.1 --slo-share 0.99 --workload prompt=lognormal:1024:0.8,output=256 --json
+
+The rate is bisected on a seeded workload replayed at each rate; results (best first) give
+the configuration, `max_rate_rps`, its latencies and `usd_per_million_output_tokens` from the
+system's price per GPU-hour.
+"""
+
+
 def register_serve(sub) -> None:
-    pass
+    s = sub.add_parser("serve", help="find the serving config with the highest rate in an SLO",
+                       description=__doc__, epilog=SERVE_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--model", required=True, help="preset name or path to a HF config.json")
+    s.add_argument("--system", required=True, help="system name from `clustersim hardware list`")
+    s.add_argument("--gpus", type=int, required=True, help="GPUs to spend in total")
+    s.add_argument("--slo-ttft", type=float, required=True, help="time-to-first-token SLO (s)")
+    s.add_argument("--slo-tpot", type=float, required=True, help="time-per-output-token SLO (s)")
+    s.add_argument("--slo-share", type=float, default=0.9,
+                   help="share of requests that must meet both SLOs (default 0.9)")
+    s.add_argument("--workload", default=None, metavar="SPEC",
+                   help="prompt=SPEC,output=SPEC,requests=N,arrival=SPEC,seed=N "
+                        "(default prompt=512,output=128,requests=200,arrival=poisson)")
+    s.add_argument("--policies", default="continuous,chunked,static,disaggregated",
+                   help="batching policies to try (comma-separated)")
+    s.add_argument("--max-batch", default="32,128,256", help="max batch sizes to try")
+    s.add_argument("--top", type=int, default=3, help="how many configurations to rank")
+    s.add_argument("--iterations", type=int, default=5, help="bisection steps per config")
+    add_json_flag(s)
+    s.set_defaults(func=run_serve)
+
+
+def run_serve(args) -> int:
+    from hardware import get_system
+    from sim.model import get_model
+    from sim.search.report import serve_document
+    from sim.search.serve import parse_workload, search_serve
+
+    found = search_serve(
+        get_model(args.model), get_system(args.system), args.gpus, args.slo_ttft,
+        args.slo_tpot, share=args.slo_share, workload=parse_workload(args.workload),
+        policies=tuple(args.policies.split(",")), max_batches=tuple(gpu_counts(args.max_batch)),
+        top=args.top, iterations=args.iterations, progress=progress_enabled(args))
+    doc = serve_document(found, args)
+    if args.json:
+        return emit_json(doc)
+    print(render_serve(doc))
+    return 0
+
+
+def render_serve(doc: dict) -> str:
+    lines = [f"{doc['evaluated']} configurations simulated ({doc['simulations']} runs), "
+             f"{doc['below_top']} below the top, infeasible: {doc['infeasible'] or 'none'}",
+             f"{'#':>2}  {'tp':>3} {'pp':>3} {'repl':>4} {'policy':<14}{'max batch':>9} "
+             f"{'rate (req/s)':>13} {'TTFT p90':>10} {'TPOT p90':>10} {'USD/M tok':>10}"]
+    for r in doc["results"]:
+        c, usd = r["config"], r["usd_per_million_output_tokens"]
+        lines.append(f"{r['rank']:>2}  {c['tp']:>3} {c['pp']:>3} {c['replicas']:>4} "
+                     f"{c['policy']:<14}{c['max_batch']:>9} {r['max_rate_rps']:>13.3f} "
+                     f"{fmt_time(r['ttft_s']['p90']):>10} {fmt_time(r['tpot_s']['p90']):>10} "
+                     f"{'-' if usd is None else f'{usd:.3f}':>10}")
+    return "\n".join(lines)

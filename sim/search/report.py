@@ -32,3 +32,12 @@ def train_document(found: TrainSearch) -> dict:
             "infeasible_reasons": {k: DESCRIPTIONS.get(k, "out of memory in the DES")
                                    for k in infeasible},
             "refine": found.refined, "results": results, "why_runner_up_loses": why}
+
+
+def serve_document(found, args) -> dict:
+    """``clustersim search serve --json``: the SLO asked, counts, ranked configurations."""
+    return {"slo": {"ttft_s": args.slo_ttft, "tpot_s": args.slo_tpot, "share": args.slo_share},
+            "model": args.model, "system": args.system, "n_gpus": args.gpus,
+            "evaluated": found.evaluated, "simulations": found.simulations,
+            "below_top": found.below_top, "infeasible": dict(sorted(found.infeasible.items())),
+            "results": [{k: v for k, v in e.items() if k != "order"} for e in found.ranked]}
