@@ -145,3 +145,11 @@ def test_an_answer_must_be_finite_and_a_seed_non_negative():
         check(ex, float("nan"), None)
     with pytest.raises(ConfigError, match="non-negative"):
         check(ex, 1.0, -1)
+
+
+@pytest.mark.parametrize("ex_id", sorted(EXERCISES))
+def test_every_breakdown_names_its_bound_and_has_finite_non_negative_parts(ex_id):
+    out = check(EXERCISES[ex_id], 1.0, None)
+    parts = out["breakdown"]["parts"]
+    assert out["breakdown"]["bound"] and out["breakdown"]["si_unit"]
+    assert parts and all(math.isfinite(v) and v >= 0 for v in parts.values()), parts

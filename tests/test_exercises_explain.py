@@ -187,8 +187,7 @@ def test_decode_priced_by_weights_only_or_by_flops():
     ex = get_exercise("decode-kv-reads")
     out = check(ex, 1.0, None)
     parts = out["breakdown"]["parts"]
-    weights_only = out["expected"] * parts["weights_read"] / (parts["weights_read"] +
-                                                              parts["kv_read"])
+    weights_only = 1e3 * (parts["hbm_weights_s"] + parts["hbm_other_s"])
     assert _diagnose("decode-kv-reads", weights_only)[0] == "ignored-kv-reads"
     p, _ = _params("decode-memory-bound")
     peak = 989.4e12  # H100 SXM dense bf16 (NVIDIA H100 datasheet)

@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 
 import hardware
+from sim.cli.common import fmt_time
 from sim.model import get_model
 from sim.model.config import AttentionConfig, MLAConfig, ModelConfig
 
@@ -22,6 +23,7 @@ class Answer:
     parts: dict = field(default_factory=dict)  # named components of the value (SI)
     bound: str = ""  # which resource bound it, by how much
     givens: dict = field(default_factory=dict)  # simulator numbers shown in the prompt
+    parts_unit: str = ""  # unit of ``parts`` when it differs from the query's SI unit
 
 
 @functools.cache
@@ -59,11 +61,21 @@ def dominant(parts: dict, what: str = "of the total") -> str:
 
 
 def versus(a_name: str, a: float, b_name: str, b: float) -> str:
-    """'<a>-bound: a takes X vs Y for b (Nx)' naming whichever of the two is larger."""
+    """'<a>-bound: <a> X vs <b> Y (Nx)' for two times in seconds, the larger one first."""
     if b > a:
         a_name, a, b_name, b = b_name, b, a_name, a
     ratio = a / b if b > 0 else float("inf")
-    return f"{a_name}-bound: {a_name} {a:.4g} vs {b_name} {b:.4g} ({ratio:.1f}x)"
+    return f"{a_name}-bound: {a_name} {fmt_time(a)} vs {b_name} {fmt_time(b)} ({ratio:.1f}x)"
+
+
+def step_parts(step) -> dict:
+    """Seconds of a serving iteration (``StepCost``) by resource: HBM time split over weight,
+    KV-cache and other bytes in proportion, FLOP time, communication."""
+    other = max(step.bytes - step.weight_bytes - step.kv_bytes, 0.0)
+    per_byte = step.memory_s / step.bytes if step.bytes else 0.0
+    return {"hbm_weights_s": per_byte * step.weight_bytes, "hbm_kv_s": per_byte * step.kv_bytes,
+            "hbm_other_s": per_byte * other, "compute_s": step.compute_s,
+            "comm_s": step.comm_s}
 
 
 def model_facts(p: dict) -> dict:

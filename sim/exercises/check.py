@@ -75,5 +75,5 @@ def check(ex: Exercise, value: float, seed: int | None) -> dict:
             "signature": signature, "misconception": misconception,
             "explanation": f"{message} Simulator: {answer.bound}.",
             "breakdown": {"bound": answer.bound, "parts": answer.parts,
-                          "si_unit": get_query(ex.quantity).si_unit},
+                          "si_unit": answer.parts_unit or get_query(ex.quantity).si_unit},
             "params": params}

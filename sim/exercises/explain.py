@@ -140,17 +140,19 @@ CATALOGUE: tuple[Signature, ...] = (
         "grows linearly with context.", "flash-and-kv-solve-long-context"),
     sig("full-for-sparse", "sparse_attention_flops", 1.5, INF,
         "Too high: you priced full causal attention. A sliding window attends at most w keys per "
-        "query (dilated: every d-th key), so the cost grows as n*w, not n^2.",
+        "query (dilated: every d-th key; Child et al. 2019), so the cost grows as n*w, not n^2.",
         "flash-and-kv-solve-long-context"),
     sig("kv-for-linear", "linear_state", 2.0, INF,
         "Too high: you priced a KV cache growing with the context. Linear attention keeps a fixed "
-        "(d_k x d_v) state per head, the same size at any length."),
+        "(d_k x d_v) state per head, the same size at any length (Katharopoulos et al. 2020, "
+        "Eq. 6)."),
     sig("forgot-v", "kv_cache", 0.45, 0.55,
         "About half: both K and V are cached, 2 x n_kv_heads x head_dim values per token per "
         "layer."),
     sig("mha-not-gqa", "kv_cache", 1.5, INF,
         "Too high: you cached K and V for every query head. GQA/MQA cache only n_kv_heads heads "
-        "and MLA a compressed latent; that is their whole point.",
+        "(Shazeer 2019; Ainslie et al. 2023) and MLA a compressed latent (DeepSeek-AI 2024, "
+        "Sec. 2.1); that is their whole point.",
         "flash-and-kv-solve-long-context"),
     sig("batch-ignores-weights", "max_batch", 1.2, INF,
         "Too high: the weights (and a runtime reserve) occupy HBM first; only what is left holds "
@@ -160,7 +162,8 @@ CATALOGUE: tuple[Signature, ...] = (
         "groups of heads."),
     sig("flash-cuts-flops", "flash_flops_ratio", 0.0, 0.9,
         "Too low: flash attention does not reduce FLOPs (its backward even recomputes the "
-        "scores); it tiles the computation so the n x n matrix is never stored.",
+        "scores); it tiles the computation so the n x n matrix is never stored (Dao et al. "
+        "2022, Sec. 3).",
         "flash-and-kv-solve-long-context"),
     sig("flash-memory-same", "flash_memory_ratio", 0.0, 0.6,
         "Too low: standard attention stores the n x n score and probability matrices per head "
@@ -175,7 +178,8 @@ CATALOGUE: tuple[Signature, ...] = (
         "batching refills a slot the moment a sequence ends."),
     sig("spec-ideal", "spec_speedup", 1.25, INF,
         "Too high: not every draft token is accepted (expected tokens per round "
-        "(1 - a^(k+1)) / (1 - a)), and the draft model runs k times per round."),
+        "(1 - a^(k+1)) / (1 - a), Leviathan et al. 2023, Eq. 1), and the draft model runs k "
+        "times per round."),
     sig("spec-verify-cost", "spec_speedup", 0.0, 0.8,
         "Too low: verifying k+1 positions costs about one decode step, since decode is "
         "memory-bound (the weights are read once either way)."),

@@ -13,7 +13,7 @@ from sim.costs.analytic import estimate_train
 from sim.costs.flops import forward_flops
 from sim.costs.inference import forward_time
 from sim.costs.kvcache import kv_bytes_per_token_layer, kv_cache_bytes, linear_state_bytes
-from sim.exercises.answer import Answer, cluster_of, dominant, model_of, versus
+from sim.exercises.answer import Answer, cluster_of, dominant, model_of, step_parts, versus
 from sim.exercises.queries_moe import train_flops_per_token
 from sim.exercises.registry import query
 from sim.plan import ParallelPlan, Shape
@@ -29,7 +29,7 @@ def _growth(p: dict) -> Answer:
     a, b = _attn(model, p["short_seq"]), _attn(model, p["seq_len"])
     return Answer(b / a, {"attention_short": a, "attention_long": b},
                   f"{model.attention.kind} attention at {p['seq_len']} vs {p['short_seq']} "
-                  f"tokens ({p['seq_len'] / p['short_seq']:.0f}x the tokens)")
+                  f"tokens ({p['seq_len'] / p['short_seq']:.0f}x the tokens)", parts_unit="FLOP")
 
 
 @query("attention_growth", "x")
@@ -49,7 +49,7 @@ def attention_share(p: dict) -> Answer:
     """Share of a prompt's forward FLOPs spent in the attention core (QK^T and PV)."""
     f = forward_flops(model_of(p), Shape(1, p["seq_len"], "prefill"))
     parts = {k: v for k, v in f.to_dict().items() if k != "total" and v}
-    return Answer(f.attention / f.total, parts, dominant(parts))
+    return Answer(f.attention / f.total, parts, dominant(parts), parts_unit="FLOP")
 
 
 @query("sparse_attention_flops", "FLOP")
@@ -70,7 +70,8 @@ def per_token_growth(p: dict) -> Answer:
     b = train_flops_per_token(model, p["seq_len"])
     share = _attn(model, p["seq_len"]) / forward_flops(model, Shape(1, p["seq_len"])).total
     return Answer(b / a, {"per_token_short": a, "per_token_long": b},
-                  f"attention is {100 * share:.0f}% of the forward FLOPs at {p['seq_len']} tokens")
+                  f"attention is {100 * share:.0f}% of the forward FLOPs at {p['seq_len']} tokens",
+                  parts_unit="FLOP per token")
 
 
 def _kv(p: dict) -> Answer:
@@ -105,7 +106,8 @@ def max_decode_batch(p: dict) -> Answer:
     parts = {"weights": b.weights_bytes, "reserve": b.reserve_bytes,
              "kv_for_batch": n * p["seq_len"] * b.kv_bytes_per_token}
     return Answer(float(n), parts, dominant(parts, "of HBM per GPU"),
-                  {"hbm_gib": hbm / 2**30, "reserve_pct": 100 * b.reserve_bytes / hbm})
+                  {"hbm_gib": hbm / 2**30, "reserve_pct": 100 * b.reserve_bytes / hbm},
+                  parts_unit="bytes")
 
 
 def _train(p: dict, flash: bool):
@@ -123,7 +125,7 @@ def flash_flops_ratio(p: dict) -> Answer:
                   {"flash_flops": on.hardware_flops_per_step,
                    "standard_flops": off.hardware_flops_per_step},
                   f"model FLOPs identical ({on.model_flops_per_step / 1e15:.2f} PFLOP); flash "
-                  "adds the backward's score recomputation")
+                  "adds the backward's score recomputation", parts_unit="FLOP")
 
 
 @query("flash_memory_ratio", "x")
@@ -133,7 +135,7 @@ def flash_memory_ratio(p: dict) -> Answer:
     a, b = on.memory_breakdown_bytes["activations"], off.memory_breakdown_bytes["activations"]
     return Answer(b / a, {"activations_flash": a, "activations_standard": b},
                   f"standard attention keeps the {p['seq_len']}x{p['seq_len']} score matrix "
-                  f"per head: {b / 2**30:.1f} GiB vs {a / 2**30:.1f} GiB")
+                  f"per head: {b / 2**30:.1f} GiB vs {a / 2**30:.1f} GiB", parts_unit="bytes")
 
 
 def _prefill(p: dict, seq: int):
@@ -145,7 +147,7 @@ def _prefill(p: dict, seq: int):
 def long_prefill_time(p: dict) -> Answer:
     """Prefill of one ``seq_len`` prompt; givens: the time of a ``short_seq`` prompt."""
     long, short = _prefill(p, p["seq_len"]), _prefill(p, p["short_seq"])
-    return Answer(long.time_s, long.breakdown, versus("compute", long.compute_s, "memory",
+    return Answer(long.time_s, step_parts(long), versus("compute", long.compute_s, "memory",
                   long.memory_s), {"short_ms": 1e3 * short.time_s})
 
 
@@ -154,6 +156,7 @@ def prefill_time(p: dict) -> Answer:
     """Prefill of one ``seq_len`` prompt (compute-bound: FLOPs over the dense bf16 peak)."""
     s = _prefill(p, p["seq_len"])
     peak = cluster_of(p["system"], p["tp"]).accelerator.peak_flops["bf16"]
-    return Answer(s.time_s, s.breakdown, versus("compute", s.compute_s, "memory", s.memory_s),
+    return Answer(s.time_s, step_parts(s), versus("compute", s.compute_s, "memory", s.memory_s),
+                  # NVIDIA H100 datasheet: the "with sparsity" (2:4) peak is 2x the dense one
                   {"tflop_per_gpu": s.flops / 1e12, "sparse_tflops": 2 * peak / 1e12,
                    "achieved_pct": 100 * s.flops / (peak * s.time_s)})

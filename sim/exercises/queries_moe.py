@@ -66,7 +66,8 @@ def flops_ratio(p: dict) -> Answer:
     ca, cb = count_params(moe), count_params(dense)
     return Answer(a / b, {"moe_flops_per_token": a, "dense_flops_per_token": b},
                   f"active params {ca.active / 1e9:.1f}B vs {cb.active / 1e9:.1f}B dense; "
-                  f"total {ca.total / 1e9:.1f}B", {"total_ratio": ca.total / cb.total})
+                  f"total {ca.total / 1e9:.1f}B", {"total_ratio": ca.total / cb.total},
+                  parts_unit="FLOP per token")
 
 
 @query("flops", "FLOP")
@@ -98,7 +99,8 @@ def moe_dropped_fraction(p: dict) -> Answer:
     routed = sum(r.loads)
     parts = {"processed": float(r.processed), "dropped": float(routed - r.processed)}
     return Answer(r.dropped_fraction, parts, f"busiest expert routed {max(r.loads)} slots "
-                  f"against a capacity of {r.capacity}", _share_givens(shares, r))
+                  f"against a capacity of {r.capacity}", _share_givens(shares, r),
+                  parts_unit="slots")
 
 
 @query("moe_padding", "x")
@@ -107,7 +109,7 @@ def moe_compute_per_routed(p: dict) -> Answer:
     _, r, shares = _routing(p)
     parts = {"processed": float(r.processed), "padding": float(r.padding)}
     return Answer(r.computed / r.processed, parts, dominant(parts, "of the computed slots"),
-                  _share_givens(shares, r))
+                  _share_givens(shares, r), parts_unit="slots")
 
 
 @query("moe_imbalance", "x")
@@ -117,7 +119,7 @@ def moe_max_over_mean(p: dict) -> Answer:
     mean = sum(r.loads) / len(r.loads)
     return Answer(r.imbalance, {"max_load": float(max(r.loads)), "mean_load": mean},
                   f"busiest expert {max(r.loads)} slots vs mean {mean:.0f}",
-                  _share_givens(shares, r))
+                  _share_givens(shares, r), parts_unit="slots")
 
 
 def _moe_plan(p: dict) -> ParallelPlan:
@@ -154,14 +156,15 @@ def moe_train_tokens(p: dict) -> Answer:
     c = count_params(model)
     return Answer(p["budget_flops"] / per_token, {"train_flops_per_token": per_token},
                   f"{per_token / c.active:.2f} FLOPs per token per active parameter, "
-                  f"{per_token / c.total:.2f} per total parameter")
+                  f"{per_token / c.total:.2f} per total parameter", parts_unit="FLOP per token")
 
 
 @query("comm_time", "s")
 def alltoall_time(p: dict) -> Answer:
     """One expert-parallel dispatch: all-to-all of tokens*top_k hidden vectors (bf16) per rank."""
     model, cluster = model_of(p), cluster_of(p["system"], p["gpus"])
-    nbytes = p["tokens"] * model.moe.top_k * model.hidden * 2
+    # GShard (Lepikhin et al. 2020, Sec. 2.2): each token's hidden state goes to its k experts
+    nbytes = p["tokens"] * model.moe.top_k * model.hidden * 2  # bf16: 2 bytes per value
     t = collective_time("all_to_all", nbytes, range(p["gpus"]), cluster)
     bw = cluster.all_to_all_bandwidth(list(range(p["gpus"])))
     return Answer(t, {"all_to_all": t}, f"per-direction all-to-all bandwidth "

@@ -16,7 +16,7 @@ from sim.costs.comm import collective_time
 from sim.costs.inference import forward_time
 from sim.costs.memory import memory_per_gpu
 from sim.des.synthetic import bubble_fraction
-from sim.exercises.answer import Answer, cluster_of, dominant, model_of, versus
+from sim.exercises.answer import Answer, cluster_of, dominant, model_of, step_parts, versus
 from sim.exercises.registry import query
 from sim.plan import ParallelPlan
 
@@ -107,7 +107,7 @@ def dp_comm_share(p: dict) -> Answer:
     comm = sum(r.extras["communication_by_group_s"].values())
     return Answer(comm / r.step_time_s, {"communication": comm, "step": r.step_time_s},
                   f"{r.extras['communication_exposed_by_group_s']['dp'] * 1e3:.1f} ms of it "
-                  f"exposed; step {r.step_time_s:.2f} s")
+                  f"exposed; step {r.step_time_s:.2f} s", parts_unit="s")
 
 
 def _decode(p: dict):
@@ -119,15 +119,15 @@ def _decode(p: dict):
 def decode_step_time(p: dict) -> Answer:
     """One decode iteration of ``batch`` sequences with ``seq_len`` cached tokens each."""
     s = _decode(p)
-    parts = {"weights_read": s.weight_bytes, "kv_read": s.kv_bytes}
-    return Answer(s.time_s, parts | {"compute_s": s.compute_s, "memory_s": s.memory_s},
-                  f"{versus('memory', s.memory_s, 'compute', s.compute_s)}; "
-                  f"{dominant(parts, 'of the bytes read')}")
+    share = s.kv_bytes / (s.kv_bytes + s.weight_bytes)
+    return Answer(s.time_s, step_parts(s),
+                  f"{versus('memory', s.memory_s, 'compute', s.compute_s)}; KV cache is "
+                  f"{100 * share:.0f}% of the weight + KV bytes read")
 
 
 @query("decode_throughput", "tokens/s")
 def decode_tokens_per_s(p: dict) -> Answer:
     """Tokens per second of that decode iteration: batch / step time."""
     s = _decode(p)
-    return Answer(p["batch"] / s.time_s, {"compute_s": s.compute_s, "memory_s": s.memory_s},
-                  versus("memory", s.memory_s, "compute", s.compute_s))
+    return Answer(p["batch"] / s.time_s, step_parts(s),
+                  versus("memory", s.memory_s, "compute", s.compute_s), parts_unit="s")

@@ -38,7 +38,8 @@ def batching_speedup(p: dict) -> Answer:
     c = _serve(p, policy="continuous")["throughput_tokens_per_s"]
     s = _serve(p, policy="static")["throughput_tokens_per_s"]
     return Answer(c / s, {"continuous_tokens_per_s": c, "static_tokens_per_s": s},
-                  "static batches wait for their longest output; continuous refills slots")
+                  "static batches wait for their longest output; continuous refills slots",
+                  parts_unit="tokens/s")
 
 
 def _tpot(p: dict, k: int) -> tuple[float, float]:
@@ -56,7 +57,7 @@ def spec_speedup(p: dict) -> Answer:
     spec, per_step = _tpot(p, p["k"])
     return Answer(base / spec, {"tpot_plain": base, "tpot_speculative": spec},
                   f"{per_step:.2f} tokens per verification; each round also runs the draft "
-                  f"{p['k']} times", {"tokens_per_verification": per_step})
+                  f"{p['k']} times", {"tokens_per_verification": per_step}, parts_unit="s")
 
 
 @query("tpot_p99", "s")
@@ -78,4 +79,4 @@ def disagg_gain(p: dict) -> Answer:
     co = _serve(p, policy="continuous", replicas=2)["tpot_s"]["p99"]
     dis = _serve(p, policy="disaggregated", prefill_replicas=1, decode_replicas=1)
     return Answer(co / dis["tpot_s"]["p99"], {"colocated": co, "disaggregated":
-                  dis["tpot_s"]["p99"]}, "decode GPUs never run a prefill when disaggregated")
+                  dis["tpot_s"]["p99"]}, "decode GPUs never run a prefill when disaggregated", parts_unit="s")
