@@ -112,14 +112,18 @@ def _check_plan(model, cfg: ServingConfig) -> None:
 def run_simulation(cfg: ServingConfig, workload: Workload, timer, kv: KVBudget,
                    cluster=None) -> ServingResult:
     acc = acceptance_rates(cfg.acceptance, len(workload), cfg.seed)
-    reqs = [Request(i, float(t), int(p), int(o), float(a)) for i, (t, p, o, a) in enumerate(
-        zip(workload.arrival_s, workload.prompt_tokens, workload.output_tokens, acc,
-            strict=True))]
+    cols = (workload.arrival_s, workload.prompt_tokens, workload.output_tokens, acc)
+    reqs = [Request(i, t, p, o, a) for i, (t, p, o, a) in enumerate(
+        zip(*(np.asarray(c).tolist() for c in cols), strict=True))]
     sim = Simulation(cfg, timer, kv.blocks, kv.kv_bytes_per_token, cluster)
     sim.run(reqs)
     df = results.records(sim.done, sim.rejected)
-    summary = results.summarize(df, cfg, _extra(sim, kv, timer))
-    return ServingResult(cfg, summary, df, results.timeline(sim.replicas, kv.blocks), kv)
+    tl = results.timeline(sim.replicas, kv.blocks)
+    extra = _extra(sim, kv, timer)
+    extra["batch_size_mean"] = float(tl.batch.mean()) if len(tl) else 0.0  # per iteration
+    extra["kv_cache_mean_utilization"] = float(tl.kv_utilization.mean()) if len(tl) else 0.0
+    summary = results.summarize(df, cfg, extra)
+    return ServingResult(cfg, summary, df, tl, kv)
 
 
 def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:
