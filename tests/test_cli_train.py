@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ARGS = ["train", "--model", "llama3-8b", "--system", "dgx-h100", "--gpus", "16", "--tp", "2",
         "--pp", "2", "--global-batch", "64", "--seq", "2048", "--recompute", "selective",
         "--sequence-parallel"]
@@ -63,3 +65,31 @@ def test_des_engine_straggler_spec_is_parsed_or_rejected_by_name():
     bad = clustersim(*ARGS, "--engine", "des", "--straggler", "three", "--json")
     assert bad.returncode == 2 and bad.stdout == ""
     assert "RANK[:FACTOR[:gpu|link]]" in bad.stderr
+
+
+MIXTRAL = ["train", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--gpus", "8", "--tp", "1",
+           "--pp", "1", "--ep", "8", "--zero", "1", "--global-batch", "8", "--seq", "1024",
+           "--engine", "des", "--json"]
+
+
+def test_des_zipf_routing_slows_a_mixtral_step_and_is_reported():
+    uniform = json.loads(clustersim(*MIXTRAL, "--routing", "uniform").stdout)
+    out = clustersim(*MIXTRAL, "--routing", "zipf", "--zipf-s", "1.2", "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    zipf = json.loads(out.stdout)
+    assert uniform["moe_routing"]["routing"] == "uniform"
+    assert uniform["moe_routing"]["zipf_s"] is None
+    assert zipf["moe_routing"]["routing"] == "zipf"
+    assert zipf["moe_routing"]["zipf_s"] == 1.2 and zipf["moe_routing"]["seed"] == 3
+    assert zipf["moe_routing"]["draws"] == 32  # 32 MoE layers x 1 microbatch
+    # hot expert's load / mean = E x (1 / H(E, s)), the top Zipf share (Zipf 1949), E = 8
+    harmonic = sum(1 / k ** 1.2 for k in range(1, 9))
+    assert zipf["moe_routing"]["mean_imbalance"] == pytest.approx(8 / harmonic, rel=0.03)
+    assert uniform["moe_routing"]["mean_imbalance"] < 1.1
+    assert zipf["step_time_s"] > 2 * uniform["step_time_s"]
+
+
+def test_negative_zipf_exponent_is_rejected_with_exit_2():
+    out = clustersim(*MIXTRAL, "--routing", "zipf", "--zipf-s", "-1")
+    assert out.returncode == 2 and out.stdout == ""
+    assert "--zipf-s: must be a number >= 0" in out.stderr

@@ -13,6 +13,8 @@ import argparse
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
 from sim.plan import RECOMPUTE_MODES, SCHEDULES
 
+ROUTINGS = ("uniform", "zipf", "balanced")  # sim.des.train.ROUTINGS (not imported: keeps simpy out of --help)
+
 EPILOG = """\
 examples:
   clustersim train --model llama3-70b --system dgx-h100 --gpus 64 --tp 8 --pp 4 \\
@@ -21,6 +23,8 @@ examples:
       --global-batch 256 --seq 4096 --zero 1 --json
   clustersim train --model llama3-8b --system dgx-h100 --gpus 8 --tp 1 --pp 1 \\
       --global-batch 64 --seq 8192 --overlap sum      # no comm/compute overlap: upper bound
+  clustersim train --model mixtral-8x7b --system dgx-h100 --gpus 8 --tp 1 --pp 1 --ep 8 \
+      --global-batch 8 --seq 1024 --engine des --routing zipf --zipf-s 1.2 --seed 3 --json
 
 --dp is inferred as gpus/(tp*pp*cp) when omitted. A plan that does not fit in memory is still
 answered (fits=false, bottleneck=memory); an illegal plan (e.g. tp not dividing the heads) is
@@ -62,6 +66,13 @@ def register(subparsers) -> None:
                    help="(des) same as --straggler RANK, with --straggler-factor")
     p.add_argument("--straggler-factor", type=float, default=2.0, metavar="F",
                    help="(des) slowdown of --straggler-gpu (default 2.0)")
+    p.add_argument("--routing", choices=ROUTINGS, default="uniform",
+                   help="(des) MoE token routing: uniform (sampled), zipf (Zipf(--zipf-s) expert "
+                        "shares, sampled) or balanced (exact even split); reported as moe_routing")
+    p.add_argument("--zipf-s", type=_non_negative_float, default=1.0, metavar="S",
+                   help="(des) Zipf exponent of --routing zipf (default 1.0; larger = more skew)")
+    p.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="(des) seed of the routing draws; same seed, same timeline (default 0)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -84,12 +95,23 @@ def _estimate(args, model, plan, cluster) -> dict:
         straggler = _straggler(args)
         if straggler is not None:
             opts["straggler"] = straggler
-        result = simulate_train(model, plan, cluster, **opts)
+        result = simulate_train(model, plan, cluster, seed=args.seed, routing=args.routing,
+                                zipf_s=args.zipf_s, **opts)
     else:
         from sim.costs.analytic import estimate_train
 
         result = estimate_train(model, plan, cluster)
     return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # Zipf(s) needs s >= 0 (s = 0 is uniform), sim.costs.moe.zipf_shares
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got '{text}'")
+    return value
 
 
 def _straggler(args):

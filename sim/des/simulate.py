@@ -237,8 +237,10 @@ def _des_extras(ops, peak_gpu, oom, replicas) -> dict:
            "out_of_memory": oom.to_dict() if oom else None,
            "simulated_ranks": sorted(g.rank for r in replicas for g in r.gpus)}
     if draws:
+        rt = next(r.work.routing for r in replicas if r.work.routing)
         out["moe_routing"] = {
-            "draws": len(draws),
+            "routing": rt.kind, "zipf_s": rt.zipf_s if rt.kind == "zipf" else None,
+            "seed": rt.seed, "draws": len(draws),
             "mean_imbalance": sum(d[2] for d in draws) / len(draws),
             "max_imbalance": max(d[2] for d in draws),
             "mean_dropped_fraction": sum(d[3] for d in draws) / len(draws)}

@@ -33,6 +33,7 @@ class Routing:
 
     def __init__(self, model, plan, seed: int, kind: str = "uniform", zipf_s: float = 1.0):
         self.model, self.rng = model, np.random.default_rng(seed)
+        self.kind, self.zipf_s, self.seed = kind, zipf_s, seed
         e = model.moe.n_experts if model.moe else 1
         self.shares = (moe_costs.zipf_shares(e, zipf_s, rng=self.rng) if kind == "zipf"
                        else moe_costs.uniform_shares(e))
