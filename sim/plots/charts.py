@@ -65,11 +65,17 @@ def _plain_log(ax, x: bool = False, y: bool = False) -> None:
     """Log axes labelled 8, 16, 0.5 ... rather than 2^3 or 6x10^1."""
     from matplotlib.ticker import FuncFormatter
 
+    def minor(v, _):  # label 2x and 5x of each decade so short ranges still read
+        if v <= 0:
+            return ""
+        mantissa = v / 10 ** np.floor(np.log10(v))
+        return f"{v:g}" if round(mantissa, 6) in (2.0, 5.0) else ""
+
     fmt = FuncFormatter(lambda v, _: f"{v:g}")
     for on, axis in ((x, ax.xaxis), (y, ax.yaxis)):
         if on:
             axis.set_major_formatter(fmt)
-            axis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+            axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def _legend(ax, **kw) -> None:
@@ -216,6 +222,7 @@ def throughput_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[floa
         for name, (thr, lat) in curves.items():
             ax.plot(thr, lat, marker="o", markersize=4, label=name)
         ax.set_yscale("log")
+        _plain_log(ax, y=True)
         _legend(ax, fontsize=8)
     return fig
 
