@@ -9,9 +9,10 @@ requests admitted but still prefilling (they hold their prompt's KV blocks), the
 2. ask the policy for the iteration (``policy.schedule``): which prefill chunks run, whether
    the decode batch steps, and the shape the cost model should price (static batching pads);
 3. ``yield env.timeout(step time)`` -- the only place simulated time passes;
-4. commit (and settle the KV Container to the iteration's net allocation): tokens appear, sequences that reached their output length leave and free their
+4. commit: tokens appear, sequences that reached their output length leave and free their
    blocks, finished prefills emit their first token and join the decode batch (or, in a
-   disaggregated prefill pool, start their KV transfer).
+   disaggregated prefill pool, start their KV transfer); the KV Container is settled to the
+   iteration's net allocation.
 
 Decode bookkeeping is vectorised over the batch (see ``RunningSet``). Preemption (vLLM,
 Kwon et al. 2023, Sec. 4.5) takes the most recently admitted sequence: ``recompute`` frees its
