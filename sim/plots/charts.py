@@ -99,7 +99,10 @@ def stacked_bars(categories: Sequence[str], parts: Mapping[str, Sequence[float]]
             ax.axhline(limit, color="black", linestyle="--", linewidth=1.2, label=limit_label)
         ax.set_xticks(x, list(categories), rotation=20 if len(categories) > 4 else 0,
                       ha="right" if len(categories) > 4 else "center")
-        _legend(ax, loc="upper right", fontsize=8)
+        handles, labels = ax.get_legend_handles_labels()
+        if len(handles) > 1:  # outside the plot, in stacking order (top of stack first)
+            ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                      fontsize=8)
     return fig
 
 
