@@ -22,7 +22,8 @@ Algorithms (S = NCCL's "size", the full buffer per rank; n ranks; NCCL performan
 - hierarchical: intra-node ring reduce-scatter, ring all-reduce of S/g among the same-local-rank
   GPUs of the k nodes, intra-node ring all-gather (all-gather / reduce-scatter: two phases).
 - all-to-all: pairwise exchange, n-1 sequential steps of S/n, one to each peer.
-- send_recv: one send of S to ``ranks[1]`` over the pair's own path.
+- send_recv: one send of S to ``ranks[1]`` over the pair's own path, priced as the pair's
+  2-rank ring (every translate of the pair sends at once: a whole pipeline boundary).
 """
 
 from __future__ import annotations

@@ -58,8 +58,10 @@ class Net:
         if price not in self._prices:
             what, ranks = price
             c = self.cluster
-            if what == "p2p":
-                val = (c.bandwidth(*ranks), c.latency(*ranks))
+            if what == "p2p":  # every translate of the pair sends at once (a pipeline
+                # boundary: all ranks of stage s to stage s+1), so NIC sharing and spine
+                # oversubscription apply: the pair's 2-rank ring figure, not one flow alone
+                val = (c.ring_bandwidth(list(ranks)), c.latency(*ranks))
             elif what == "a2a":
                 val = (c.all_to_all_bandwidth(list(ranks)), c.ring_latency(list(ranks)))
             else:
