@@ -118,7 +118,7 @@ class Replica:
             n, total = run.n, run.kv_sum()
             kv = run.contexts() if timer.exact else None
         t = timer.step([c[0] for c in chunks], [c[1] for c in chunks], n, total, kv,
-                       self.sim.spec_k > 0 and n > 0)
+                       self.sim.spec_k > 0)  # the draft prefills every prompt chunk too
         return t + it.extra_s
 
     def commit(self, it: Iteration) -> None:
