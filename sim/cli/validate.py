@@ -17,6 +17,9 @@ from pathlib import Path
 
 from sim.cli.common import add_json_flag, dumps, emit_json
 
+STAGES = ("exact", "collectives", "training", "data-parallel", "inference", "serving",
+          "speculative")  # sim.validation.runner.STAGES (kept here: no torch import at --help)
+
 EPILOG = """\
 examples:
   clustersim validate --quick                 # about a minute on a laptop CPU
@@ -39,6 +42,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     p.add_argument("--repeats", type=int, default=None, help="timed repeats per case")
     p.add_argument("--out-dir", default="validation", help="where JSON/markdown/chart go")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help=f"comma-separated subset of: {', '.join(STAGES)} (default: all)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -55,9 +60,16 @@ def run(args) -> int:
     from sim.validation.runner import run_validation
 
     check_device(args.device)
+    stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    unknown = sorted(set(stages) - set(STAGES))
+    if unknown or not stages:
+        from sim.errors import ConfigError
+
+        raise ConfigError(f"--stages {args.stages!r}: unknown {unknown or 'empty'}; "
+                          f"choose from {', '.join(STAGES)}")
     show = not args.json and sys.stderr.isatty()
     result = run_validation(args.device, args.quick, args.system, args.threads, args.out_dir,
-                            args.repeats, _progress(show))
+                            args.repeats, _progress(show), stages)
     out = Path(args.out_dir)
     result["chart"] = scatter_chart(result, out / f"{result['stem']}.png")
     (out / f"{result['stem']}.json").write_text(dumps(result) + "\n")

@@ -16,10 +16,8 @@ import torch.distributed as dist
 
 from sim.validation.distributed import spawn
 
-REPEATS = 15
 
-
-def _bench(rank: int, world: int, sizes: list[int]) -> list[float]:
+def _bench(rank: int, world: int, sizes: list[int], repeats: int) -> list[float]:
     import statistics
     import time
 
@@ -29,7 +27,7 @@ def _bench(rank: int, world: int, sizes: list[int]) -> list[float]:
         for _ in range(3):
             dist.all_reduce(buf)
         times = []
-        for _ in range(REPEATS):
+        for _ in range(repeats):
             dist.barrier()
             t0 = time.perf_counter()
             dist.all_reduce(buf)
@@ -46,8 +44,10 @@ def fit_alpha_beta(sizes: list[int], times: list[float]) -> tuple[float, float]:
     return float(1.0 / slope), max(float(t[0] - s[0] * slope) / 2, 0.0)
 
 
-def measure_allreduce(sizes: list[int], threads: int = 1) -> tuple[float, float, tuple]:
-    """(bandwidth, alpha, ((bytes, seconds), ...)) from 2 gloo processes (rank 0's clock)."""
-    times = spawn(_bench, 2, sizes, threads=threads)[0]
+def measure_allreduce(sizes: list[int], threads: int = 1, repeats: int = 15
+                      ) -> tuple[float, float, tuple]:
+    """(bandwidth, alpha, ((bytes, seconds), ...)) from 2 gloo processes (rank 0's clock),
+    median of ``repeats`` timed calls per size."""
+    times = spawn(_bench, 2, sizes, repeats, threads=threads)[0]
     bw, alpha = fit_alpha_beta(sizes, times)
     return bw, alpha, tuple(zip(sizes, times, strict=True))

@@ -37,7 +37,7 @@ from sim.validation.clock import now
 MATMUL_GRID = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
                (1024, 1024, 1024), (256, 1024, 256), (1024, 256, 1024), (128, 512, 2048),
                (2048, 128, 512), (64, 2048, 256), (512, 128, 128), (1024, 512, 256)]
-QUICK_GRID = MATMUL_GRID[:5] + MATMUL_GRID[7:9]
+QUICK_GRID = MATMUL_GRID[:4] + MATMUL_GRID[9:11]
 ALLREDUCE_SIZES = [4 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20]
 
 
@@ -65,7 +65,7 @@ def median_time(fn, device: str, repeats: int = 7, warmup: int = 2, clock: str |
 def time_matmul(m: int, n: int, k: int, device: str, dtype=torch.float32, repeats=7) -> float:
     a = torch.randn(m, k, device=device, dtype=dtype)
     b = torch.randn(k, n, device=device, dtype=dtype)
-    return median_time(lambda: torch.mm(a, b), device, repeats)
+    return median_time(lambda: torch.mm(a, b), device, repeats, warmup=1)
 
 
 def fit_affine(flops: list[float], times: list[float]) -> tuple[float, float]:
@@ -184,10 +184,10 @@ def measure_matmuls(device: str, quick: bool) -> tuple[float, float, tuple]:
     return rate, fixed, points
 
 
-def bf16_peak(device: str, fallback: float) -> float:
-    """Throughput of a 1024^3 bf16 matmul (the CLI's default dtype), or ``fallback``."""
+def bf16_peak(device: str, fallback: float, n: int = 1024) -> float:
+    """Throughput of an n^3 bf16 matmul (the CLI's default dtype), or ``fallback``."""
     try:
-        return float(2 * 1024**3) / time_matmul(1024, 1024, 1024, device, torch.bfloat16, repeats=3)
+        return float(2 * n**3) / time_matmul(n, n, n, device, torch.bfloat16, repeats=3)
     except RuntimeError:
         return fallback
 
@@ -203,14 +203,14 @@ def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Cal
     rate, fixed, points = measure_matmuls(device, quick)
     overhead, infer_overhead = layer_overhead(device)
     sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
-    bw, alpha, ar_points = measure_allreduce(sizes, threads)
-    copy_bw = memory_bandwidth(device)
+    bw, alpha, ar_points = measure_allreduce(sizes, threads, repeats=5 if quick else 15)
+    copy_bw = memory_bandwidth(device, (32 if quick else 128) << 20)
     return Calibration(
-        device=device, threads=threads, peak_fp32=rate, peak_bf16=bf16_peak(device, rate),
+        device=device, threads=threads, peak_fp32=rate, peak_bf16=bf16_peak(device, rate, 256 if quick else 1024),
         matmul_fixed_s=fixed, kernel_overhead_s=overhead, inference_overhead_s=infer_overhead,
         aten_op_overhead_s=op_overhead(device),
         memory_bandwidth=copy_bw,
-        memory_efficiency=min(1.0, gemv_bandwidth(device) / copy_bw),
+        memory_efficiency=min(1.0, gemv_bandwidth(device, 2048 if quick else 4096) / copy_bw),
         attention_max=min(1.0, attention_efficiency(device, rate, quick)),
         link_bandwidth=bw, link_latency=alpha, matmul_points=points, allreduce_points=ar_points,
     )

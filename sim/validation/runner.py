@@ -72,9 +72,13 @@ def published_rows() -> list[dict]:
     return published_comparison().to_dict("records")
 
 
+STAGES = ("exact", "collectives", "training", "data-parallel", "inference", "serving",
+          "speculative")
+
+
 def run_validation(device: str = "cpu", quick: bool = False, system_path: str | None = None,
                    threads: int = 1, out_dir: str = "validation", repeats: int | None = None,
-                   progress=None) -> dict:
+                   progress=None, stages: tuple[str, ...] = STAGES) -> dict:
     import torch
 
     from sim.validation.clock import clock_kind, default_clock, set_clock
@@ -87,12 +91,14 @@ def run_validation(device: str = "cpu", quick: bool = False, system_path: str | 
     repeats = repeats or (3 if quick else 5)
     cases: list[Case] = []
     for name, stage in _stages(system, path, device, quick, repeats, threads):
+        if name not in stages:
+            continue
         if progress:
             progress(name)
         cases += stage()
     info["loadavg_end"] = list(os.getloadavg())
     return {"device": device, "quick": quick, "threads": threads, "clock": clock_kind(),
             "commit": git_commit(), "machine": info, "profile": path, "calibration": cal,
-            "stem": stem, "cases": [c.to_dict() for c in cases],
+            "stem": stem, "stages": list(stages), "cases": [c.to_dict() for c in cases],
             "exact_mismatches": exact_mismatches(cases), **summary(cases),
             "published": published_rows()}
