@@ -16,6 +16,7 @@ TOPICS = {  # cost-bearing topic of the plan -> scenario that answers it
     "load imbalance / auxiliary loss": "moe_load_imbalance",
     "MoE and Chinchilla": "moe_chinchilla",
     "experts are FFNs, not models": "moe_not_an_ensemble",
+    "MoE decode: weights read vs batch": "moe_decode",
     "attention cost vs context": "attention_vs_context",
     "GQA/MQA/MLA KV cache": "kv_cache_variants",
     "flash attention": "flash_attention",

@@ -47,3 +47,17 @@ def test_capacity_factor_bounds_the_busiest_expert_and_drops_only_overflow():
         assert drops == sorted(drops, reverse=True)
     dropless = t[t.capacity_factor == "dropless"].set_index("top_k").imbalance
     assert (dropless > 1.0).all()  # a skewed router never balances exactly
+
+
+def test_moe_decode_reads_all_expert_weights_once_the_batch_touches_every_expert():
+    t = cached_result("moe_decode").table.set_index(["model", "batch"])
+    mixtral = count_params(get_model("mixtral-8x7b"))
+    # bf16 weights: every parameter is streamed once per step when all 8 experts are touched
+    assert t.loc[("mixtral-8x7b", 256), "weights_read_GB"] == pytest.approx(
+        2 * mixtral.total / 1e9, rel=0.02)
+    assert t.loc[("mixtral-8x7b", 1), "weights_read_GB"] == pytest.approx(
+        2 * mixtral.active / 1e9, rel=0.02)
+    # per-token compute does not depend on the batch, and matches the 13B dense model
+    g = t.xs("mixtral-8x7b").gflop_per_token
+    assert g.max() == pytest.approx(g.min(), rel=1e-9)
+    assert g.iloc[0] == pytest.approx(t.loc[("llama2-13b", 1), "gflop_per_token"], rel=0.05)
