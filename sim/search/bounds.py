@@ -6,7 +6,7 @@ communication are ``m`` microbatches x the sum of its layers' per-microbatch cos
 non-negative extras (embedding, LM head, optimizer, DP sync, bubble, point-to-point). The
 slowest stage costs at least the average stage, so
 
-    step_time >= m * (C + X) / pp,
+    step_time >= m * (C + X) / pp + bubble(average stage),
 
 with C the compute of all layers for one microbatch and X their exposed communication: the
 per-layer costs come from the backend's own cached ``analytic_layers.layer_cost`` (the part
@@ -14,7 +14,11 @@ that depends only on micro-batch, tp, cp, ep, sequence parallelism and recompute
 bound costs a dictionary lookup. Exposure of the context-parallel exchange is
 ``max(0, cp - attention)`` over a stage; summing it over all layers first can only lower it
 (the sum of positive parts is at least the positive part of the sum), so the bound stays
-below the real value. Memory is known exactly before timing, so the memory objective's
+below the real value. The bubble of GPipe, 1F1B and interleaved 1F1B is linear and
+increasing in the stage's per-microbatch pass times (``analytic_pipeline.bubble_time``), and
+the backend stretches it by (compute + comm) / compute >= 1, so the bubble of the average
+stage (layers only) is added too; ZB-H1's bubble falls as the weight-gradient pass grows, so
+it is left out of the bound. Memory is known exactly before timing, so the memory objective's
 bound is (memory, 0).
 """
 
@@ -23,6 +27,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from sim.costs import analytic_layers
+from sim.costs.analytic_pipeline import bubble_time
 from sim.search.space import plan_order
 
 
@@ -37,10 +42,12 @@ def _total_layers_cost(model, plan, cluster):
 
 
 @lru_cache(maxsize=65536)
-def _per_microbatch(mkey: int, ckey: int, layer_key: tuple, overlap: str) -> float:
+def _per_microbatch(mkey: int, ckey: int, layer_key: tuple, overlap: str) -> tuple:
+    """(compute + exposed comm, forward + recompute, input-grad, weight-grad) of all layers
+    for one microbatch."""
     model, plan, cluster = _CTX[(mkey, ckey, layer_key)]
-    total = _total_layers_cost(model, plan, cluster)
-    return total.compute + total.comm_exposed(overlap)
+    t = _total_layers_cost(model, plan, cluster)
+    return t.compute + t.comm_exposed(overlap), t.fwd + t.recompute, t.bwd_input, t.bwd_weight
 
 
 _CTX: dict = {}
@@ -50,7 +57,12 @@ def step_time_lower_bound(model, plan, cluster) -> float:
     key = (id(model), id(cluster), analytic_layers.plan_key(plan))
     if key not in _CTX:
         _CTX[key] = (model, plan, cluster)
-    return plan.n_microbatches * _per_microbatch(*key, plan.overlap) / plan.pp
+    busy, f, b, w = _per_microbatch(*key, plan.overlap)
+    p = plan.pp
+    bound = plan.n_microbatches * busy / p
+    if plan.schedule != "zb-h1":  # linear in the stage's pass times: at least its mean
+        bound += bubble_time(plan.schedule, p, plan.virtual_stages, f / p, b / p, w / p)
+    return bound
 
 
 def bound_key(objective: str, model, cand) -> tuple:

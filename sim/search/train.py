@@ -137,17 +137,27 @@ class _Walker:
         return memory_per_gpu(self.model, plan, self.cluster).total > self.capacity
 
     def keep(self, group, all_fit: bool) -> None:
-        """Keep the plans of ``group`` that fit (timing waits for the best-first pass). When
-        the group's memory upper bound fits, memory is computed only if the ranking needs it."""
-        for plan in group:
-            mem = None
-            if not all_fit or self.need_memory:
-                mem = memory_per_gpu(self.model, plan, self.cluster).total
-                if mem > self.capacity:
-                    self.out.infeasible[OUT_OF_MEMORY] += 1
-                    continue
-            self.found.append(Candidate(plan, None, self.cluster, memory=mem))
+        """Keep the plans of ``group`` (one per recompute mode: none, selective, full) that fit;
+        timing waits for the best-first pass. Memory falls with more recomputation, so when
+        ``none`` fits all do and when ``full`` does not none does; only the rest is priced
+        (and everything when the ranking is by memory)."""
+        mems: list = [None] * len(group)
+        if self.need_memory or not all_fit:
+            mems[0] = self._memory(group[0])
+            if self.need_memory or mems[0] > self.capacity:
+                mems[-1] = self._memory(group[-1])
+                if self.need_memory or mems[-1] <= self.capacity:
+                    mems[1:-1] = [self._memory(p) for p in group[1:-1]]
+                else:
+                    mems = [self.capacity + 1.0] * len(group)
+        for plan, mem in zip(group, mems, strict=True):
+            if mem is not None and mem > self.capacity:
+                self.out.infeasible[OUT_OF_MEMORY] += 1
+            else:
+                self.found.append(Candidate(plan, None, self.cluster, memory=mem))
 
+    def _memory(self, plan) -> float:
+        return memory_per_gpu(self.model, plan, self.cluster).total
 
 def search_train(model, clusters, global_batch: int, seq: int, *, objective="throughput",
                  top: int = 5, refine: str | None = None, progress: bool = False,
