@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sim.validation.calibrate import sync
 from sim.validation.cases import Case
 from sim.validation.clock import Clock
 
@@ -97,6 +98,7 @@ class RealServer:
                 self._prefill(req, gen)
             if running:
                 self._decode(len(running))
+            sync(self.device)  # CUDA runs asynchronously: the iteration ends when its kernels do
             self._emit(running + new, clock.now())
         return reqs
 

@@ -64,7 +64,7 @@ def speculative(target, draft, prompt: torch.Tensor, n_new: int, k: int) -> tupl
     start = len(seq)
     while len(seq) - start + 1 < n_new:
         proposal = _propose(draft, dc, seq, k)
-        block = torch.tensor([seq[-1:] + proposal])
+        block = torch.tensor([seq[-1:] + proposal], device=prompt.device)
         preds = target(block, tc)[0].argmax(-1).tolist()  # k+1 next-token predictions
         n_ok = next((i for i in range(k) if proposal[i] != preds[i]), k)
         seq += proposal[:n_ok] + [preds[n_ok]]
@@ -76,12 +76,13 @@ def speculative(target, draft, prompt: torch.Tensor, n_new: int, k: int) -> tupl
 
 def _propose(draft, cache, seq: list[int], k: int) -> list[int]:
     """k draft tokens, feeding the draft whatever of ``seq`` its cache has not seen."""
-    feed = torch.tensor([seq[cache.length :]])
+    device = draft.embed.weight.device
+    feed = torch.tensor([seq[cache.length :]], device=device)
     out = []
     for _ in range(k):
         nxt = int(draft(feed, cache)[0, -1].argmax())
         out.append(nxt)
-        feed = torch.tensor([[nxt]])
+        feed = torch.tensor([[nxt]], device=device)
     return out
 
 
@@ -120,10 +121,10 @@ def speculative_cases(system, system_path: str, device: str = "cpu", quick: bool
     from sim.validation.reference import build_model
 
     cfg = serving_model(quick)
-    target = build_model(cfg).eval()
+    target = build_model(cfg, device=device).eval()
     draft = draft_of(target, 1)
     prompt, n_new = (32, 24) if quick else (64, 64)
-    tok = tokens(cfg, 1, prompt)
+    tok = tokens(cfg, 1, prompt, device=device)
     greedy(target, tok, 4)  # warm-up
     t_plain, ref = _timed(lambda: greedy(target, tok, n_new))
     t_spec, (out, acc, prop) = _timed(lambda: speculative(target, draft, tok, n_new, k))
