@@ -177,3 +177,15 @@ def test_train_document_counts_by_kind():
     doc = train_document(search_train(model, cluster, 16, 64, top=2))
     assert doc["infeasible_by_kind"] == {"plan_constraint": 2052, "out_of_memory": 0}
     assert doc["evaluated"] == 2220
+
+
+def test_refine_des_resimulates_the_top_plans_and_reranks_by_simulated_time():
+    model, cluster = get_model("tiny-llama"), Cluster.for_gpus(get_system("dgx-h100"), 4)
+    found = search_train(model, cluster, 8, 64, top=2, refine="des")
+    doc = train_document(found)
+    assert doc["refine"] == "des"
+    assert [r["config"]["engine"] for r in doc["results"]] == ["des", "des"]
+    times = [r["step_time_s"] for r in doc["results"]]
+    assert times == sorted(times)
+    for r in doc["results"]:
+        assert "analytic_step_time_s" in r and r["fits"]
