@@ -141,3 +141,10 @@ def test_chart_file_recipes_write_their_own_png(tmp_path):
 
     out = draw_chart(ChartFile(writer), tmp_path / "w.png")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_progress_bar_goes_to_stderr_and_stdout_stays_clean(scen_dir, tmp_path, capsys):
+    run_report(tmp_path / "out", progress=True, directory=scen_dir)
+    captured = capsys.readouterr()
+    assert captured.out == ""  # the scenario's printed table is captured, not leaked
+    assert "scenarios: 100%" in captured.err and "1/1" in captured.err
