@@ -19,19 +19,20 @@ from sim.report import Result, publish
 from sim.sweep import load_sweep, run_sweep
 
 LESSON = "training-and-serving-at-scale"
-TOPIC = "Sweep: strong vs weak scaling of data-parallel training"
+TOPIC = "Sweep: strong vs weak scaling of TP x PP x DP training"
 REFUTES = ("parallelism-is-data-splitting",)
 
 SWEEP_FILE = "sweeps/sweep_scaling.toml"  # path relative to scenarios/
-COLUMNS = ("gpus", "global_batch", "n_microbatches", "step_time_s", "tokens_per_s", "mfu",
-           "time_breakdown_s.compute", "time_breakdown_s.communication_exposed",
-           "time_breakdown_s.pipeline_bubble", "fits")
+result_columns = (  # the sweep table columns the scenario reports (not a knob)
+    "gpus", "global_batch", "n_microbatches", "step_time_s", "tokens_per_s", "mfu",
+    "time_breakdown_s.compute", "time_breakdown_s.communication_exposed",
+    "time_breakdown_s.pipeline_bubble", "fits")
 
 
 def run() -> Result:
     spec = load_sweep(Path(__file__).with_name("sweeps") / Path(SWEEP_FILE).name)
     df = run_sweep(spec).table
-    table = df[list(COLUMNS)].rename(columns={
+    table = df[list(result_columns)].rename(columns={
         "time_breakdown_s.compute": "compute_s",
         "time_breakdown_s.communication_exposed": "comm_exposed_s",
         "time_breakdown_s.pipeline_bubble": "bubble_s"})
