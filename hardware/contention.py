@@ -19,7 +19,10 @@ only those are enumerated (``relevant``); the answer is unchanged and big cluste
 
 Spine oversubscription enters through the leaf-uplink bandwidth (downlink capacity divided by
 the oversubscription factor, ``ScaleOut``): when all ranks under a leaf send across the spine,
-each gets its NIC rate / oversubscription.
+each gets its NIC rate / oversubscription. A ring in rank order leaves each leaf once per
+direction, so it is slowed only when the uplink is below one NIC (oversubscription >
+nodes_per_leaf on a rail leaf); cross-rail hops, far tree partners, all-to-all and pipeline
+boundaries put many flows on the uplink and are (docs/design-hardware.md, "Oversubscription").
 """
 
 from __future__ import annotations
