@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline stages per replica")
     p.add_argument("--ep", type=int, default=1,
                    help="expert-parallel degree (MoE): ep attention groups share the experts")
-    p.add_argument("--replicas", type=int, default=1, help="replicas behind the router")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="replicas behind the router (disaggregated: use the two pool flags)")
     p.add_argument("--policy", required=True, choices=POLICY_NAMES)
     p.add_argument("--max-batch", type=int, default=d.max_batch,
                    help="most sequences in one iteration (static: batch size B)")
@@ -125,6 +126,10 @@ def _pcts(d: dict) -> str:
     return " / ".join(fmt_time(d[k]) for k in ("mean", "p50", "p90", "p99"))
 
 
+def _rate(x: float | None, unit: str) -> str:
+    return f"{x:.2f} {unit}" if x is not None and x == x else "-"
+
+
 def render(doc: dict) -> str:
     c = doc["config"]
     rows = [
@@ -132,9 +137,9 @@ def render(doc: dict) -> str:
                        f"ep={c['ep']}, policy={c['policy']}"),
         ("requests", f"{doc['requests_completed']} completed, "
                      f"{doc['requests_rejected']} rejected"),
-        ("throughput", f"{doc['throughput_tokens_per_s']:.1f} output tok/s, "
-                       f"{doc['throughput_requests_per_s']:.2f} req/s"),
-        ("goodput", f"{doc['goodput_requests_per_s']:.2f} req/s within SLO"),
+        ("throughput", f"{_rate(doc['throughput_tokens_per_s'], 'output tok/s')}, "
+                       f"{_rate(doc['throughput_requests_per_s'], 'req/s')}"),
+        ("goodput", f"{_rate(doc['goodput_requests_per_s'], 'req/s')} within SLO"),
         ("TTFT mean/p50/p90/p99", _pcts(doc["ttft_s"])),
         ("TPOT mean/p50/p90/p99", _pcts(doc["tpot_s"])),
         ("e2e mean/p50/p90/p99", _pcts(doc["e2e_s"])),
