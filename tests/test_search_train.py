@@ -168,7 +168,7 @@ def test_cli_json_contract_and_byte_identical_reruns():
 
 def test_cli_text_output_shows_winner_breakdowns():
     text = _cli(ARGV[:-1])
-    assert "7,116 plans: 1,381 feasible" in text
+    assert "7,116 plans: 1,381 feasible (" in text
     assert "winner: " in text and "pipeline_bubble" in text and "activations" in text
 
 

@@ -97,7 +97,8 @@ def short_plan(p: dict) -> str:
 
 
 def render_train(doc: dict) -> str:
-    lines = [f"{doc['space_size']:,} plans: {doc['evaluated']:,} feasible and priced, "
+    lines = [f"{doc['space_size']:,} plans: {doc['evaluated']:,} feasible "
+             f"({doc['priced']:,} timed, the rest provably outside the top), "
              f"{sum(doc['infeasible'].values()):,} infeasible"]
     lines += [f"  {n:>9,}  {k}: {doc['infeasible_reasons'][k]}"
               for k, n in doc["infeasible"].items()]

@@ -26,8 +26,13 @@ def train_document(found: TrainSearch) -> dict:
              "out_of_memory": sum(n for k, n in infeasible.items() if k.startswith(OUT_OF_MEMORY))}
     why = (why_runner_up_loses(found.objective, results[0], results[1])
            if len(results) > 1 else None)
+    worse = next((r for r in results[1:] if r["step_time_s"] != results[0]["step_time_s"]
+                  and found.objective != "memory"), None)
+    if why and "ties" in why and worse is not None:
+        why += (f" The first plan that is not tied (#{worse['rank']}): "
+                + why_runner_up_loses(found.objective, results[0], worse)[4:])
     return {"objective": found.objective, "space_size": found.space_size,
-            "evaluated": found.evaluated, "infeasible": infeasible,
+            "evaluated": found.evaluated, "priced": found.priced, "infeasible": infeasible,
             "infeasible_by_kind": kinds,
             "infeasible_reasons": {k: DESCRIPTIONS.get(k, "out of memory in the DES")
                                    for k in infeasible},
