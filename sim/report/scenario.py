@@ -1,17 +1,19 @@
 """The scenario convention: what a script in ``scenarios/`` declares and how its outputs are
 written.
 
-A scenario module has a docstring whose first paragraph is its title (the rest names the lesson and
-concepts), ``LESSON`` (a key of ``sim.report.lesson.LESSONS``), ``TOPIC`` (one line),
+A scenario module has a docstring whose first paragraph is its title (the rest names the
+lesson and concepts), ``LESSON`` (a key of ``sim.report.lesson.LESSONS``), ``TOPIC`` (one line),
 ``REFUTES`` (misconception ids, possibly empty), a few CAPITALISED knobs with their units in a
 comment, ``run() -> Result`` and ``main(out_dir=None)`` which calls ``publish``. ``run`` does the
 simulation and returns the table, the headline numbers, a takeaway sentence built from those
-numbers, the effective configuration and chart *recipes* (callables drawing a Figure), so the
-golden tests can check the numbers without paying for drawing.
+numbers, the effective configuration and chart *recipes* (callables drawing a Figure, or a
+``ChartFile`` whose writer saves its own PNG), so the golden tests can check the numbers without
+paying for drawing.
 
 ``publish`` prints the table and writes into ``reports/<scenario>/``: ``table.csv`` (the golden
-output), ``summary.md``, ``config.json`` (knobs + effective config), ``card.json`` (what the
-gallery needs) and one PNG per chart.
+output), ``summary.md``, ``config.json`` (knobs, effective config and the full description of
+every model and system a knob names), ``card.json`` (what the gallery needs) and one PNG per
+chart.
 """
 
 from __future__ import annotations
