@@ -148,9 +148,10 @@ def register_serve(sub) -> None:
     s.add_argument("--workload", default=None, metavar="SPEC",
                    help="prompt=SPEC,output=SPEC,requests=N,arrival=SPEC,seed=N "
                         "(default prompt=512,output=128,requests=200,arrival=poisson)")
-    s.add_argument("--policies", default="continuous,chunked,static,disaggregated",
-                   help="batching policies to try (comma-separated)")
-    s.add_argument("--max-batch", default="32,128,256", help="max batch sizes to try")
+    s.add_argument("--policies", default="continuous,chunked",
+                   help="batching policies to try, comma-separated, among continuous, "
+                        "chunked, static, disaggregated (default continuous,chunked)")
+    s.add_argument("--max-batch", default="64,256", help="max batch sizes to try")
     s.add_argument("--top", type=int, default=3, help="how many configurations to rank")
     s.add_argument("--iterations", type=int, default=5, help="bisection steps per config")
     add_json_flag(s)
