@@ -2,8 +2,10 @@
 
 The simulator prices a GEMM of F FLOPs at ``(F + half) / (P * matmul_max) + overhead``
 (``EfficiencyModel.matmul_efficiency`` inside the roofline of ``sim.costs.timing``): affine in
-F. So we time fp32 matmuls over a grid of shapes (median of repeats, fixed thread count) and
-fit ``t = F / R + b`` by least squares on relative error; ``R`` is the asymptotic throughput
+F. So we time fp32 matmuls over a grid of shapes (square, rectangular, and skinny ones with
+few rows as in decode; median of repeats, fixed thread count) and fit ``t = F / R + b`` by
+least squares on relative error (a CPU's efficiency depends on the shape, not on F alone, so
+the fit is a compromise over the grid); ``R`` is the asymptotic throughput
 (we set ``peak = R`` and ``matmul_max = 1``) and ``half = (b - overhead) * R``. The remaining
 knobs are measured directly:
 
@@ -36,8 +38,10 @@ from sim.validation.clock import now
 
 MATMUL_GRID = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
                (1024, 1024, 1024), (256, 1024, 256), (1024, 256, 1024), (128, 512, 2048),
-               (2048, 128, 512), (64, 2048, 256), (512, 128, 128), (1024, 512, 256)]
-QUICK_GRID = MATMUL_GRID[:4] + MATMUL_GRID[9:11]
+               (2048, 128, 512), (64, 2048, 256), (512, 128, 128), (1024, 512, 256),
+               # skinny GEMMs of batched decode and small micro-batches (few rows, wide weights)
+               (16, 1376, 512), (32, 2048, 512), (128, 1376, 512), (4, 4096, 1024)]
+QUICK_GRID = MATMUL_GRID[:4] + MATMUL_GRID[9:11] + MATMUL_GRID[12:13]
 ALLREDUCE_SIZES = [4 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20]
 
 
