@@ -189,3 +189,12 @@ def test_refine_des_resimulates_the_top_plans_and_reranks_by_simulated_time():
     assert times == sorted(times)
     for r in doc["results"]:
         assert "analytic_step_time_s" in r and r["fits"]
+
+
+def test_no_feasible_plan_is_an_empty_ranking_with_every_plan_counted():
+    model, cluster = get_model("llama3-70b"), Cluster.for_gpus(get_system("dgx-h100"), 1)
+    doc = train_document(search_train(model, cluster, 8, 4096, top=3))
+    # one GPU: 4 ZeRO stages x 4 micro-batches x 3 recompute modes, all over 80 GB
+    assert (doc["space_size"], doc["evaluated"], doc["infeasible"]) == (
+        48, 0, {"out_of_memory": 48})
+    assert doc["results"] == [] and doc["why_runner_up_loses"] is None

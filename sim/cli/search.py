@@ -102,6 +102,10 @@ def render_train(doc: dict) -> str:
              f"{sum(doc['infeasible'].values()):,} infeasible"]
     lines += [f"  {n:>9,}  {k}: {doc['infeasible_reasons'][k]}"
               for k, n in doc["infeasible"].items()]
+    if not doc["results"]:
+        lines.append("\nno feasible plan: each one breaks a constraint or exceeds HBM; try "
+                     "more GPUs, a smaller micro-batch budget (global batch) or sequence")
+        return "\n".join(lines)
     lines.append(f"\nbest {len(doc['results'])} by {doc['objective']}"
                  + (" (re-simulated with the DES)" if doc["refine"] == "des" else "") + ":")
     head = f"{'#':>2}  {'gpus':>5}  {'plan':<46} {'step':>10} {'MFU':>6} {'mem/GPU':>10}"
