@@ -104,7 +104,7 @@ def render_train(doc: dict) -> str:
               for k, n in doc["infeasible"].items()]
     if not doc["results"]:
         lines.append("\nno feasible plan: each one breaks a constraint or exceeds HBM; try "
-                     "more GPUs, a smaller micro-batch budget (global batch) or sequence")
+                     "more GPUs or a shorter sequence")
         return "\n".join(lines)
     lines.append(f"\nbest {len(doc['results'])} by {doc['objective']}"
                  + (" (re-simulated with the DES)" if doc["refine"] == "des" else "") + ":")
