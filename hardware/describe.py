@@ -24,6 +24,7 @@ def accelerator_doc(a: Accelerator) -> dict:
         "name": a.name, "kind": "accelerator", "vendor": a.vendor,
         "peak_flops": dict(a.peak_flops), "memory_bytes": a.memory_bytes,
         "memory_bandwidth": a.memory_bandwidth,
+        "compute_units": a.compute_units,
         "efficiency": {
             "matmul_max": e.matmul_max, "matmul_half_flops": e.matmul_half_flops,
             "attention_max": e.attention_max, "memory_bandwidth": e.memory_bandwidth,

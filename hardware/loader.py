@@ -129,7 +129,7 @@ def _accelerator(c: dict, sources: FrozenMap, where: str, base) -> Accelerator:
     return Accelerator(
         name=c["name"], vendor=c["vendor"], peak_flops=FrozenMap(c["peak_flops"]),
         memory_bytes=int(round(c["memory"])), memory_bandwidth=c["memory_bandwidth"],
-        efficiency=eff, sources=sources,
+        efficiency=eff, sources=sources, compute_units=c.get("compute_units"),
     )
 
 

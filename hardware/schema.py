@@ -41,6 +41,7 @@ ACCELERATOR = {
     "name": F("str"), "kind": F("enum", False, ("accelerator",)), "vendor": F("str"),
     "memory": F("qty", arg="bytes"), "memory_bandwidth": F("qty", arg="bandwidth"),
     "peak_flops": F("dtypes"), "efficiency": F("table", arg=EFFICIENCY), "sources": F("sources"),
+    "compute_units": F("int", False),  # SMs (NVIDIA) / CUs (AMD): GEMM wave quantisation
 }
 LINK = {
     "name": F("str"), "kind": F("enum", False, ("link",)),

@@ -74,6 +74,7 @@ class Accelerator:
     efficiency: EfficiencyModel
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     kind: Literal["accelerator"] = "accelerator"
+    compute_units: int | None = None  # streaming multiprocessors; None: no wave quantisation
 
     def peak(self, dtype: str = "bf16") -> float:
         from sim.errors import HardwareError

@@ -53,6 +53,8 @@ def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
         },
         "sources": _sources(a, extra),
     }
+    if a.compute_units is not None:
+        raw["compute_units"] = a.compute_units
     return raw
 
 

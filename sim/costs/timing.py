@@ -25,11 +25,7 @@ from sim.ops import Op
 TENSOR_KINDS = ("matmul", "router", "attention")
 
 
-# Streaming multiprocessors per chip: NVIDIA A100 Tensor Core GPU Architecture whitepaper (2020)
-# (108 SMs), H100 Tensor Core GPU Architecture whitepaper (2022) Table 3 (SXM5 132, PCIe 114;
-# H200/H800 carry the SXM5 die configuration), Volta V100 whitepaper (2017) (80 SMs).
-SM_COUNT = {"a100-sxm-40gb": 108, "a100-sxm-80gb": 108, "h100-sxm": 132, "h200-sxm": 132,
-            "h800-sxm": 132, "h100-pcie": 114, "v100-sxm2-32gb": 80}
+# SM counts per chip are catalog data (`compute_units` in hardware/data/accelerators).
 # cuBLAS's large Tensor Core output tiles (NVIDIA 'Matrix Multiplication Background User's
 # Guide', DU-09799-001, Sec. 2.3: 256x128, 128x256, 128x128 are the most efficient)
 GEMM_TILES = ((256, 128), (128, 256), (128, 128))
@@ -52,7 +48,7 @@ def wave_efficiency(m: int, n: int, sms: int, count: int = 1) -> float:
 
 def _matmul_efficiency(op: Op, acc: Accelerator) -> float:
     eff = acc.efficiency.matmul_efficiency(op.flops)
-    sms = SM_COUNT.get(acc.name)
+    sms = acc.compute_units  # from the hardware catalog, with its source
     if op.mnk is None or sms is None:
         return eff
     return eff * wave_efficiency(int(op.mnk[0]), int(op.mnk[1]), sms)
