@@ -89,13 +89,19 @@ def memory_bandwidth(device: str, nbytes: int = 128 << 20) -> float:
     return 2 * nbytes / median_time(lambda: dst.copy_(src), device, repeats=5)
 
 
-def gemv_bandwidth(device: str, n: int = 4096) -> float:
-    """Bytes/s a skinny GEMM (one token x an n x n fp32 weight) streams: how decode reads
-    weights. Its ratio to the copy bandwidth is the efficiency the roofline applies to every
-    memory-bound op."""
+def gemv_bandwidth(device: str, n: int = 4096, rows=(1, 4, 16)) -> float:
+    """Bytes/s of the weight stream of skinny GEMMs (``rows`` tokens x an n x n fp32 weight,
+    as ``nn.Linear`` lays it out): how decode reads weights at batch 1, 4 and 16; the median
+    over ``rows``. Its ratio to the copy bandwidth is the efficiency the roofline applies to
+    every memory-bound op. (A single-row GEMV alone overstates it: BLAS has a fast
+    matrix-vector path that batched decode does not get.)"""
     w = torch.randn(n, n, device=device)
-    x = torch.randn(1, n, device=device)
-    return 4 * n * n / median_time(lambda: torch.nn.functional.linear(x, w), device, repeats=9)
+    rates = []
+    for m in rows:
+        x = torch.randn(m, n, device=device)
+        t = median_time(lambda x=x: torch.nn.functional.linear(x, w), device, repeats=7)
+        rates.append(4 * n * n / t)
+    return float(statistics.median(rates))
 
 
 def layer_overhead(device: str) -> tuple[float, float]:
