@@ -517,6 +517,15 @@ def test_serve_each_policy_gives_the_contract_json(capsys, policy):
     assert flat(d["config"]).get("policy") == policy
 
 
+def test_serve_overload_is_flagged_saturated(capsys):
+    d = cli_json(capsys, "serve", "--model", "llama3-8b", "--system", "dgx-h100", "--tp", "1",
+                 "--policy", "static", "--max-batch", "4", "--arrival-rate", "200",
+                 "--num-requests", "40", "--prompt-tokens", "512", "--output-tokens", "64")
+    check_serve_doc(d, 40)
+    assert d["saturated"] is True
+    assert d["throughput_requests_per_s"] < 200  # served far below the offered rate
+
+
 def test_serve_every_replica_and_batching_flag_with_speculative_decoding(capsys):
     d = cli_json(capsys, "serve", "--model", "llama3-70b", "--system", "dgx-h100", "--tp", "4",
                  "--pp", "2", "--replicas", "1", "--policy", "chunked", "--max-batch", "16",
