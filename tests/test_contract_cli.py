@@ -269,6 +269,19 @@ def test_installed_entry_point_train_json():
     check_train_doc(json.loads(done.stdout), 8, 8, 2048)
 
 
+@pytest.mark.parametrize("argv,key", [
+    (["search", "train", "--model", "llama3-8b", "--system", "dgx-h100", "--gpus", "8",
+      "--global-batch", "16", "--seq", "2048", "--top", "2", "--json"], "results"),
+    (["serve", "--model", "llama3-8b", "--system", "dgx-h100", "--tp", "1", "--policy",
+      "continuous", "--arrival-rate", "5", "--num-requests", "20", "--prompt-tokens", "128",
+      "--output-tokens", "16", "--json"], "ttft_s"),
+], ids=["search-train", "serve"])
+def test_installed_entry_point_json_of_commands_with_progress(argv, key):
+    done = script(*argv)
+    assert done.returncode == 0, done.stderr
+    assert key in json.loads(done.stdout)
+
+
 # ---------------------------------------------------------------- hardware (issue 2)
 
 
@@ -322,6 +335,7 @@ def test_hardware_show_dgx_h100_and_nvl72_values(capsys):
     d = cli_json(capsys, "hardware", "show", "dgx-h100")
     assert (d["accelerator"], d["gpus_per_node"]) == ("h100-sxm", 8)
     assert d["intra_node"]["bandwidth"] == 450e9  # NVLink4: 900 GB/s bidirectional per GPU
+    assert d["inter_node"]["bandwidth"] == 50e9  # one 400 Gb/s ConnectX-7 NIC per GPU
     assert cli_json(capsys, "hardware", "show", "gb200-nvl72")["gpus_per_node"] == 72
 
 
@@ -375,10 +389,24 @@ def test_model_show_accepts_a_hf_config_path(capsys, tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(hf))
     d = cli_json(capsys, "model", "show", str(tmp_path / "config.json"))
     assert d["params_total"] == 8_030_261_248
+    assert cli_json(capsys, "model", "show", str(tmp_path))["params_total"] == 8_030_261_248
+    t = cli_json(capsys, "train", "--model", str(tmp_path / "config.json"), "--system",
+                 "dgx-h100", "--gpus", "8", "--tp", "8", "--pp", "1", "--global-batch", "8",
+                 "--seq", "2048")
+    check_train_doc(t, 8, 8, 2048)
 
 
-def test_model_unknown_name_exits_2_one_line(capsys):
-    assert_one_line_error(*cli(capsys, "model", "show", "llama3-9b"))
+def test_model_show_unsupported_hf_type_exits_2_one_line(capsys, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    rc, out, err = cli(capsys, "model", "show", str(tmp_path / "config.json"))
+    assert_one_line_error(rc, out, err)
+    assert "bert" in err
+
+
+def test_model_unknown_name_exits_2_one_line_with_close_matches(capsys):
+    rc, out, err = cli(capsys, "model", "show", "llama3-9b")
+    assert_one_line_error(rc, out, err)
+    assert "llama3-8b" in err
 
 
 # ---------------------------------------------------------------- train (issues 3 and 4)
@@ -460,6 +488,7 @@ def test_train_des_engine_adds_bubble_and_peak_memory(capsys, schedule, v):
     des = cli_json(capsys, *argv, "--engine", "des")
     ana = cli_json(capsys, *argv, "--engine", "analytic")
     check_train_doc(des, 4, 8, 1024)
+    assert not set(ana) - set(des), f"DES lacks analytic fields {set(ana) - set(des)}"
     assert isinstance(des["bubble_fraction"], float) and 0 < des["bubble_fraction"] < 1
     assert isinstance(des["peak_memory_per_gpu_bytes"], (int, float))
     assert des["peak_memory_per_gpu_bytes"] > 0
@@ -477,6 +506,15 @@ def test_train_des_writes_chrome_trace_and_timeline(capsys, tmp_path):
     events = events["traceEvents"] if isinstance(events, dict) else events
     assert any(e.get("ph") == "X" and e.get("dur", 0) > 0 for e in events)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_train_des_same_inputs_give_byte_identical_json(capsys):
+    argv = ["train", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--gpus", "8",
+            "--tp", "2", "--pp", "1", "--ep", "4", "--global-batch", "8", "--seq", "1024",
+            "--engine", "des", "--routing", "zipf", "--seed", "5", "--json"]
+    first = cli(capsys, *argv)
+    assert first[0] == 0, first[2]
+    assert first[1] == cli(capsys, *argv)[1]
 
 
 def test_train_without_json_prints_a_table(capsys):
