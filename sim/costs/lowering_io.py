@@ -137,7 +137,8 @@ def lower_head(model: ModelConfig, shape: Shape, plan: ParallelPlan) -> list[Op]
     if shape.phase == "train":
         ops.append(Op("loss", "elementwise", 5.0 * m * v, 2 * m * v * db, "fwd", -1))
         if tp > 1:  # max, sum-exp and target logit per token, fp32
-            ops.append(comm(-1, "loss_all_reduce", "collective", "all_reduce", "tp", 3 * 4 * m))
+            ops.append(comm(-1, "loss_all_reduce", "collective", "all_reduce", "tp", 4 * m,
+                            count=3))  # three separate all-reduces, as Megatron-LM issues them
     elif tp > 1:
         ops.append(comm(-1, "logits_all_gather", "collective", "all_gather", "tp",
                         m * model.vocab_size * db))
