@@ -125,6 +125,8 @@ def _accelerator(c: dict, sources: FrozenMap, where: str, base) -> Accelerator:
         matmul_max=e["matmul_max"], matmul_half_flops=e["matmul_half_flops"],
         attention_max=e["attention_max"], memory_bandwidth=e["memory_bandwidth"],
         kernel_overhead_s=e["kernel_overhead"], source=_efficiency_source(sources),
+        matmul_half_dim=e.get("matmul_half_dim", 0.0),
+        matmul_memory_bandwidth=e.get("matmul_memory_bandwidth"),
     )
     return Accelerator(
         name=c["name"], vendor=c["vendor"], peak_flops=FrozenMap(c["peak_flops"]),

@@ -36,6 +36,8 @@ EFFICIENCY = {
     "matmul_max": F("fraction"), "matmul_half_flops": F("qty", arg="flops"),
     "attention_max": F("fraction"), "memory_bandwidth": F("fraction"),
     "kernel_overhead": F("qty", arg="time"),
+    # optional shape terms of calibrated profiles (hardware.types.EfficiencyModel)
+    "matmul_half_dim": F("nonneg", False), "matmul_memory_bandwidth": F("fraction", False),
 }
 ACCELERATOR = {
     "name": F("str"), "kind": F("enum", False, ("accelerator",)), "vendor": F("str"),
@@ -66,7 +68,7 @@ SYSTEM = {
     "scale_out": F("table", arg=SCALE_OUT), "sources": F("sources"),
 }
 SCHEMAS = {"accelerator": ACCELERATOR, "link": LINK, "system": SYSTEM}
-NUMERIC = {"int", "fraction", "ratio", "qty", "dtypes"}
+NUMERIC = {"int", "fraction", "ratio", "nonneg", "qty", "dtypes"}
 
 
 def fail(where: str, key: str, message: str) -> HardwareError:
@@ -101,7 +103,7 @@ def _convert(value: Any, spec: F, where: str, path: str) -> Any:
         return value
     if kind == "int":
         return _positive_int(value, where, path)
-    if kind in ("fraction", "ratio"):
+    if kind in ("fraction", "ratio", "nonneg"):
         return _dimensionless(value, kind, where, path)
     if kind == "qty":
         return _quantity(value, spec.arg, where, path)
@@ -136,9 +138,10 @@ def _dimensionless(value: Any, kind: str, where: str, path: str) -> float:
         raise fail(where, path, f"is dimensionless: write a plain number, not {value!r}")
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise fail(where, path, f"expected a number, got {type(value).__name__} {value!r}")
-    ok = 0 < value <= 1 if kind == "fraction" else value >= 1
+    rules = {"fraction": ("0 < x <= 1 (a fraction of peak)", 0 < value <= 1),
+             "ratio": (">= 1", value >= 1), "nonneg": (">= 0", value >= 0)}
+    rule, ok = rules[kind]
     if not ok:
-        rule = "0 < x <= 1 (a fraction of peak)" if kind == "fraction" else ">= 1"
         raise fail(where, path, f"must be {rule}, got {value!r}")
     return float(value)
 

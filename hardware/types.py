@@ -59,9 +59,29 @@ class EfficiencyModel:
     memory_bandwidth: float  # fraction of HBM bandwidth a streaming kernel reaches
     kernel_overhead_s: float  # fixed cost per kernel launch
     source: str = ""
+    # Optional shape terms (calibrated CPU profiles; unset = 0 / None for every catalog GPU,
+    # which leaves their numbers unchanged): a GEMM whose smallest dimension d is small
+    # (decode's few rows) runs at d / (d + matmul_half_dim) of the F-only efficiency (same
+    # saturating form in d), and its operands stream at matmul_memory_bandwidth of HBM
+    # bandwidth (BLAS packing) instead of the elementwise memory_bandwidth.
+    matmul_half_dim: float = 0.0
+    matmul_memory_bandwidth: float | None = None
 
     def matmul_efficiency(self, flops: float) -> float:
         return self.matmul_max * flops / (flops + self.matmul_half_flops)
+
+    def small_dim_factor(self, smallest_dim: float) -> float:
+        """d / (d + matmul_half_dim): 1.0 when the term is unset."""
+        if self.matmul_half_dim <= 0:
+            return 1.0
+        return smallest_dim / (smallest_dim + self.matmul_half_dim)
+
+    def memory_efficiency(self, gemm: bool) -> float:
+        """Fraction of HBM bandwidth a GEMM's operand stream (``gemm``) or an elementwise
+        op reaches; the two are one number unless matmul_memory_bandwidth is set."""
+        if gemm and self.matmul_memory_bandwidth is not None:
+            return self.matmul_memory_bandwidth
+        return self.memory_bandwidth
 
 
 @dataclass(frozen=True)

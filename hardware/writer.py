@@ -53,6 +53,10 @@ def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
         },
         "sources": _sources(a, extra),
     }
+    if e.matmul_half_dim > 0:  # optional shape terms: written only when set
+        raw["efficiency"]["matmul_half_dim"] = float(e.matmul_half_dim)
+    if e.matmul_memory_bandwidth is not None:
+        raw["efficiency"]["matmul_memory_bandwidth"] = float(e.matmul_memory_bandwidth)
     if a.compute_units is not None:
         raw["compute_units"] = a.compute_units
     return raw

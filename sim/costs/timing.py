@@ -48,6 +48,8 @@ def wave_efficiency(m: int, n: int, sms: int, count: int = 1) -> float:
 
 def _matmul_efficiency(op: Op, acc: Accelerator) -> float:
     eff = acc.efficiency.matmul_efficiency(op.flops)
+    if op.mnk is not None:  # optional small-dimension term (1.0 unless the profile sets it)
+        eff *= acc.efficiency.small_dim_factor(min(op.mnk))
     sms = acc.compute_units  # from the hardware catalog, with its source
     if op.mnk is None or sms is None:
         return eff
@@ -74,7 +76,8 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float,
     """(compute seconds, memory seconds) of ONE repetition of ``op``, before overhead."""
     _check(op)
     t_compute = op.flops / _compute_rate(op, acc, dtype) if op.flops > 0 else 0.0
-    t_memory = op.bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
+    mem_eff = acc.efficiency.memory_efficiency(op.kind in ("matmul", "router"))
+    t_memory = op.bytes / (acc.memory_bandwidth * mem_eff)
     return t_compute, t_memory
 
 
