@@ -127,6 +127,7 @@ def _accelerator(c: dict, sources: FrozenMap, where: str, base) -> Accelerator:
         kernel_overhead_s=e["kernel_overhead"], source=_efficiency_source(sources),
         matmul_half_dim=e.get("matmul_half_dim", 0.0),
         matmul_memory_bandwidth=e.get("matmul_memory_bandwidth"),
+        gemv_memory_bandwidth=e.get("gemv_memory_bandwidth"),
     )
     return Accelerator(
         name=c["name"], vendor=c["vendor"], peak_flops=FrozenMap(c["peak_flops"]),

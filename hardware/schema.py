@@ -38,6 +38,7 @@ EFFICIENCY = {
     "kernel_overhead": F("qty", arg="time"),
     # optional shape terms of calibrated profiles (hardware.types.EfficiencyModel)
     "matmul_half_dim": F("nonneg", False), "matmul_memory_bandwidth": F("fraction", False),
+    "gemv_memory_bandwidth": F("fraction", False),
 }
 ACCELERATOR = {
     "name": F("str"), "kind": F("enum", False, ("accelerator",)), "vendor": F("str"),

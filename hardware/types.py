@@ -63,9 +63,11 @@ class EfficiencyModel:
     # which leaves their numbers unchanged): a GEMM whose smallest dimension d is small
     # (decode's few rows) runs at d / (d + matmul_half_dim) of the F-only efficiency (same
     # saturating form in d), and its operands stream at matmul_memory_bandwidth of HBM
-    # bandwidth (BLAS packing) instead of the elementwise memory_bandwidth.
+    # bandwidth (BLAS packing) instead of the elementwise memory_bandwidth; a one-row GEMM
+    # (BLAS dispatches it to GEMV, no packing) at gemv_memory_bandwidth when that is set.
     matmul_half_dim: float = 0.0
     matmul_memory_bandwidth: float | None = None
+    gemv_memory_bandwidth: float | None = None
 
     def matmul_efficiency(self, flops: float) -> float:
         return self.matmul_max * flops / (flops + self.matmul_half_flops)
@@ -76,9 +78,12 @@ class EfficiencyModel:
             return 1.0
         return smallest_dim / (smallest_dim + self.matmul_half_dim)
 
-    def memory_efficiency(self, gemm: bool) -> float:
-        """Fraction of HBM bandwidth a GEMM's operand stream (``gemm``) or an elementwise
-        op reaches; the two are one number unless matmul_memory_bandwidth is set."""
+    def memory_efficiency(self, gemm: bool, smallest_dim: float | None = None) -> float:
+        """Fraction of HBM bandwidth a GEMM's operand stream (``gemm``; a GEMV when its
+        smallest dimension is 1) or an elementwise op reaches; one number unless the optional
+        GEMM/GEMV bandwidths are set."""
+        if gemm and smallest_dim == 1 and self.gemv_memory_bandwidth is not None:
+            return self.gemv_memory_bandwidth
         if gemm and self.matmul_memory_bandwidth is not None:
             return self.matmul_memory_bandwidth
         return self.memory_bandwidth

@@ -55,8 +55,9 @@ def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
     }
     if e.matmul_half_dim > 0:  # optional shape terms: written only when set
         raw["efficiency"]["matmul_half_dim"] = float(e.matmul_half_dim)
-    if e.matmul_memory_bandwidth is not None:
-        raw["efficiency"]["matmul_memory_bandwidth"] = float(e.matmul_memory_bandwidth)
+    for key in ("matmul_memory_bandwidth", "gemv_memory_bandwidth"):
+        if getattr(e, key) is not None:
+            raw["efficiency"][key] = float(getattr(e, key))
     if a.compute_units is not None:
         raw["compute_units"] = a.compute_units
     return raw

@@ -76,7 +76,8 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float,
     """(compute seconds, memory seconds) of ONE repetition of ``op``, before overhead."""
     _check(op)
     t_compute = op.flops / _compute_rate(op, acc, dtype) if op.flops > 0 else 0.0
-    mem_eff = acc.efficiency.memory_efficiency(op.kind in ("matmul", "router"))
+    smallest = min(op.mnk) if op.mnk is not None else None
+    mem_eff = acc.efficiency.memory_efficiency(op.kind in ("matmul", "router"), smallest)
     t_memory = op.bytes / (acc.memory_bandwidth * mem_eff)
     return t_compute, t_memory
 

@@ -1,26 +1,30 @@
 """Calibration: microbenchmark this machine and write a catalog-format system profile.
 
-The simulator prices a GEMM of F FLOPs at ``(F + half) / (P * matmul_max) + overhead``
-(``EfficiencyModel.matmul_efficiency`` inside the roofline of ``sim.costs.timing``): affine in
-F. So we time fp32 matmuls over a grid of shapes (square, rectangular, and skinny ones with
-few rows as in decode; median of repeats, fixed thread count) and fit ``t = F / R + b`` by
-least squares on relative error (a CPU's efficiency depends on the shape, not on F alone, so
-the fit is a compromise over the grid); ``R`` is the asymptotic throughput
-(we set ``peak = R`` and ``matmul_max = 1``) and ``half = (b - overhead) * R``. The remaining
-knobs are measured directly:
+The simulator prices a GEMM with the roofline of ``sim.costs.timing``: compute at
+``peak * matmul_efficiency(F) * d / (d + matmul_half_dim)`` (d = smallest GEMM dimension),
+memory at ``memory_bandwidth * matmul_memory_bandwidth``. We time fp32 matmuls over a grid of
+shapes (square, rectangular and few-row ones as in decode; median of 11 repeats, fixed thread
+count) and fit R, the per-call cost b and the small-dimension half point h together
+(``sim.validation.matmul_fit``: the per-row roofline); ``peak = R``, ``matmul_max = 1`` and
+``half_flops = (b - overhead) * R``. The remaining knobs are measured directly:
 
-- memory bandwidth: a large tensor copy (reads + writes 2x its bytes), median of repeats;
-  the efficiency applied to memory-bound ops is what a skinny GEMM (decode's weight stream)
-  achieves of it;
+- memory bandwidth: copy and add over 1-16 MiB working sets (``elementwise_bandwidth``); the
+  best is the profile's bandwidth, median / best the elementwise efficiency; the cold weight
+  stream of 2-16-row GEMMs and of one-row GEMMs (GEMV) over it are the GEMM and GEMV operand
+  efficiencies (measured apart: on a CPU an in-cache add streams ~10x faster than a GEMM
+  reads a cold weight);
 - per-op overhead: the reference transformer block at ~zero FLOPs (hidden 8, one token),
   forward + backward, divided by the number of compute ops the lowering prices for it
   (eager PyTorch spends several aten dispatches and Python calls per simulated op); the
-  no-grad figure and a single aten op's cost are recorded too;
+  no-grad figure and a single aten op's cost are recorded too; median of 3 rounds of 101
+  repeats, so one noisy round does not move it;
 - attention_max: eager attention (two bmms + softmax) at a few shapes, achieved / peak;
 - communication: ``torch.distributed`` all-reduce on gloo between 2 local processes over
   sizes 4 KiB-8 MiB; ring all-reduce over n=2 costs ``2 alpha + S / B`` (NCCL bus-bandwidth
   convention, ``sim.costs.comm``), so a linear fit gives the link latency alpha and B.
 
+On a 1-thread CPU run every figure is the process's own CPU time (``sim.validation.clock``),
+so neighbours' load does not enter the profile except through shared caches and SMT.
 The profile is a ``hardware.System`` whose "GPUs" are the 2 local processes (one node); it is
 written with ``hardware.to_toml`` and can be passed to every command as ``--system FILE``.
 """
@@ -31,17 +35,27 @@ import platform
 import statistics
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from sim.validation.clock import now
+from sim.validation.matmul_fit import (
+    cold_stream_bandwidth,
+    elementwise_bandwidth,
+    fit_affine,
+    fit_matmul,
+    predict_gemm,
+)
+
+__all__ = ["calibrate", "fit_affine", "median_time", "time_matmul", "Calibration"]
 
 MATMUL_GRID = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
                (1024, 1024, 1024), (256, 1024, 256), (1024, 256, 1024), (128, 512, 2048),
                (2048, 128, 512), (64, 2048, 256), (512, 128, 128), (1024, 512, 256),
-               # skinny GEMMs of batched decode and small micro-batches (few rows, wide weights)
-               (16, 1376, 512), (32, 2048, 512), (128, 1376, 512), (4, 4096, 1024)]
-QUICK_GRID = MATMUL_GRID[:4] + MATMUL_GRID[9:11] + MATMUL_GRID[12:13]
+               # few-row GEMMs of decode and small micro-batches (rows x a wide weight)
+               (1, 1024, 256), (1, 2048, 512), (4, 1024, 256), (4, 2048, 512),
+               (16, 1376, 512), (16, 2048, 512), (32, 2048, 512), (64, 2048, 512),
+               (128, 1376, 512)]
+QUICK_GRID = MATMUL_GRID[:4] + MATMUL_GRID[9:11] + [MATMUL_GRID[i] for i in (13, 15, 17)]
 ALLREDUCE_SIZES = [4 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20]
 
 
@@ -66,45 +80,44 @@ def median_time(fn, device: str, repeats: int = 7, warmup: int = 2, clock: str |
     return statistics.median(times)
 
 
-def time_matmul(m: int, n: int, k: int, device: str, dtype=torch.float32, repeats=7) -> float:
+def time_matmul(m: int, n: int, k: int, device: str, dtype=torch.float32, repeats=11) -> float:
     a = torch.randn(m, k, device=device, dtype=dtype)
     b = torch.randn(k, n, device=device, dtype=dtype)
     return median_time(lambda: torch.mm(a, b), device, repeats, warmup=1)
 
 
-def fit_affine(flops: list[float], times: list[float]) -> tuple[float, float]:
-    """Least squares on relative error of t = F / R + b: returns (R, b), b >= 0."""
-    f, t = np.asarray(flops), np.asarray(times)
-    a = np.stack([f / t, 1.0 / t], axis=1)
-    (inv_r, b), *_ = np.linalg.lstsq(a, np.ones_like(t), rcond=None)
-    if b < 0:  # no fixed cost visible: fit throughput alone
-        inv_r, b = float(np.sum(f * t) / np.sum(f * f)), 0.0
-    return float(1.0 / inv_r), float(b)
+REFERENCE_GEMM = (256, 256, 256)
 
 
-def memory_bandwidth(device: str, nbytes: int = 128 << 20) -> float:
-    """Bytes/s of a large copy (read + write)."""
-    src = torch.empty(nbytes // 4, device=device, dtype=torch.float32).fill_(1.0)
-    dst = torch.empty_like(src)
-    return 2 * nbytes / median_time(lambda: dst.copy_(src), device, repeats=5)
+def paired_ratio(fn, device: str, repeats: int = 15, warmup: int = 2) -> tuple[float, list]:
+    """(median of t(fn) / t(reference GEMM), the reference times): each run of ``fn`` is timed
+    back to back with ``REFERENCE_GEMM``, so a slow phase of a shared machine slows both
+    halves of a pair alike and cancels in the ratio."""
+    a, b = (torch.randn(REFERENCE_GEMM[0], REFERENCE_GEMM[2], device=device) for _ in range(2))
+    ratios, refs = [], []
+    for i in range(warmup + repeats):
+        t_fn = median_time(fn, device, repeats=1, warmup=0)
+        t_ref = median_time(lambda: torch.mm(a, b), device, repeats=1, warmup=0)
+        if i >= warmup:
+            ratios.append(t_fn / t_ref)
+            refs.append(t_ref)
+    return statistics.median(ratios), refs
 
 
-def gemv_bandwidth(device: str, n: int = 4096, rows=(1, 4, 16)) -> float:
-    """Bytes/s of the weight stream of skinny GEMMs (``rows`` tokens x an n x n fp32 weight,
-    as ``nn.Linear`` lays it out): how decode reads weights at batch 1, 4 and 16; the median
-    over ``rows``. Its ratio to the copy bandwidth is the efficiency the roofline applies to
-    every memory-bound op. (A single-row GEMV alone overstates it: BLAS has a fast
-    matrix-vector path that batched decode does not get.)"""
-    w = torch.randn(n, n, device=device)
-    rates = []
-    for m in rows:
-        x = torch.randn(m, n, device=device)
-        t = median_time(lambda x=x: torch.nn.functional.linear(x, w), device, repeats=7)
-        rates.append(4 * n * n / t)
-    return float(statistics.median(rates))
+def paired_time(fn, device: str, ref_s: float, repeats: int = 15, warmup: int = 2) -> float:
+    """Load-normalised seconds of ``fn()``: ``paired_ratio`` scaled by ``ref_s``, the fitted
+    GEMM model's time for the reference, so knobs measured at different moments (overhead,
+    attention, the matmul grid) stay consistent with each other."""
+    return paired_ratio(fn, device, repeats, warmup)[0] * ref_s
 
 
-def layer_overhead(device: str) -> tuple[float, float]:
+def _rounds(fn, device: str, ref_s: float, rounds: int = 3, repeats: int = 51) -> float:
+    """Median over ``rounds`` of ``paired_time`` (robust to one noisy round)."""
+    return statistics.median(paired_time(fn, device, ref_s, repeats=repeats, warmup=5)
+                             for _ in range(rounds))
+
+
+def layer_overhead(device: str, ref_s: float) -> tuple[float, float]:
     """(training, inference) seconds per *simulated* op of a transformer layer with ~zero
     FLOPs (hidden 8, one token): the reference block's forward+backward time divided by the
     number of compute ops ``lower_layer`` + ``lower_layer_backward`` price for it (and the
@@ -126,9 +139,9 @@ def layer_overhead(device: str) -> tuple[float, float]:
     block = Block(cfg, 0).to(device)
     x = torch.randn(1, 1, 8, device=device, requires_grad=True)
     ctx = Context(cfg, 0, 1, device, torch.float32)
-    train = median_time(lambda: block(x, ctx).sum().backward(), device, repeats=50, warmup=5)
+    train = _rounds(lambda: block(x, ctx).sum().backward(), device, ref_s)
     with torch.no_grad():
-        infer = median_time(lambda: block(x, ctx), device, repeats=50, warmup=5)
+        infer = _rounds(lambda: block(x, ctx), device, ref_s)
     return train / (n_fwd + n_bwd), infer / n_fwd
 
 
@@ -148,8 +161,9 @@ def op_overhead(device: str, chain: int = 64) -> float:
     return median_time(step, device, repeats=30, warmup=3) / (3 * chain)
 
 
-def attention_efficiency(device: str, peak: float, quick: bool) -> float:
-    """Achieved / peak of eager attention (scores, softmax, AV) over a few shapes."""
+def attention_efficiency(device: str, peak: float, quick: bool, ref_s: float) -> float:
+    """Achieved / peak of eager attention (scores, softmax, AV) over a few shapes, each timed
+    in pairs with the reference GEMM (``paired_time``)."""
     from sim.validation.layers import eager_attention
 
     shapes = [(2, 4, 128, 32), (2, 8, 256, 32)] + ([] if quick else [(4, 8, 256, 64)])
@@ -157,7 +171,8 @@ def attention_efficiency(device: str, peak: float, quick: bool) -> float:
     for b, h, s, d in shapes:
         q, k, v = (torch.randn(b, h, s, d, device=device) for _ in range(3))
         blocked = torch.zeros(s, s, dtype=torch.bool, device=device)
-        t = median_time(lambda q=q, k=k, v=v, blocked=blocked: eager_attention(q, k, v, blocked), device)
+        t = paired_time(lambda q=q, k=k, v=v, blocked=blocked: eager_attention(q, k, v, blocked),
+                        device, ref_s)
         effs.append(4 * b * h * s * s * d / t / peak)  # QK^T and AV: 2*s*s*d each per head
     return float(statistics.median(effs))
 
@@ -172,13 +187,17 @@ class Calibration:
     kernel_overhead_s: float  # per simulated op, training (fwd+bwd) layer
     inference_overhead_s: float  # per simulated op, no-grad forward (reported, not used)
     aten_op_overhead_s: float  # one aten op with autograd (reported, not used)
-    memory_bandwidth: float
-    memory_efficiency: float  # streaming GEMV bandwidth / copy bandwidth
+    memory_bandwidth: float  # best elementwise (copy/add) bandwidth over 1-16 MiB
+    memory_efficiency: float  # median / best elementwise bandwidth
     attention_max: float
     link_bandwidth: float
     link_latency: float
     matmul_points: tuple  # ((m, n, k, seconds), ...)
     allreduce_points: tuple  # ((bytes, seconds), ...)
+    matmul_half_dim: float = 0.0  # h of the small-dimension term d / (d + h)
+    gemm_memory_efficiency: float | None = None  # cold 2-16-row GEMM weight stream / bandwidth
+    gemv_memory_efficiency: float | None = None  # cold one-row GEMM (GEMV) stream / bandwidth
+    matmul_fit_rms_log_error: float = 0.0  # of the fitted GEMM model over the grid
     machine: str = platform.processor() or platform.machine()
     torch_version: str = torch.__version__
 
@@ -187,11 +206,18 @@ class Calibration:
         return max(self.matmul_fixed_s - self.kernel_overhead_s, 0.0) * self.peak_fp32
 
 
-def measure_matmuls(device: str, quick: bool) -> tuple[float, float, tuple]:
+def measure_matmuls(device: str, quick: bool) -> tuple:
+    """((m, n, k, seconds), ...) over the grid; each shape paired with the reference GEMM
+    and put on the scale of the median reference time of the whole grid (``paired_ratio``)."""
     grid = QUICK_GRID if quick else MATMUL_GRID
-    points = tuple((m, n, k, time_matmul(m, n, k, device)) for m, n, k in grid)
-    rate, fixed = fit_affine([2 * m * n * k for m, n, k, _ in points], [p[3] for p in points])
-    return rate, fixed, points
+    ratios, refs = [], []
+    for m, n, k in grid:
+        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+        ratio, ref = paired_ratio(lambda a=a, b=b: torch.mm(a, b), device, 7 if quick else 11)
+        ratios.append(ratio)
+        refs += ref
+    scale = statistics.median(refs)
+    return tuple((m, n, k, r * scale) for (m, n, k), r in zip(grid, ratios, strict=True))
 
 
 def bf16_peak(device: str, fallback: float, n: int = 1024) -> float:
@@ -210,17 +236,26 @@ def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Cal
     torch.set_num_threads(threads)
     set_clock(default_clock(device, threads))
     torch.manual_seed(0)
-    rate, fixed, points = measure_matmuls(device, quick)
-    overhead, infer_overhead = layer_overhead(device)
+    points = measure_matmuls(device, quick)
+    best_bw, median_bw = elementwise_bandwidth(device, (1, 4) if quick else (1, 4, 16))
+    weights = 6 if quick else 12
+    gemv_eff = min(1.0, cold_stream_bandwidth(device, (1,), weights=weights) / best_bw)
+    gemm_eff = min(1.0, cold_stream_bandwidth(device, (2, 4, 16), weights=weights) / best_bw)
+    fit = fit_matmul(points)
+    ref_s = predict_gemm(*REFERENCE_GEMM, fit.rate, fit.fixed_s, fit.half_dim, float("inf"))
+    attention = attention_efficiency(device, fit.rate, quick, ref_s)  # before gloo runs
+    overhead, infer_overhead = layer_overhead(device, ref_s)
     sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
     bw, alpha, ar_points = measure_allreduce(sizes, threads, repeats=5 if quick else 15)
-    copy_bw = memory_bandwidth(device, (32 if quick else 128) << 20)
     return Calibration(
-        device=device, threads=threads, peak_fp32=rate, peak_bf16=bf16_peak(device, rate, 256 if quick else 1024),
-        matmul_fixed_s=fixed, kernel_overhead_s=overhead, inference_overhead_s=infer_overhead,
-        aten_op_overhead_s=op_overhead(device),
-        memory_bandwidth=copy_bw,
-        memory_efficiency=min(1.0, gemv_bandwidth(device, 2048 if quick else 4096) / copy_bw),
-        attention_max=min(1.0, attention_efficiency(device, rate, quick)),
+        device=device, threads=threads, peak_fp32=fit.rate,
+        peak_bf16=bf16_peak(device, fit.rate, 256 if quick else 1024),
+        matmul_fixed_s=fit.fixed_s, kernel_overhead_s=overhead,
+        inference_overhead_s=infer_overhead, aten_op_overhead_s=op_overhead(device),
+        memory_bandwidth=best_bw, memory_efficiency=median_bw / best_bw,
+        attention_max=min(1.0, attention),
         link_bandwidth=bw, link_latency=alpha, matmul_points=points, allreduce_points=ar_points,
+        matmul_half_dim=fit.half_dim, gemm_memory_efficiency=gemm_eff,
+        gemv_memory_efficiency=gemv_eff,
+        matmul_fit_rms_log_error=fit.rms_log_error,
     )

@@ -26,14 +26,18 @@ def accelerator(cal, name: str, memory_bytes: int) -> Accelerator:
     eff = EfficiencyModel(matmul_max=1.0, matmul_half_flops=cal.matmul_half_flops,
                           attention_max=cal.attention_max,
                           memory_bandwidth=cal.memory_efficiency,
-                          kernel_overhead_s=cal.kernel_overhead_s, source=src)
+                          kernel_overhead_s=cal.kernel_overhead_s, source=src,
+                          matmul_half_dim=cal.matmul_half_dim,
+                          matmul_memory_bandwidth=cal.gemm_memory_efficiency,
+                          gemv_memory_bandwidth=cal.gemv_memory_efficiency)
     peaks = {"fp32": cal.peak_fp32, "tf32": cal.peak_fp32, "bf16": cal.peak_bf16,
              "fp16": cal.peak_bf16}
     sources = {"memory": "physical memory of the machine", "memory_bandwidth": src,
                "peak_flops": src + " (fp32: fitted matmul throughput; bf16: 1024^3 matmul)"}
     sources.update({f"efficiency.{k}": src for k in (
         "matmul_max", "matmul_half_flops", "attention_max", "memory_bandwidth",
-        "kernel_overhead")})
+        "kernel_overhead", "matmul_half_dim", "matmul_memory_bandwidth",
+        "gemv_memory_bandwidth")})
     return Accelerator(name=name, vendor=cal.device, peak_flops=peaks, memory_bytes=memory_bytes,
                        memory_bandwidth=cal.memory_bandwidth, efficiency=eff, sources=sources)
 
