@@ -63,7 +63,8 @@ class EfficiencyModel:
     # which leaves their numbers unchanged): a GEMM whose smallest dimension d is small
     # (decode's few rows) runs at d / (d + matmul_half_dim) of the F-only efficiency (same
     # saturating form in d), and its operands stream at matmul_memory_bandwidth of HBM
-    # bandwidth (BLAS packing) instead of the elementwise memory_bandwidth; a one-row GEMM
+    # bandwidth (BLAS packing; attention's Q/K/V too) instead of the elementwise
+    # memory_bandwidth; a one-row GEMM
     # (BLAS dispatches it to GEMV, no packing) at gemv_memory_bandwidth when that is set.
     matmul_half_dim: float = 0.0
     matmul_memory_bandwidth: float | None = None

@@ -113,3 +113,9 @@ def test_negative_half_dim_is_rejected_with_the_rule(tmp_path):
     path.write_text(text)
     with pytest.raises(HardwareError, match=r"matmul_half_dim.*>= 0"):
         get_accelerator(str(path))
+
+
+def test_attention_reads_its_operands_at_the_gemm_bandwidth():
+    acc = _acc(memory_bandwidth=0.8, matmul_memory_bandwidth=0.25)
+    attn = Op(name="attn", kind="attention", flops=1.0, bytes=1e9)
+    assert op_time_parts(attn, acc)[1] == pytest.approx(1e9 / (acc.memory_bandwidth * 0.25))

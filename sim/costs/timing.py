@@ -77,7 +77,9 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float,
     _check(op)
     t_compute = op.flops / _compute_rate(op, acc, dtype) if op.flops > 0 else 0.0
     smallest = min(op.mnk) if op.mnk is not None else None
-    mem_eff = acc.efficiency.memory_efficiency(op.kind in ("matmul", "router"), smallest)
+    # GEMMs and attention (its Q/K/V are bmm operands: decode streams the KV cache) read
+    # operands; norms/activations stream what the previous op wrote
+    mem_eff = acc.efficiency.memory_efficiency(op.kind in TENSOR_KINDS, smallest)
     t_memory = op.bytes / (acc.memory_bandwidth * mem_eff)
     return t_compute, t_memory
 
