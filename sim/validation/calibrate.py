@@ -43,7 +43,6 @@ from sim.validation.matmul_fit import (
     elementwise_bandwidth,
     fit_affine,
     fit_matmul,
-    predict_gemm,
 )
 
 __all__ = ["calibrate", "fit_affine", "median_time", "time_matmul", "Calibration"]
@@ -105,9 +104,9 @@ def paired_ratio(fn, device: str, repeats: int = 15, warmup: int = 2) -> tuple[f
 
 
 def paired_time(fn, device: str, ref_s: float, repeats: int = 15, warmup: int = 2) -> float:
-    """Load-normalised seconds of ``fn()``: ``paired_ratio`` scaled by ``ref_s``, the fitted
-    GEMM model's time for the reference, so knobs measured at different moments (overhead,
-    attention, the matmul grid) stay consistent with each other."""
+    """Load-normalised seconds of ``fn()``: ``paired_ratio`` scaled by ``ref_s``, the matmul
+    grid's median paired reference time, so knobs measured at different moments (overhead,
+    attention, the matmul grid) share one time scale."""
     return paired_ratio(fn, device, repeats, warmup)[0] * ref_s
 
 
@@ -206,9 +205,10 @@ class Calibration:
         return max(self.matmul_fixed_s - self.kernel_overhead_s, 0.0) * self.peak_fp32
 
 
-def measure_matmuls(device: str, quick: bool) -> tuple:
-    """((m, n, k, seconds), ...) over the grid; each shape paired with the reference GEMM
-    and put on the scale of the median reference time of the whole grid (``paired_ratio``)."""
+def measure_matmuls(device: str, quick: bool) -> tuple[tuple, float]:
+    """(((m, n, k, seconds), ...), reference seconds) over the grid; each shape paired with
+    the reference GEMM and put on the scale of the median reference time of the whole grid
+    (``paired_ratio``); every other paired knob uses the same scale."""
     grid = QUICK_GRID if quick else MATMUL_GRID
     ratios, refs = [], []
     for m, n, k in grid:
@@ -217,7 +217,7 @@ def measure_matmuls(device: str, quick: bool) -> tuple:
         ratios.append(ratio)
         refs += ref
     scale = statistics.median(refs)
-    return tuple((m, n, k, r * scale) for (m, n, k), r in zip(grid, ratios, strict=True))
+    return tuple((m, n, k, r * scale) for (m, n, k), r in zip(grid, ratios, strict=True)), scale
 
 
 def bf16_peak(device: str, fallback: float, n: int = 1024) -> float:
@@ -236,13 +236,12 @@ def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Cal
     torch.set_num_threads(threads)
     set_clock(default_clock(device, threads))
     torch.manual_seed(0)
-    points = measure_matmuls(device, quick)
+    points, ref_s = measure_matmuls(device, quick)
     best_bw, median_bw = elementwise_bandwidth(device, (1, 4) if quick else (1, 4, 16))
     weights = 6 if quick else 12
     gemv_eff = min(1.0, cold_stream_bandwidth(device, (1,), weights=weights) / best_bw)
     gemm_eff = min(1.0, cold_stream_bandwidth(device, (2, 4, 16), weights=weights) / best_bw)
     fit = fit_matmul(points)
-    ref_s = predict_gemm(*REFERENCE_GEMM, fit.rate, fit.fixed_s, fit.half_dim, float("inf"))
     attention = attention_efficiency(device, fit.rate, quick, ref_s)  # before gloo runs
     overhead, infer_overhead = layer_overhead(device, ref_s)
     sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
