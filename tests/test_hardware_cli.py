@@ -9,7 +9,7 @@ import hardware
 from sim.cli.main import main
 
 ACCELERATOR_KEYS = {"name", "kind", "vendor", "peak_flops", "memory_bytes", "memory_bandwidth",
-                    "efficiency", "achievable", "sources"}
+                    "efficiency", "achievable", "sources", "compute_units"}
 EFFICIENCY_KEYS = {"matmul_max", "matmul_half_flops", "attention_max", "memory_bandwidth",
                    "kernel_overhead_s"}
 SYSTEM_KEYS = {"name", "kind", "accelerator", "gpus_per_node", "intra_node", "inter_node",

@@ -34,7 +34,7 @@ count per token). The JSON document holds `evaluated` (plans priced), `infeasibl
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("search", help="search the best training plan or serving config",
-                              description=__doc__,
+                              description=__doc__, epilog=TRAIN_EPILOG.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="search_kind", metavar="KIND")
     t = sub.add_parser("train", help="rank every legal training plan",
