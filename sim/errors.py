@@ -35,7 +35,19 @@ class UnknownNameError(ClusterSimError, KeyError):
         self.kind, self.name = kind, name
         close = difflib.get_close_matches(name, list(known), n=4, cutoff=0.4)
         hint = f"; did you mean: {', '.join(close)}" if close else ""
-        super().__init__(f"unknown {kind} '{name}'{hint} (run `clustersim {kind} list` to see all)")
+        super().__init__(f"unknown {kind} '{name}'{hint} ({_see_all(kind, known)})")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]
+
+
+LIST_COMMANDS = {"hardware": "hardware list", "model": "model list", "exercise": "exercise list"}
+
+
+def _see_all(kind: str, known) -> str:
+    """Point at the command that lists every name, or list the names when there is none."""
+    if kind in LIST_COMMANDS:
+        return f"run `clustersim {LIST_COMMANDS[kind]}` to see all"
+    names = sorted(known)
+    more = f", ... ({len(names)} in all)" if len(names) > 24 else ""
+    return f"known: {', '.join(names[:24])}{more}"
