@@ -5,7 +5,7 @@ from sim.errors import UnknownNameError
 
 def test_unknown_name_with_a_list_command_points_at_it_and_suggests_close_matches():
     msg = str(UnknownNameError("model", "llama3-7b", ["llama3-8b", "llama3-70b", "gpt2-124m"]))
-    assert msg.startswith("unknown model 'llama3-7b'; did you mean: llama3-8b")
+    assert msg.startswith("unknown model 'llama3-7b'; did you mean: llama3-70b, llama3-8b")
     assert "run `clustersim model list` to see all" in msg and "\n" not in msg
 
 
