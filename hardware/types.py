@@ -103,11 +103,11 @@ class Accelerator:
     compute_units: int | None = None  # streaming multiprocessors; None: no wave quantisation
 
     def peak(self, dtype: str = "bf16") -> float:
-        from sim.errors import HardwareError
-
         try:
             return self.peak_flops[dtype]
         except KeyError:
+            from sim.errors import HardwareError
+
             raise HardwareError(
                 f"accelerator '{self.name}' has no {dtype} peak; it supports "
                 f"{', '.join(self.peak_flops)}"

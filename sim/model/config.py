@@ -15,6 +15,7 @@ Face ``config.json`` loading in ``sim.model.hf``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 from sim.errors import ModelError
@@ -132,7 +133,7 @@ class ModelConfig:
             return (i + 1) % m.every_k == 0
         return i >= m.first_k_dense
 
-    @property
+    @cached_property  # hot in plan search; fields are frozen, so the count never changes
     def n_moe_layers(self) -> int:
         return sum(self.is_moe_layer(i) for i in range(self.n_layers))
 
