@@ -4,8 +4,8 @@ RoPE, GQA/MQA), Mixture-of-Experts (softmax or sigmoid top-k router, shared expe
 factor with token dropping), sliding-window / dilated / linear attention and MLA.
 
 ``build_model(cfg, device="meta")`` costs nothing, so parameter counts of 405B-parameter
-presets can be checked exactly. The MoE layer dispatches tokens expert by expert (gather, FFN,
-scatter-add), so the executed matmul FLOPs are exactly tokens x top_k expert FFNs (minus what
+presets can be checked exactly. The MoE layer permutes tokens as Megatron-core does (one sorted
+gather, per-expert FFN on contiguous slices, one weighted scatter-add), so the executed matmul FLOPs are exactly tokens x top_k expert FFNs (minus what
 the capacity factor drops) and match what the simulator counts.
 
 Sources: Shazeer et al. 2017 (top-k gating); Fedus et al. 2021, Switch Transformer Sec. 2.2
@@ -59,14 +59,25 @@ class Experts(nn.Module):
             b = nn.Parameter(torch.zeros(shape[:2])) if bias else None
             self.register_parameter(f"b_{name}", b)
 
-    def _lin(self, name: str, e: int, x):
-        b = getattr(self, f"b_{name}")
-        return F.linear(x, getattr(self, f"w_{name}")[e], None if b is None else b[e])
+    def forward(self, xs, counts: list[int]):
+        """Expert ``e`` on its contiguous slice of the permuted tokens ``xs`` (Megatron-core
+        SequentialMLP: split by tokens-per-expert, one FFN per slice, concatenate). Weights
+        are unbound once per forward so backward writes each expert's dW into the stack once
+        (as a grouped GEMM does) instead of a zero-filled full-stack gradient per select."""
+        names = ("up", "gate", "down") if self.swiglu else ("up", "down")
+        w = {n: getattr(self, f"w_{n}").unbind(0) for n in names}
+        b = {n: getattr(self, f"b_{n}") for n in names}
+        b = {n: None if v is None else v.unbind(0) for n, v in b.items()}
+        outs = [self._ffn(w, b, e, x) for e, x in enumerate(xs.split(counts)) if counts[e]]
+        return torch.cat(outs) if outs else xs.new_zeros(0, xs.shape[-1])
 
-    def forward(self, e: int, x):
+    def _ffn(self, w, b, e: int, x):
+        def lin(n, v):
+            return F.linear(v, w[n][e], None if b[n] is None else b[n][e])
+
         if self.swiglu:
-            return self._lin("down", e, F.silu(self._lin("gate", e, x)) * self._lin("up", e, x))
-        return self._lin("down", e, F.gelu(self._lin("up", e, x), approximate="tanh"))
+            return lin("down", F.silu(lin("gate", x)) * lin("up", x))
+        return lin("down", F.gelu(lin("up", x), approximate="tanh"))
 
 
 def expert_capacity(tokens: int, top_k: int, n_experts: int, factor: float | None) -> int:
@@ -100,20 +111,30 @@ class MoE(nn.Module):
             w, idx = torch.softmax(logits, dim=-1).topk(self.m.top_k, dim=-1)
         return w / w.sum(-1, keepdim=True), idx
 
+    def permute(self, idx, n_tokens: int):
+        """Token permutation (Megatron-core ``moe_utils.permute``): stable sort of the flat
+        (token, slot) choices by expert, so each expert's tokens are contiguous and in token
+        order (= capacity priority); the first ``capacity`` of each expert are kept. Returns
+        the kept flat indices (token * k + slot) and the tokens per expert."""
+        n_exp = self.m.n_experts
+        flat = idx.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=n_exp)
+        cap = expert_capacity(n_tokens, self.m.top_k, n_exp, self.m.capacity_factor)
+        start = (torch.cumsum(counts, 0) - counts).repeat_interleave(counts)
+        keep = torch.arange(flat.numel(), device=flat.device) - start < cap
+        self.last_dropped = int(flat.numel() - keep.sum())
+        return order[keep], counts.clamp(max=cap).tolist()
+
     def forward(self, x):
         shape = x.shape
         x2d = x.reshape(-1, shape[-1])
         w, idx = self.route(x2d)
-        cap = expert_capacity(x2d.shape[0], self.m.top_k, self.m.n_experts, self.m.capacity_factor)
-        out = torch.zeros_like(x2d)
-        self.last_dropped = 0
-        for e in range(self.m.n_experts):
-            tok, slot = (idx == e).nonzero(as_tuple=True)  # token order = priority
-            self.last_dropped += max(0, tok.numel() - cap)
-            tok, slot = tok[:cap], slot[:cap]
-            if tok.numel():
-                y = self.experts(e, x2d.index_select(0, tok)) * w[tok, slot].unsqueeze(-1)
-                out = out.index_add(0, tok, y)
+        order, counts = self.permute(idx, x2d.shape[0])
+        tok = order // self.m.top_k
+        # dispatch: one gather of t*k hidden vectors; combine: weight, one scatter-add back
+        y = self.experts(x2d.index_select(0, tok), counts) * w.reshape(-1)[order].unsqueeze(-1)
+        out = torch.zeros_like(x2d).index_add_(0, tok, y)
         if self.shared:
             shared = sum(s(x2d) for s in self.shared)
             if self.shared_gate is not None:
