@@ -10,7 +10,9 @@ Context parallelism splits the sequence over cp ranks; ring attention (Liu et al
 K/V blocks around the ring in cp-1 point-to-point steps, and load-balanced (zig-zag) causal
 chunks give every rank 1/cp of the attention work. Expert parallelism spreads the experts over
 ep ranks with an all-to-all dispatch before and a combine after the experts (Lepikhin et al.
-2020, GShard); experts are also split over tp (expert TP = TP).
+2020, GShard); experts are also split over tp (expert TP = TP). Every MoE layer permutes its
+tokens into per-expert buffers before the experts and back after them (dispatch / combine
+gathers, Megatron-core token dispatcher), with or without ep.
 
 Backward (``lower_layer_backward``) mirrors it: every GEMM has a ``bwd_input`` (dX = dY W^T)
 and a ``bwd_weight`` (dW = X^T dY) op of the same FLOPs, kept apart so zero-bubble schedules
@@ -46,6 +48,7 @@ from sim.costs.flops import (
     ROPE_FLOPS,
     Gemm,
     attention_gemms,
+    expert_slots,
     layer_gemms,
 )
 from sim.costs.lowering_io import (
@@ -252,19 +255,32 @@ def _ffn_ops(c: _Ctx, gemms: list[Gemm]) -> list[Op]:
     return ops
 
 
+def _permute_ops(c: _Ctx) -> tuple[Op, Op]:
+    """Token permutation around the experts: dispatch gathers each kept (token, expert) slot's
+    hidden vector into its expert's contiguous buffer, combine weights the expert outputs by
+    their router probabilities and scatter-adds them back to token order; each reads and writes
+    slots x h elements (indices and probabilities: ~1/h of that, omitted). Pure data movement,
+    so 0 FLOPs: the FLOP totals stay those of ``sim.costs.flops``."""
+    # 2 passes of slots*h: Megatron-core moe_utils.permute/unpermute; MegaBlocks Sec. 3 (2023)
+    nbytes = 2 * expert_slots(c.model, c.t, padding=False) * c.model.hidden * c.db
+    return (elementwise(c.layer, "moe_dispatch_permute", "elementwise", 0.0, nbytes),
+            elementwise(c.layer, "moe_combine_unpermute", "elementwise", 0.0, nbytes))
+
+
 def _moe_block(c: _Ctx) -> list[Op]:
     gemms = [g for g in layer_gemms(c.model, True, c.t) if g.kind == "router" or g.expert
              or g.name.startswith("shared")]
     router = [op for g in gemms if g.kind == "router" for op in _gemm_ops(c, g)]
     experts = _ffn_ops(c, [g for g in gemms if g.expert])
     shared = _ffn_ops(c, [g for g in gemms if g.name.startswith("shared")])
+    dispatch, combine = _permute_ops(c)
     if c.key.ep == 1:
-        return router + experts + shared
+        return router + [dispatch] + experts + [combine] + shared
     slots = next(g for g in gemms if g.expert).m * c.model.moe.n_experts
     nbytes = slots * c.model.hidden * c.db  # every routed slot's hidden vector, to its expert
     a2a = [comm(c.layer, f"ep_{n}", "collective", "all_to_all", "ep", nbytes)
            for n in ("dispatch", "combine")]
-    return router + [a2a[0]] + experts + [a2a[1]] + shared
+    return router + [dispatch, a2a[0]] + experts + [a2a[1], combine] + shared
 
 
 def _mlp_block(c: _Ctx, moe_layer: bool) -> list[Op]:
