@@ -1,4 +1,4 @@
-"""MoE token permutation (dispatch gather / combine scatter) in the lowering: bytes, order, FLOPs."""
+"""MoE token permutation (dispatch gather / combine scatter) in the lowering: bytes, order."""
 
 from __future__ import annotations
 

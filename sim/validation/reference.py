@@ -4,9 +4,10 @@ RoPE, GQA/MQA), Mixture-of-Experts (softmax or sigmoid top-k router, shared expe
 factor with token dropping), sliding-window / dilated / linear attention and MLA.
 
 ``build_model(cfg, device="meta")`` costs nothing, so parameter counts of 405B-parameter
-presets can be checked exactly. The MoE layer permutes tokens as Megatron-core does (one sorted
-gather, per-expert FFN on contiguous slices, one weighted scatter-add), so the executed matmul FLOPs are exactly tokens x top_k expert FFNs (minus what
-the capacity factor drops) and match what the simulator counts.
+presets can be checked exactly. The MoE layer permutes tokens as Megatron-core does (one
+sorted gather, per-expert FFN on contiguous slices, one weighted scatter-add), so the executed
+matmul FLOPs are exactly tokens x top_k expert FFNs (minus what the capacity factor drops) and
+match what the simulator counts.
 
 Sources: Shazeer et al. 2017 (top-k gating); Fedus et al. 2021, Switch Transformer Sec. 2.2
 (capacity = capacity_factor * tokens * k / experts, overflow dropped); DeepSeekMoE (Dai et al.
