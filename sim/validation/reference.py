@@ -24,6 +24,7 @@ import torch.utils.checkpoint
 from torch import nn
 
 from sim.model.config import ModelConfig
+from sim.validation.grouped import grouped_linear
 from sim.validation.layers import Attention, Context, KVCache, MLAttention, make_norm
 
 
@@ -47,7 +48,7 @@ class FFN(nn.Module):
 
 class Experts(nn.Module):
     """``n`` FFNs of one shape stored as stacked weights [n, out, in] (as grouped-GEMM MoE
-    kernels store them); expert ``e`` is ``F.linear`` with slice ``e``, so FLOPs and parameter
+    kernels store them); expert ``e`` multiplies by slice ``e``, so FLOPs and parameter
     counts equal ``n`` separate FFNs while building 14,848 experts on the meta device is cheap."""
 
     def __init__(self, cfg: ModelConfig, n: int, inner: int):
@@ -61,24 +62,15 @@ class Experts(nn.Module):
             self.register_parameter(f"b_{name}", b)
 
     def forward(self, xs, counts: list[int]):
-        """Expert ``e`` on its contiguous slice of the permuted tokens ``xs`` (Megatron-core
-        SequentialMLP: split by tokens-per-expert, one FFN per slice, concatenate). Weights
-        are unbound once per forward so backward writes each expert's dW into the stack once
-        (as a grouped GEMM does) instead of a zero-filled full-stack gradient per select."""
-        names = ("up", "gate", "down") if self.swiglu else ("up", "down")
-        w = {n: getattr(self, f"w_{n}").unbind(0) for n in names}
-        b = {n: getattr(self, f"b_{n}") for n in names}
-        b = {n: None if v is None else v.unbind(0) for n, v in b.items()}
-        outs = [self._ffn(w, b, e, x) for e, x in enumerate(xs.split(counts)) if counts[e]]
-        return torch.cat(outs) if outs else xs.new_zeros(0, xs.shape[-1])
-
-    def _ffn(self, w, b, e: int, x):
-        def lin(n, v):
-            return F.linear(v, w[n][e], None if b[n] is None else b[n][e])
+        """The FFN of expert ``e`` on its contiguous slice of the permuted tokens ``xs``, as one
+        grouped GEMM per weight and one activation over all rows (Megatron-core GroupedMLP)."""
+        def lin(name, v):
+            return grouped_linear(v, getattr(self, f"w_{name}"), getattr(self, f"b_{name}"),
+                                  counts)
 
         if self.swiglu:
-            return lin("down", F.silu(lin("gate", x)) * lin("up", x))
-        return lin("down", F.gelu(lin("up", x), approximate="tanh"))
+            return lin("down", F.silu(lin("gate", xs)) * lin("up", xs))
+        return lin("down", F.gelu(lin("up", xs), approximate="tanh"))
 
 
 def expert_capacity(tokens: int, top_k: int, n_experts: int, factor: float | None) -> int:
