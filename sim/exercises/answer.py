@@ -15,6 +15,7 @@ import hardware
 from sim.cli.common import fmt_time
 from sim.model import get_model
 from sim.model.config import AttentionConfig, MLAConfig, ModelConfig
+from sim.model.params import count_params, ffn_params
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,27 @@ def model_facts(p: dict) -> dict:
              "params_b": m.params_total / 1e9, "active_b": m.params_active / 1e9,
              "vocab": m.vocab_size, "window": m.attention.window,
              "dilation": m.attention.dilation}
+    c = count_params(m)
+    facts |= {"params": c.total, "active": c.active, "embedding_params": c.embedding,
+              "lm_head_params": c.lm_head, "layer_params": c.layers[-1].total,
+              "matmul_params": c.total - c.embedding + (c.embedding if m.tied_embeddings
+                                                        else 0)}
     if m.moe:
+        lp = c.layers[-1]
         facts |= {"n_experts": m.moe.n_experts, "top_k": m.moe.top_k,
                   "expert_ffn_hidden": m.moe.expert_ffn_hidden,
-                  "n_shared_experts": m.moe.n_shared_experts}
+                  "n_shared_experts": m.moe.n_shared_experts,
+                  "shared_ffn_hidden": m.moe.shared_hidden, "n_moe_layers": m.n_moe_layers,
+                  "expert_params": lp.expert_size,
+                  "shared_expert_params": ffn_params(m, m.moe.shared_hidden)}
     if m.mla:
         facts |= {"kv_lora_rank": m.mla.kv_lora_rank, "qk_rope_head_dim": m.mla.qk_rope_head_dim}
     return facts
+
+
+def system_facts(p: dict) -> dict:
+    """Numbers of the system a prompt may quote: HBM per GPU."""
+    if "system" not in p:
+        return {}
+    acc = hardware.get_system(p["system"]).accelerator
+    return {"hbm_gib": acc.memory_bytes / 2**30}

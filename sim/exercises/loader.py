@@ -3,8 +3,10 @@
 A file names its lesson, topic and misconception tags, a prompt template, a fixed ``setup``
 (model, system, batch, context...), the ``quantity`` asked (a registered simulator query, never
 a number), its display ``unit`` and relative ``tolerance``, hints, and a ``variants`` table
-from which a seed draws another model, GPU, batch or context. Unknown keys, unknown lessons,
-tags, queries or units are errors naming the fix.
+from which a seed draws another model, GPU, batch or context; optionally its ``difficulty``
+(intro, core, stretch), the report ``scenario`` that shows the point at scale, the ``solver`` of
+its worked solution (default: the quantity's) and its ``order`` within the lesson. Unknown
+keys, unknown lessons, tags, queries, solvers, scenarios or units are errors naming the fix.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from sim.errors import ConfigError, UnknownNameError
 from sim.exercises.registry import get_query
-from sim.report.lesson import check_lesson, check_misconceptions
+from sim.exercises.solution import get_solver
+from sim.report.lesson import LESSONS, check_lesson, check_misconceptions
 
 EXERCISE_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "exercises"
 
@@ -28,7 +31,8 @@ UNITS = {
     "tokens/s": 1.0,
 }
 REQUIRED = ("id", "lesson", "topic", "tags", "prompt", "quantity", "unit", "tolerance")
-OPTIONAL = ("hints", "setup", "variants")
+OPTIONAL = ("hints", "setup", "variants", "difficulty", "scenario", "solver", "order")
+DIFFICULTIES = ("intro", "core", "stretch")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,14 @@ class Exercise:
     setup: dict = field(default_factory=dict)
     variants: dict = field(default_factory=dict)  # key -> list of options (scalars or tables)
     path: str = ""
+    difficulty: str = "core"  # intro | core | stretch
+    scenario: str = ""  # the report scenario (scenarios/<name>.py) that shows this at scale
+    solver: str = ""  # worked-solution solver (sim.exercises.solution); default: quantity
+    order: int = 50  # position within its lesson (lesson plan order, then this, then id)
+
+    @property
+    def solver_name(self) -> str:
+        return self.solver or self.quantity
 
     @property
     def scale(self) -> float:
@@ -52,7 +64,8 @@ class Exercise:
 
     def summary(self) -> dict:
         return {"id": self.id, "lesson": self.lesson, "topic": self.topic,
-                "tags": list(self.tags)}
+                "tags": list(self.tags), "difficulty": self.difficulty, "unit": self.unit,
+                "tolerance": self.tolerance, "scenario": self.scenario}
 
 
 def _check_keys(data: dict, path: Path) -> None:
@@ -69,6 +82,13 @@ def _check_values(ex: Exercise, path: Path) -> None:
     check_lesson(ex.lesson)
     check_misconceptions(ex.tags)
     get_query(ex.quantity)
+    get_solver(ex.solver_name)
+    if ex.difficulty not in DIFFICULTIES:
+        raise ConfigError(f"{path.name}: difficulty='{ex.difficulty}' must be one of "
+                          f"{', '.join(DIFFICULTIES)}")
+    if ex.scenario and not (EXERCISE_DIR.parent / f"{ex.scenario}.py").is_file():
+        raise UnknownNameError("scenario", ex.scenario, sorted(
+            p.stem for p in EXERCISE_DIR.parent.glob("*.py")))
     if ex.unit not in UNITS:
         raise UnknownNameError("unit", ex.unit, list(UNITS))
     if not 0 < ex.tolerance < 1:
@@ -84,8 +104,10 @@ def load_file(path: Path) -> Exercise:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{Path(path).name}: not valid TOML ({exc})") from None
     _check_keys(data, Path(path))
+    extra = {k: data[k] for k in ("difficulty", "scenario", "solver", "order") if k in data}
     ex = Exercise(**{k: data[k] for k in REQUIRED}, hints=tuple(data.get("hints", ())),
-                  setup=data.get("setup", {}), variants=data.get("variants", {}), path=str(path))
+                  setup=data.get("setup", {}), variants=data.get("variants", {}), path=str(path),
+                  **extra)
     ex = Exercise(**{**ex.__dict__, "tags": tuple(ex.tags), "tolerance": float(ex.tolerance)})
     _check_values(ex, Path(path))
     return ex
@@ -93,10 +115,13 @@ def load_file(path: Path) -> Exercise:
 
 @functools.lru_cache(maxsize=4)
 def load_all(directory: str | None = None) -> dict[str, Exercise]:
-    """Every exercise in ``directory`` (default scenarios/exercises/), by id, sorted."""
+    """Every exercise in ``directory`` (default scenarios/exercises/), by id, in lesson order:
+    the lesson plan's lessons in turn, then each file's ``order``, then the id."""
     root = Path(directory) if directory else EXERCISE_DIR
-    paths = sorted(root.glob("*.toml"), key=lambda path: path.stem)
-    return {ex.id: ex for ex in (load_file(path) for path in paths)}
+    exercises = [load_file(path) for path in sorted(root.glob("*.toml"))]
+    lessons = list(LESSONS)
+    exercises.sort(key=lambda ex: (lessons.index(ex.lesson), ex.order, ex.id))
+    return {ex.id: ex for ex in exercises}
 
 
 def get_exercise(exercise_id: str, directory: str | None = None) -> Exercise:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from sim.costs.analytic import estimate_train
 from sim.costs.flops import forward_flops
+from sim.costs.inference import _attention_ops as attention_op
 from sim.costs.inference import forward_time
 from sim.costs.kvcache import kv_bytes_per_token_layer, kv_cache_bytes, linear_state_bytes
+from sim.costs.timing import op_time
 from sim.exercises.answer import Answer, cluster_of, dominant, model_of, step_parts, versus
 from sim.exercises.queries_moe import train_flops_per_token
 from sim.exercises.registry import query
@@ -134,8 +136,9 @@ def flash_memory_ratio(p: dict) -> Answer:
     on, off = _train(p, True), _train(p, False)
     a, b = on.memory_breakdown_bytes["activations"], off.memory_breakdown_bytes["activations"]
     return Answer(b / a, {"activations_flash": a, "activations_standard": b},
-                  f"standard attention keeps the {p['seq_len']}x{p['seq_len']} score matrix "
-                  f"per head: {b / 2**30:.1f} GiB vs {a / 2**30:.1f} GiB", parts_unit="bytes")
+                  f"standard attention keeps the {p['seq_len']}x{p['seq_len']} probability "
+                  f"matrix per head: {b / 2**30:.1f} GiB vs {a / 2**30:.1f} GiB",
+                  {"act_flash_layer_mib": a / model_of(p).n_layers / 2**20}, parts_unit="bytes")
 
 
 def _prefill(p: dict, seq: int):
@@ -148,7 +151,16 @@ def long_prefill_time(p: dict) -> Answer:
     """Prefill of one ``seq_len`` prompt; givens: the time of a ``short_seq`` prompt."""
     long, short = _prefill(p, p["seq_len"]), _prefill(p, p["short_seq"])
     return Answer(long.time_s, step_parts(long), versus("compute", long.compute_s, "memory",
-                  long.memory_s), {"short_ms": 1e3 * short.time_s})
+                  long.memory_s), {"short_ms": 1e3 * short.time_s,
+                                   "short_attn_ms": 1e3 * _attention_time(p, short)})
+
+
+def _attention_time(p: dict, step) -> float:
+    """The attention core's part of the short prefill: its op, priced by the roofline as the
+    serving cost model prices it (``sim.costs.inference``), once per layer."""
+    model, acc = model_of(p), cluster_of(p["system"], p["tp"]).accelerator
+    op, _ = attention_op(model, ((p["short_seq"], 0),), p["tp"], 2, 0, "attention")
+    return min(model.n_layers * op_time(op, acc), step.time_s)
 
 
 @query("compute_time", "s")

@@ -66,8 +66,10 @@ def flops_ratio(p: dict) -> Answer:
     ca, cb = count_params(moe), count_params(dense)
     return Answer(a / b, {"moe_flops_per_token": a, "dense_flops_per_token": b},
                   f"active params {ca.active / 1e9:.1f}B vs {cb.active / 1e9:.1f}B dense; "
-                  f"total {ca.total / 1e9:.1f}B", {"total_ratio": ca.total / cb.total},
-                  parts_unit="FLOP per token")
+                  f"total {ca.total / 1e9:.1f}B",
+                  {"total_ratio": ca.total / cb.total, "dense_active": cb.active,
+                   "dense_n_layers": dense.n_layers, "dense_n_heads": dense.n_heads,
+                   "dense_head_dim": dense.head_dim}, parts_unit="FLOP per token")
 
 
 @query("flops", "FLOP")
@@ -89,7 +91,8 @@ def _routing(p: dict):
 def _share_givens(shares, r) -> dict:
     top = sorted(shares, reverse=True)
     return {"capacity": r.capacity, "top_share_pct": 100 * top[0],
-            "shares_pct": ", ".join(f"{100 * x:.1f}" for x in top[:8])}
+            "shares_pct": ", ".join(f"{100 * x:.1f}" for x in top[:8]),
+            "loads": sorted((int(x) for x in r.loads), reverse=True)}
 
 
 @query("moe_drops", "fraction")
@@ -139,7 +142,18 @@ def moe_step_time(p: dict) -> Answer:
     return Answer(skew["step_time_s"], dict(skew["time_breakdown_s"]),
                   f"busiest expert carries {imb:.2f}x the mean load; "
                   f"{dominant(skew['time_breakdown_s'], 'of the step')}",
-                  {"balanced_step_ms": 1e3 * flat["step_time_s"], "imbalance": imb})
+                  {"balanced_step_ms": 1e3 * flat["step_time_s"], "imbalance": imb,
+                   "expert_ms": 1e3 * _expert_share(model, plan, flat)
+                   * flat["time_breakdown_s"]["compute"]})
+
+
+def _expert_share(model, plan: ParallelPlan, result: dict) -> float:
+    """Share of the step's executed FLOPs in the routed experts: 2 FLOPs per parameter per
+    routed slot, forward + backward (2x) + full recomputation (1x) = 4x the forward."""
+    c = count_params(model)
+    tokens = plan.global_batch * plan.seq_len
+    expert = 2 * model.moe.top_k * c.layers[-1].expert_size * model.n_moe_layers * tokens * 4
+    return expert / result["hardware_flops_per_step"]
 
 
 def train_flops_per_token(model, seq: int) -> float:

@@ -48,8 +48,11 @@ def train_memory_per_gpu(p: dict) -> Answer:
     parts = {k: float(v) for k, v in r.memory_breakdown_bytes.items()}
     cap = r.extras["memory_capacity_bytes"]
     fit = "fits" if r.fits else "does not fit"
+    tokens = p["seq_len"] / p.get("cp", 1) * p.get("micro_batch", 1)
+    per_token = parts["activations"] / (model_of(p).n_layers * tokens)
     return Answer(r.memory_per_gpu_bytes, parts,
-                  f"{dominant(parts)}; {fit} in {cap / 2**30:.0f} GiB")
+                  f"{dominant(parts)}; {fit} in {cap / 2**30:.0f} GiB",
+                  {"act_bytes_token_layer": per_token, "other_gib": parts["other"] / 2**30})
 
 
 @query("comm_time", "s")
@@ -107,12 +110,46 @@ def dp_comm_share(p: dict) -> Answer:
     comm = sum(r.extras["communication_by_group_s"].values())
     return Answer(comm / r.step_time_s, {"communication": comm, "step": r.step_time_s},
                   f"{r.extras['communication_exposed_by_group_s']['dp'] * 1e3:.1f} ms of it "
-                  f"exposed; step {r.step_time_s:.2f} s", parts_unit="s")
+                  f"exposed; step {r.step_time_s:.2f} s",
+                  {"step_s": r.step_time_s} | _link_facts(cluster_of(p["system"], p["gpus"])),
+                  parts_unit="s")
+
+
+def _link_facts(cluster) -> dict:
+    sysm = cluster.system
+    nvlink = sysm.intra_link.bandwidth * sysm.intra_links_per_gpu
+    return {"bidir_gbps": 2 * nvlink / 1e9, "nodes": cluster.n_nodes,
+            "nic_gbit": 8 * sysm.nic_link.bandwidth / 1e9, "nics": sysm.nics_per_node}
+
+
+@query("tp_comm_time", "s")
+def tp_comm_time(p: dict) -> Answer:
+    """Tensor-parallel communication of one micro-batch (all layers, forward and backward),
+    from the analytic estimate's per-group communication time over the micro-batches."""
+    r = _train(p)
+    m = plan_of(p).n_microbatches
+    tp = r.extras["communication_by_group_s"].get("tp", 0.0) / m
+    compute = r.time_breakdown_s["compute"] / m
+    return Answer(tp, {"tp_communication": tp, "compute": compute},
+                  f"TP all-reduces {1e3 * tp:.1f} ms vs {1e3 * compute:.1f} ms of compute per "
+                  "micro-batch", {"compute_ms": 1e3 * compute}
+                  | _link_facts(cluster_of(p["system"], p["gpus"])))
 
 
 def _decode(p: dict):
     return forward_time(model_of(p), cluster_of(p["system"], p["tp"]), tp=p["tp"],
                         decode_kv_lens=(p["seq_len"],) * p["batch"])
+
+
+def _decode_givens(p: dict, s) -> dict:
+    """The HBM bandwidth the kernels achieve (bytes over the bandwidth-limited time) and what
+    the step costs beyond weight + KV bytes at that bandwidth (launches, small compute-bound
+    ops, TP all-reduces): the givens of a bytes-over-bandwidth estimate."""
+    bw = s.bytes / s.memory_s
+    acc = cluster_of(p["system"], p["tp"]).accelerator
+    return {"hbm_gbps": bw / 1e9, "overhead_ms": 1e3 * (s.time_s - (s.weight_bytes + s.kv_bytes)
+                                                         / bw),
+            "tflops": acc.peak_flops["bf16"] / 1e12}
 
 
 @query("decode_time", "s")
@@ -122,7 +159,7 @@ def decode_step_time(p: dict) -> Answer:
     share = s.kv_bytes / (s.kv_bytes + s.weight_bytes)
     return Answer(s.time_s, step_parts(s),
                   f"{versus('memory', s.memory_s, 'compute', s.compute_s)}; KV cache is "
-                  f"{100 * share:.0f}% of the weight + KV bytes read")
+                  f"{100 * share:.0f}% of the weight + KV bytes read", _decode_givens(p, s))
 
 
 @query("decode_throughput", "tokens/s")
@@ -130,4 +167,5 @@ def decode_tokens_per_s(p: dict) -> Answer:
     """Tokens per second of that decode iteration: batch / step time."""
     s = _decode(p)
     return Answer(p["batch"] / s.time_s, step_parts(s),
-                  versus("memory", s.memory_s, "compute", s.compute_s), parts_unit="s")
+                  versus("memory", s.memory_s, "compute", s.compute_s), _decode_givens(p, s),
+                  parts_unit="s")
