@@ -59,9 +59,13 @@ def run() -> Result:
     cfg = {"model": MODEL, "system": SYSTEM, "tp": TP, "global_batch": GLOBAL_BATCH}
     return Result(table, n, takeaway(n), cfg, {
         "memory.png": lambda: lines(table, "activations_GiB", "activation memory per GPU (GiB)",
-                                    "Activation memory: flash vs standard attention", n["cap"]),
-        "flops.png": lambda: lines(table, "model_tflop_per_step", "model TFLOPs per step",
-                                   "FLOPs per step: flash vs standard attention")})
+                                    "activation memory: flash vs standard", n["cap"]),
+        "flops.png": lambda: lines(
+            table, "hardware_tflop_per_step", "TFLOPs executed per step",
+            "FLOPs per step: flash vs standard", note=(
+                f"model FLOPs are equal by definition (same math); flash executes "
+                f"{100 * (n['hw_ratio'] - 1):.0f}% more at {SEQ_LENS[-1] // 1024}K "
+                "(its backward recomputes the scores)"))})
 
 
 def takeaway(n: dict) -> str:
@@ -78,12 +82,14 @@ def takeaway(n: dict) -> str:
             f"to {hi // 1024}K: flash attention fixes memory, not the quadratic compute.")
 
 
-def lines(table: pd.DataFrame, col: str, ylabel: str, title: str, cap: float | None = None):
+def lines(table: pd.DataFrame, col: str, ylabel: str, title: str, cap: float | None = None,
+          note: str | None = None):
     series = {("flash" if f else "standard"): list(table[table.flash_attention == f][col])
               for f in (False, True)}
-    return charts.line_chart(list(SEQ_LENS), series, logx=True, title=title, ylabel=ylabel,
+    return charts.line_chart(list(SEQ_LENS), series, logx=True,
+                             title=f"{MODEL}, {SYSTEM} TP{TP}: {title}", ylabel=ylabel,
                              xlabel="sequence length (tokens, log scale)",
-                             hline=(cap, "HBM capacity") if cap else None)
+                             hline=(cap, "HBM capacity") if cap else None, note=note)
 
 
 def main(out_dir=None):

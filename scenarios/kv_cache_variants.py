@@ -102,13 +102,14 @@ def _tp_note(n: dict) -> str:
 def kv_chart(table: pd.DataFrame, labels: list[str]):
     series = {v: list(table[table.variant == v].kv_per_seq_GiB * 2**30) for v in labels}
     return charts.kv_cache_vs_context(list(CONTEXTS), series,
-                                      title=f"{MODEL}: KV cache of one sequence")
+                                      title=f"{MODEL} variants: bf16 KV cache of one sequence")
 
 
 def batch_chart(table: pd.DataFrame, labels: list[str]):
     series = {v: list(table[table.variant == v].max_batch) for v in labels}
     return charts.grouped_bars([f"{c // 1024}K" for c in CONTEXTS], series, logy=True,
-                               title=f"Sequences that fit on {TP} GPUs (cap {MAX_BATCH})",
+                               title=f"{MODEL} variants on {SYSTEM}, TP{TP}: sequences that fit "
+                                     f"(cap {MAX_BATCH})",
                                xlabel="context length (tokens)",
                                ylabel="max decode batch (sequences, log scale)")
 

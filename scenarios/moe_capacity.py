@@ -102,9 +102,10 @@ def heat(table: pd.DataFrame):
     pivot = table.pivot(index="top_k", columns="capacity_factor", values="dropped_pct")
     pivot = pivot[[("dropless" if c is None else c) for c in CAPACITY_FACTORS]]
     return charts.heatmap(pivot.values, list(pivot.index), list(pivot.columns),
-                          title=f"{MODEL}: tokens dropped (%)", xlabel="capacity factor",
+                          title=f"{MODEL}: tokens dropped (%), {TOKENS} tokens",
+                          xlabel="capacity factor",
                           ylabel="top-k (experts per token)", cbar_label="dropped tokens (%)",
-                          fmt="{:.1f}")
+                          fmt="{:.1f}", higher_is_better=False)
 
 
 def times(table: pd.DataFrame):
@@ -113,7 +114,8 @@ def times(table: pd.DataFrame):
         key = "dropless" if cf is None else cf
         sel = table[table.capacity_factor.astype(str) == str(key)]
         series[f"cf={key}"] = list(sel.expert_time_vs_top1)
-    return charts.line_chart(list(TOP_KS), series, title="Busiest expert's work vs top-k",
+    return charts.line_chart(list(TOP_KS), series,
+                             title=f"{MODEL}: busiest expert's work vs top-k",
                              xlabel="top-k (experts per token)",
                              ylabel="busiest expert's slots (x balanced top-1)")
 
@@ -122,9 +124,10 @@ def steps(table: pd.DataFrame):
     pivot = table.pivot(index="top_k", columns="capacity_factor", values="step_time_s")
     pivot = pivot[[("dropless" if c is None else c) for c in CAPACITY_FACTORS]]
     return charts.heatmap(pivot.values, list(pivot.index), list(pivot.columns),
-                          title=f"{MODEL}: simulated step time, EP{GPUS} (s)",
+                          title=f"{MODEL}: simulated step time, {SYSTEM} x{GPUS}, EP{GPUS} (s)",
                           xlabel="capacity factor", ylabel="top-k (experts per token)",
-                          cbar_label="training step time (s)", fmt="{:.2f}")
+                          cbar_label="training step time (s)", fmt="{:.2f}",
+                          higher_is_better=False)
 
 
 def main(out_dir=None):

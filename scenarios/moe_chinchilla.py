@@ -84,7 +84,7 @@ def bars(table: pd.DataFrame):
               "active parameters": list(table.params_active_B),
               "compute-equivalent (FLOPs/token / 6)": list(table.train_gflop_per_token / 6)}
     return charts.grouped_bars(list(table.model), series, logy=True, xlabel="model",
-                               title="Parameters vs per-token training compute",
+                               title=f"Parameters vs per-token training compute (seq {SEQ_LEN})",
                                ylabel="billions (log scale)")
 
 
@@ -92,7 +92,7 @@ def budget_curves(table: pd.DataFrame):
     series = {m: list(np.array(BUDGETS) / (g * 1e9) / 1e12)
               for m, g in zip(table.model, table.train_gflop_per_token, strict=True)}
     return charts.line_chart([b / 1e21 for b in BUDGETS], series, logx=False, logy=True,
-                             title="Training tokens a compute budget buys",
+                             title=f"Training tokens a compute budget buys (seq {SEQ_LEN})",
                              xlabel="compute budget (ZFLOP = 1e21 FLOPs)",
                              ylabel="training tokens (trillions, log scale)")
 

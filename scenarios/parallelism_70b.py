@@ -83,14 +83,15 @@ def run() -> Result:
     return Result(table, n, takeaway(n), cfg, {
         "memory.png": lambda: charts.memory_breakdown(
             labels, [results[k].memory_breakdown_bytes for k in labels], xlabel="plan",
-            title=f"{MODEL} training memory per GPU ({GPUS} GPUs)",
-            capacity_bytes=cluster.accelerator.memory_bytes),
+            title=f"{MODEL} training memory per GPU, {SYSTEM} x{GPUS}, seq {SEQ_LEN}",
+            capacity_bytes=cluster.accelerator.memory_bytes, clip_at_capacity=2.5),
         "step_time.png": lambda: charts.stacked_bars(
             labels, {"compute": list(table.compute_s),
                      "exposed communication": list(table.comm_exposed_s),
                      "pipeline bubble": list(table.bubble_s)},
-            title=f"{MODEL} step time by plan (plans over capacity included)",
-            ylabel="seconds per step", xlabel="plan")})
+            title=f"{MODEL} step time by plan, {SYSTEM} x{GPUS} (hatched: over HBM)",
+            ylabel="seconds per step", xlabel="plan", infeasible=list(~table.fits),
+            infeasible_label="does not fit in HBM (hatched)")})
 
 
 def takeaway(n: dict) -> str:

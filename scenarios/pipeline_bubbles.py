@@ -116,17 +116,24 @@ def _vs_closed(real: float) -> str:
 
 
 def curve(table: pd.DataFrame):
-    series = {s: list(100 * table[table.schedule == s].bubble_simulated) for s in SCHEDULES}
-    return charts.line_chart(list(MICROBATCHES), series, logx=True,
-                             title=f"Pipeline bubble, {STAGES} stages (simulated)",
+    series = {f"{s} (simulated)": list(100 * table[table.schedule == s].bubble_simulated)
+              for s in SCHEDULES}
+    # one closed-form curve per distinct formula: GPipe and 1F1B share (p-1)/(m+p-1)
+    refs = {f"closed form, {s}": list(100 * table[table.schedule == s].bubble_closed_form)
+            for s in SCHEDULES if s != "gpipe"}
+    return charts.line_chart(list(MICROBATCHES), series, logx=True, refs=refs,
+                             title=f"Pipeline bubble, {STAGES} uniform stages: simulated vs "
+                                   "closed form",
                              xlabel="micro-batches per step (log scale)",
-                             ylabel="idle share of the step (%)")
+                             ylabel="idle share of the step (%)",
+                             note="GPipe and 1F1B coincide by definition: same bubble "
+                                  "(p-1)/(m+p-1), different memory")
 
 
 def live(table: pd.DataFrame):
     series = {s: list(table[table.schedule == s].live_activations_stage0) for s in SCHEDULES}
     return charts.line_chart(list(MICROBATCHES), series, logx=True,
-                             title="Activations kept alive on the first stage",
+                             title=f"Activations kept alive on the first of {STAGES} stages",
                              xlabel="micro-batches per step (log scale)",
                              ylabel="micro-batches of activations (full-model equivalents)")
 

@@ -53,12 +53,19 @@ def run() -> Result:
     cfg = {"sweep_file": SWEEP_FILE, "points": [p.params for p in spec.points]}
     return Result(table, n, takeaway(n), cfg, {
         "mfu_vs_gpus.png": lambda: charts.line_chart(
-            gpus, mfu, title="Llama-3-70B TP8 x PP4 x DP: MFU vs GPUs",
-            xlabel="H100 GPUs", ylabel="MFU (%)", logx=True),
-        "comm_share.png": lambda: charts.heatmap(
+            gpus, mfu, title=f"{_setup(spec)}: MFU vs GPUs",
+            xlabel="GPUs (log scale)", ylabel="MFU (%)", logx=True),
+        "bubble_share.png": lambda: charts.heatmap(
             share, [str(b) for b in batches], [str(g) for g in gpus],
-            title="Pipeline bubble share of the step (%)", xlabel="H100 GPUs",
-            ylabel="global batch (sequences)", cbar_label="% of step time", fmt="{:.1f}")})
+            title=f"{_setup(spec)}: pipeline bubble share (%)", xlabel="GPUs",
+            ylabel="global batch (sequences)", cbar_label="% of step time idle in the bubble",
+            fmt="{:.1f}", higher_is_better=False)})
+
+
+def _setup(spec) -> str:
+    """'llama3-70b on dgx-h100, TP8 x PP4 x DP' from the sweep's base parameters."""
+    b = spec.points[0].params
+    return f"{b['model']} on {b['system']}, TP{b['tp']} x PP{b['pp']} x DP, seq {b['seq']}"
 
 
 def takeaway(n: dict) -> str:

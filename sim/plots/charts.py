@@ -1,6 +1,15 @@
 """Shared chart helpers in one house style: every chart has a title, labelled axes with units,
 and a legend whenever more than one series is drawn.
 
+Readability rules (issue #14): curves get distinct markers and dash patterns so one series never
+hides another, and closed-form reference curves are drawn dashed in black (``refs``); bars are
+never drawn on a log axis (``grouped_bars(logy=True)`` draws a dot plot); a bar above an axis
+limit is clipped with its value written on it, and infeasible bars are hatched; heatmaps use
+sequential colour maps whose lightness is monotonic (readable in greyscale: ``viridis`` when
+there is no good or bad, ``YlGn`` with dark green = good, by ``higher_is_better``), and a
+diverging ``RdBu`` (blue = good) only around a meaningful centre such as a 1.0x speedup, with
+every value also printed in its cell.
+
 Each helper takes plain data (lists, dicts, numpy arrays) and returns a matplotlib ``Figure``
 built with the object API, so nothing leaks into pyplot's global state and charts can be drawn
 from worker threads. ``save`` writes a PNG whose bytes depend only on the data: the
@@ -22,6 +31,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 GIB = 2**30
 DPI = 110
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 PALETTE = (
     "#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3",
     "#937860", "#DA8BC3", "#8C8C8C", "#CCB974", "#64B5CD",
@@ -85,16 +95,36 @@ def _legend(ax, **kw) -> None:
 
 def stacked_bars(categories: Sequence[str], parts: Mapping[str, Sequence[float]], *, title: str,
                  ylabel: str, xlabel: str, limit: float | None = None,
-                 limit_label: str = "capacity") -> Figure:
-    """One bar per category, stacked by ``parts`` (name -> value per category)."""
+                 limit_label: str = "capacity", infeasible: Sequence[bool] | None = None,
+                 infeasible_label: str = "infeasible", ymax: float | None = None) -> Figure:
+    """One bar per category, stacked by ``parts`` (name -> value per category).
+
+    ``infeasible`` hatches the bars of plans that cannot run (e.g. over HBM capacity); ``ymax``
+    clips the axis so one huge bar does not squash the rest: a clipped bar gets its total
+    written at the top edge."""
     fig, ax = new_figure(title, xlabel, ylabel)
     with rc_context(STYLE):
         x = np.arange(len(categories))
         bottom = np.zeros(len(categories))
+        bad = list(infeasible) if infeasible is not None else [False] * len(categories)
         for name, values in parts.items():
             vals = np.asarray(values, dtype=float)
-            ax.bar(x, vals, bottom=bottom, label=name, width=0.65)
+            bars = ax.bar(x, vals, bottom=bottom, label=name, width=0.65)
+            for bar, flag in zip(bars, bad, strict=True):
+                if flag:
+                    bar.set_hatch("///")
+                    bar.set_edgecolor("black")
             bottom += vals
+        if any(bad):  # a zero-height bar: only its legend entry shows
+            ax.bar([0], [0], color="white", edgecolor="black", hatch="///",
+                   label=infeasible_label)
+        if ymax is not None and bottom.max() > ymax:
+            ax.set_ylim(0, ymax)
+            for xi, total in zip(x, bottom, strict=True):
+                if total > ymax:
+                    ax.text(xi, ymax * 0.98, f"{total:,.0f}\n(clipped)", ha="center",
+                            va="top", fontsize=8, fontweight="bold",
+                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         if limit is not None:
             ax.axhline(limit, color="black", linestyle="--", linewidth=1.2, label=limit_label)
         ax.set_xticks(x, list(categories), rotation=20 if len(categories) > 4 else 0,
@@ -108,44 +138,74 @@ def stacked_bars(categories: Sequence[str], parts: Mapping[str, Sequence[float]]
 
 def memory_breakdown(categories: Sequence[str], breakdowns: Sequence[Mapping[str, float]], *,
                      title: str, capacity_bytes: float | None = None,
-                     xlabel: str = "configuration") -> Figure:
+                     xlabel: str = "configuration", clip_at_capacity: float | None = None
+                     ) -> Figure:
     """Memory per GPU as stacked bars (GiB): weights, gradients, optimizer, activations...
 
     ``breakdowns`` holds one {part: bytes} mapping per category (e.g. ``MemoryBreakdown
-    .to_dict()``); a dashed line marks the GPU's HBM capacity."""
+    .to_dict()``); a dashed line marks the GPU's HBM capacity and bars above it are hatched as
+    infeasible. ``clip_at_capacity`` (e.g. 2.0) clips the axis at that multiple of the
+    capacity, writing the total on any bar that goes beyond."""
     names = [k for k in breakdowns[0] if k != "total"]
     parts = {k: [b[k] / GIB for b in breakdowns] for k in names}
     limit = None if capacity_bytes is None else capacity_bytes / GIB
+    totals = [sum(b[k] for k in names) / GIB for b in breakdowns]
+    over = [limit is not None and t > limit for t in totals]
+    ymax = None if limit is None or clip_at_capacity is None else clip_at_capacity * limit
     return stacked_bars(categories, parts, title=title, ylabel="memory per GPU (GiB)",
-                        xlabel=xlabel,
-                        limit=limit, limit_label="HBM capacity")
+                        xlabel=xlabel, limit=limit, limit_label="HBM capacity",
+                        infeasible=over, infeasible_label="does not fit (hatched)", ymax=ymax)
 
 
 def grouped_bars(categories: Sequence[str], series: Mapping[str, Sequence[float]], *,
                  title: str, ylabel: str, xlabel: str, logy: bool = False) -> Figure:
-    """Side-by-side bars: one group per category, one bar per series."""
+    """Side-by-side bars: one group per category, one bar per series. With ``logy`` a bar's
+    length would mean nothing (a log axis has no zero), so it draws a dot plot instead: one
+    marker per value, offset per series, with a thin line from the lowest value shown."""
     fig, ax = new_figure(title, xlabel, ylabel)
     with rc_context(STYLE):
         x = np.arange(len(categories))
         width = 0.8 / max(len(series), 1)
         for i, (name, values) in enumerate(series.items()):
-            ax.bar(x + (i - (len(series) - 1) / 2) * width, values, width=width, label=name)
+            xs = x + (i - (len(series) - 1) / 2) * width
+            if logy:
+                ax.plot(xs, values, linestyle="", marker=MARKERS[i % len(MARKERS)],
+                        markersize=8, label=name)
+            else:
+                ax.bar(xs, values, width=width, label=name)
         ax.set_xticks(x, list(categories))
         if logy:
             ax.set_yscale("log")
             _plain_log(ax, y=True)
+            ax.grid(True, which="major", axis="y")
         _legend(ax, fontsize=8)
     return fig
 
 
+LINESTYLES = ("-", "--", "-.", ":")
+
+
 def line_chart(x: Sequence[float], series: Mapping[str, Sequence[float]], *, title: str,
                xlabel: str, ylabel: str, logx: bool = False, logy: bool = False,
-               hline: tuple[float, str] | None = None, markers: bool = True) -> Figure:
-    """Several curves over one x axis; an optional dashed horizontal reference line."""
+               hline: tuple[float, str] | None = None, markers: bool = True,
+               refs: Mapping[str, Sequence[float]] | None = None,
+               note: str | None = None) -> Figure:
+    """Several curves over one x axis, each with its own marker and dash pattern (so equal
+    curves stay visible); ``refs`` are closed-form reference curves (thin, black, dotted);
+    ``note`` is written in the corner (e.g. "GPipe and 1F1B coincide by definition")."""
     fig, ax = new_figure(title, xlabel, ylabel)
     with rc_context(STYLE):
-        for name, ys in series.items():
-            ax.plot(x, ys, marker="o" if markers else None, markersize=4, label=name)
+        n = len(series)
+        for i, (name, ys) in enumerate(series.items()):
+            ax.plot(x, ys, marker=MARKERS[i % len(MARKERS)] if markers else None,
+                    markersize=7 - 1.5 * (i % 3) if n > 1 else 4,
+                    linestyle=LINESTYLES[i % len(LINESTYLES)], fillstyle="full" if i % 2 == 0
+                    else "none", label=name, zorder=3 + n - i)
+        for name, ys in (refs or {}).items():
+            ax.plot(x, ys, color="black", linestyle=":", linewidth=1.4, label=name, zorder=10)
+        if note:
+            ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=8, va="bottom",
+                    ha="left", color="#333333")
         if hline is not None:
             ax.axhline(hline[0], color="black", linestyle="--", linewidth=1.2, label=hline[1])
         if logx:
@@ -192,12 +252,24 @@ def expert_load_histogram(loads: Mapping[str, Sequence[float]], *, title: str,
     return fig
 
 
+def heatmap_cmap(higher_is_better: bool | None, centered: bool) -> str:
+    """The colour map for a heatmap (module docstring): good is dark green (sequential) or
+    blue (diverging around a centre); no good or bad is viridis."""
+    if higher_is_better is None:
+        return "viridis"
+    if centered:
+        return "RdBu" if higher_is_better else "RdBu_r"
+    return "YlGn" if higher_is_better else "YlGn_r"
+
+
 def heatmap(matrix, row_labels: Sequence, col_labels: Sequence, *, title: str, xlabel: str,
-            ylabel: str, cbar_label: str, fmt: str = "{:.2f}", center: float | None = None
-            ) -> Figure:
+            ylabel: str, cbar_label: str, fmt: str = "{:.2f}", center: float | None = None,
+            higher_is_better: bool | None = None) -> Figure:
     """A labelled heatmap with each cell's value written in it (e.g. speedup vs two knobs).
 
-    ``center`` puts that value at the colour map's midpoint (1.0 for speedups)."""
+    ``higher_is_better``: True (speedups, MFU), False (dropped tokens, step time) or None
+    (a plain quantity; sequential viridis). ``center`` puts that value at the midpoint of a
+    diverging map (1.0 for speedups)."""
     fig, ax = new_figure(title, xlabel, ylabel, size=(7.0, 4.8))
     data = np.asarray(matrix, dtype=float)
     with rc_context(STYLE):
@@ -207,11 +279,15 @@ def heatmap(matrix, row_labels: Sequence, col_labels: Sequence, *, title: str, x
             from matplotlib.colors import TwoSlopeNorm
             lo, hi = min(data.min(), center - 1e-9), max(data.max(), center + 1e-9)
             kw["norm"] = TwoSlopeNorm(vcenter=center, vmin=lo, vmax=hi)
-        im = ax.imshow(data, cmap="RdYlGn", aspect="auto", origin="lower", **kw)
+        cmap = heatmap_cmap(higher_is_better, center is not None)
+        im = ax.imshow(data, cmap=cmap, aspect="auto", origin="lower", **kw)
         ax.set_xticks(range(len(col_labels)), [str(c) for c in col_labels])
         ax.set_yticks(range(len(row_labels)), [str(r) for r in row_labels])
         for (i, j), v in np.ndenumerate(data):
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8)
+            r, g, b, _ = im.cmap(im.norm(v))
+            dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5  # luma: white text on dark cells
+            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
         fig.colorbar(im, ax=ax, label=cbar_label)
     return fig
 
@@ -230,7 +306,17 @@ def throughput_latency(curves: Mapping[str, tuple[Sequence[float], Sequence[floa
     return fig
 
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+def _spread(ops) -> list[float]:
+    """A multiplicative x offset per op so markers at the same (log) point sit side by side."""
+    where: dict[tuple, list[int]] = {}
+    for i, (*_, ai, achieved) in enumerate(ops):
+        key = (round(float(np.log10(ai)), 1), round(float(np.log10(max(achieved, 1.0))), 1))
+        where.setdefault(key, []).append(i)
+    shift = [1.0] * len(ops)
+    for idx in where.values():
+        for k, i in enumerate(idx):
+            shift[i] = 10 ** (0.06 * (k - (len(idx) - 1) / 2)) if len(idx) > 1 else 1.0
+    return shift
 
 
 def roofline(peak_flops: float, memory_bandwidth: float,
@@ -252,10 +338,14 @@ def roofline(peak_flops: float, memory_bandwidth: float,
     with rc_context(STYLE):
         ax.plot(xs, np.minimum(peak_flops, xs * memory_bandwidth) / 1e12, color="black")
         ax.axvline(ridge, color="grey", linestyle=":")
-        for g, name, ai, achieved in ops:
-            ax.scatter([ai], [achieved / 1e12], zorder=3, s=36,
+        for (g, name, ai, achieved), shift in zip(ops, _spread(ops), strict=True):
+            ax.scatter([ai * shift], [achieved / 1e12], zorder=3, s=36,
                        color=PALETTE[groups.index(g) % len(PALETTE)],
-                       marker=MARKERS[names.index(name) % len(MARKERS)])
+                       marker=MARKERS[names.index(name) % len(MARKERS)],
+                       edgecolors="black", linewidths=0.4)
+        if any(s != 1.0 for s in _spread(ops)):
+            ax.text(0.02, 0.98, "ops at the same point are spread sideways", fontsize=7,
+                    transform=ax.transAxes, va="top", color="#333333")
         handles = [Line2D([], [], color="black", label="roofline"),
                    Line2D([], [], color="grey", linestyle=":", label=f"ridge {ridge:.0f} FLOP/B")]
         handles += [Line2D([], [], color=PALETTE[i % len(PALETTE)], marker="o", linestyle="",

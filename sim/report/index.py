@@ -2,7 +2,9 @@
 
 Everything on the page comes from the cards that ``publish`` wrote (title, lesson, topic,
 misconceptions refuted, the generated takeaway, chart file names), grouped by lesson in the
-plan's order, with a coverage table saying which scenarios refute each misconception. No
+plan's order, with a coverage table saying which scenarios refute each misconception, a box of
+lesson points the simulator does not model, and under each scenario links to the exercises
+that name it (``scenario`` in their TOML). No
 timestamps or timings appear, so the page is byte-stable and can be a golden output.
 """
 
@@ -33,6 +35,18 @@ def read_cards(out_dir: Path, names: list[str]) -> list[dict]:
     return cards
 
 
+NOT_MODELLED = """> **Not modelled.** clustersim prices what a design costs (FLOPs, bytes, seconds), not what
+> a model learns, so these lesson points have no chart here:
+> - how well positional encodings (RoPE and its extensions) generalise beyond the trained
+>   length: the context-extension exercise prices the training, not the resulting quality;
+> - the router's auxiliary load-balancing loss: routers here are given skews (Zipf), not
+>   trained, so the loss's effect on balance is an input, not an outcome;
+> - expert specialisation (which tokens or topics each expert learns);
+> - the expressiveness lost by sparse and linear attention: their cost is modelled exactly,
+>   their accuracy not at all.
+"""
+
+
 def _coverage(cards: list[dict]) -> list[str]:
     lines = ["## Misconceptions refuted", "", "| misconception | refuted by |", "|---|---|"]
     for tag, text in MISCONCEPTIONS.items():
@@ -51,11 +65,27 @@ def _entry(card: dict) -> list[str]:
     lines += [f"![{name}: {chart}]({name}/{chart})" for chart in card["charts"]]
     lines += ["", f"[summary]({name}/summary.md) - [table]({name}/table.csv) - "
               f"[config]({name}/config.json) - [source](../scenarios/{name}.py)", ""]
-    return lines
+    return lines + _exercises(name)
+
+
+def _exercises(name: str, root: str = "..") -> list[str]:
+    """'Exercises: ...' linking the exercises whose ``scenario`` is this one (in lesson
+    order); ``root`` is the repository root relative to the page."""
+    from sim.exercises.loader import load_all
+
+    ids = [ex.id for ex in load_all().values() if ex.scenario == name]
+    if not ids:
+        return []
+    links = ", ".join(f"[`{i}`]({root}/scenarios/exercises/{i}.toml)" for i in ids)
+    return [f"Exercises: {links} (`clustersim exercise show ID --seed N`)", ""]
+
+
+def exercise_lines(name: str, root: str) -> list[str]:
+    return _exercises(name, root)
 
 
 def render_index(cards: list[dict]) -> str:
-    lines = [HEADER, *_coverage(cards)]
+    lines = [HEADER, *_coverage(cards), NOT_MODELLED]
     for lesson, heading in LESSONS.items():
         mine = [c for c in cards if c["lesson"] == lesson]
         if not mine:

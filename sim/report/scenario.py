@@ -158,7 +158,9 @@ def summary_md(module: ModuleType, result: Result) -> str:
     lines += ["", "## Table", "", markdown_table(result.table), "",
               "Files: [table.csv](table.csv), [config.json](config.json), "
               f"source [`scenarios/{c['name']}.py`](../../scenarios/{c['name']}.py).", ""]
-    return "\n".join(lines)
+    from sim.report.index import exercise_lines
+
+    return "\n".join(lines + exercise_lines(c["name"], "../.."))
 
 
 def _strings(value) -> list[str]:
