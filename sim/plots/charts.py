@@ -197,12 +197,14 @@ def line_chart(x: Sequence[float], series: Mapping[str, Sequence[float]], *, tit
     with rc_context(STYLE):
         n = len(series)
         for i, (name, ys) in enumerate(series.items()):
+            hollow = n > 1 and i % 2 == 1  # hollow markers drawn larger, on top of filled ones
             ax.plot(x, ys, marker=MARKERS[i % len(MARKERS)] if markers else None,
-                    markersize=7 - 1.5 * (i % 3) if n > 1 else 4,
-                    linestyle=LINESTYLES[i % len(LINESTYLES)], fillstyle="full" if i % 2 == 0
-                    else "none", label=name, zorder=3 + n - i)
+                    markersize=(9 if hollow else 5) if n > 1 else 4,
+                    markeredgewidth=1.6 if hollow else 1.0,
+                    linestyle=LINESTYLES[i % len(LINESTYLES)],
+                    fillstyle="none" if hollow else "full", label=name, zorder=3 + i)
         for name, ys in (refs or {}).items():
-            ax.plot(x, ys, color="black", linestyle=":", linewidth=1.4, label=name, zorder=10)
+            ax.plot(x, ys, color="black", linestyle=":", linewidth=1.0, label=name, zorder=2)
         if note:
             ax.text(0.02, 0.02, note, transform=ax.transAxes, fontsize=8, va="bottom",
                     ha="left", color="#333333")
