@@ -115,10 +115,10 @@ def test_bad_answers_are_json_errors_on_stdout_with_exit_2(capsys, answer, fragm
 
 
 def test_usage_errors_under_json_are_json_too(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["exercise", "check", "dp-memory-70b", "--seed", "x", "--json", "--answer", "1"])
-    assert exc.value.code == 2
-    assert "invalid int value" in json.loads(capsys.readouterr().out)["error"]["message"]
+    assert main(["exercise", "check", "dp-memory-70b", "--seed", "x", "--json",
+                 "--answer", "1"]) == 2
+    err = json.loads(capsys.readouterr().out)["error"]
+    assert err["flag"] == "--seed" and "invalid int value" in err["message"]
     assert main(["exercise", "show", "adam-memroy", "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["error"]["type"] == "UnknownNameError"
 

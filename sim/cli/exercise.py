@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from sim.cli.common import add_json_flag, emit_json, table
-from sim.errors import ClusterSimError
 
 HELP = """\
 Answers "is my mental model of this cost right?". Each exercise asks for one number (memory
@@ -25,45 +23,30 @@ examples:
 """
 
 
-class _JsonErrors(argparse.ArgumentParser):
-    """An argparse parser whose usage errors come back as JSON on stdout under --json."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        self._argv = list(sys.argv[1:] if args is None else args)
-        return super().parse_known_args(args, namespace)
-
-    def error(self, message):
-        if "--json" in getattr(self, "_argv", ()):
-            emit_json({"error": {"type": "UsageError", "message": f"{self.prog}: {message}"}})
-            raise SystemExit(2)
-        super().error(message)
-
-
 def register(sub) -> None:
     p = sub.add_parser("exercise", help="predict-then-simulate lesson exercises",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    inner = p.add_subparsers(dest="action", metavar="ACTION", required=True,
-                             parser_class=_JsonErrors)
+    inner = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     ls = inner.add_parser("list", help="every exercise in lesson order: id, topic, difficulty")
     add_json_flag(ls)
-    ls.set_defaults(func=_guard(run_list))
+    ls.set_defaults(func=run_list)
     show = inner.add_parser("show", help="print an exercise's prompt with your numbers")
     _common(show)
-    show.set_defaults(func=_guard(run_show))
+    show.set_defaults(func=run_show)
     chk = inner.add_parser("check", help="compare your answer with the simulator's")
     _common(chk)
     chk.add_argument("--answer", required=True, metavar="VALUE",
                      help='your prediction in the unit the prompt asks for; a unit or percent '
                           'sign may follow ("320 GiB", "50%%", "12 ms")')
-    chk.set_defaults(func=_guard(run_check))
+    chk.set_defaults(func=run_check)
     sol = inner.add_parser("solve", help="the worked solution from the prompt's givens")
     _common(sol)
-    sol.set_defaults(func=_guard(run_solve))
+    sol.set_defaults(func=run_solve)
     hnt = inner.add_parser("hint", help="one hint level at a time (1 = gentlest)")
     _common(hnt)
     hnt.add_argument("--level", type=int, default=1, metavar="K",
                      help="hint level K, 1..(levels); shows levels 1..K (default 1)")
-    hnt.set_defaults(func=_guard(run_hint))
+    hnt.set_defaults(func=run_hint)
 
 
 def _common(p) -> None:
@@ -71,19 +54,6 @@ def _common(p) -> None:
     p.add_argument("--seed", type=int, default=None, metavar="N",
                    help="draw variant N (your own numbers); omit for the base setup")
     add_json_flag(p)
-
-
-def _guard(fn):
-    """Under --json, a ClusterSimError becomes {"error": {...}} on stdout, exit status 2."""
-    def run(args) -> int:
-        try:
-            return fn(args)
-        except ClusterSimError as exc:
-            if not args.json:
-                raise
-            emit_json({"error": {"type": type(exc).__name__, "message": str(exc)}})
-            return exc.exit_code
-    return run
 
 
 def run_list(args) -> int:
