@@ -16,6 +16,7 @@ import sys
 
 from sim.cli.common import add_json_flag, emit_json, fmt_time, table
 from sim.serving.config import POLICY_NAMES, PREEMPTION, ROUTERS, ServingConfig
+from sim.stack.flags import add_stack_flags, stack_from_args
 
 EPILOG = """\
 examples:
@@ -80,6 +81,7 @@ def register(subparsers) -> None:
                    help="price every iteration's exact shape (slow; no interpolation)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--charts", default=None, metavar="DIR", help="write PNG charts here")
+    add_stack_flags(p, "serving")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -94,7 +96,8 @@ def config_from_args(args) -> ServingConfig:
         gpu_memory_utilization=args.gpu_memory_utilization, draft_model=args.draft_model,
         speculative_tokens=args.speculative_tokens, acceptance=args.acceptance_rate,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot,
-        exact_step_times=args.exact_step_times, seed=args.seed)
+        exact_step_times=args.exact_step_times, seed=args.seed,
+        stack=stack_from_args(args, "serving"))
 
 
 def run(args) -> int:

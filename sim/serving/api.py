@@ -92,7 +92,7 @@ def simulate_serving(config: ServingConfig | None = None, *, workload: Workload 
                 block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=small)
     timer = StepTimer(target, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
                       exact=cfg.exact_step_times, draft=small, spec_k=cfg.speculative_tokens,
-                      forward_time=forward_time)
+                      forward_time=forward_time, stack=cfg.stack)
     if workload is None:
         workload = build_workload(cfg, num_requests, arrival_rate, prompt_tokens,
                                   output_tokens, arrival, trace)
