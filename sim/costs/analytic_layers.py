@@ -114,6 +114,7 @@ def _price(ops, plan, cluster, acc) -> PartCost:
     if st is not None:
         for pass_, extra in stack_effects.unfused_extra(ops, st, acc).items():
             times[pass_] += extra
+        times = stack_effects.eager_floor(ops, times, _PASS_OF, st.launch_overhead_s)
     return PartCost(attention=attention, comm=comm, **times)
 
 

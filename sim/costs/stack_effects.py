@@ -14,6 +14,11 @@
   activation forward and backward (Megatron-LM fused_bias_gelu.py exists to remove it).
 - Unfused optimizer: ``sim.costs.analytic`` doubles the optimizer's HBM traffic
   (``OPTIMIZER_UNFUSED_TRAFFIC``).
+- Eager launch floor: training stacks launch every kernel from Python (no CUDA graphs: off by
+  default in Megatron-LM/DeepSpeed/FSDP of these dates), the stack's ``launch_overhead_s`` of
+  CPU per op, so a pass takes no less than its op count times that: small models on many GPUs
+  become CPU-bound (vTrain's small-hidden, high-TP runs). The CPU runs ahead of the GPU, so
+  a pass costs max(GPU time, CPU issue time), not their sum.
 """
 
 from __future__ import annotations
@@ -49,3 +54,14 @@ def unfused_extra(ops, stack, acc) -> dict:
             key = "bwd_input" if op.pass_ != "fwd" else "fwd"
             extra[key] = extra.get(key, 0.0) + nbytes / bw
     return extra
+
+
+def eager_floor(ops, times: dict, pass_of: dict, launch_s: float) -> dict:
+    """Each pass's time, at least (ops launched in it) x ``launch_s``."""
+    if launch_s <= 0:
+        return times
+    counts: dict = {}
+    for op in ops:
+        key = pass_of.get(op.pass_, "fwd")
+        counts[key] = counts.get(key, 0) + op.count
+    return {k: max(t, counts.get(k, 0) * launch_s) for k, t in times.items()}

@@ -72,6 +72,9 @@ FIELDS: tuple[Field, ...] = (
           serving=True),
     Field("iteration_overhead_s", "framework", "iteration_overhead_s", "nonneg",
           "--framework-overhead", "per-iteration framework time, seconds"),
+    Field("launch_overhead_s", "framework", "launch_overhead_s", "nonneg",
+          "--launch-overhead", "CPU seconds to launch one op eagerly (a pass takes at least "
+          "its ops x this)"),
     Field("cuda_graphs", "serving", "cuda_graphs", "bool", "--cuda-graphs",
           "decode iterations replayed as CUDA graphs (no per-kernel launch cost)", serving=True),
     Field("scheduler_overhead_s", "serving", "scheduler_overhead_s", "nonneg",
@@ -105,6 +108,7 @@ class Stack:
     overlap_slowdown: float = 0.0
     collective_algorithms: tuple = ALGORITHMS
     iteration_overhead_s: float = 0.0
+    launch_overhead_s: float = 0.0
     cuda_graphs: bool = False
     scheduler_overhead_s: float = 0.0
     sources: tuple = ()  # ((dotted key, source), ...)
