@@ -79,9 +79,11 @@ ANALYSIS = """
 
 
 def write(doc: dict, json_path: Path, md_path: Path) -> None:
+    from sim.bands import BANDS
     from sim.cli.common import dumps
 
-    for path, text in ((json_path, dumps(doc) + "\n"), (md_path, markdown(doc))):
+    for path, text in ((json_path, dumps(doc) + "\n"), (md_path, markdown(doc)),
+                       (BANDS, dumps(doc["bands"]) + "\n")):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(text)

@@ -41,6 +41,7 @@ DECODE_CTX = 512
 def _stats(df) -> dict:
     err = df["error"]
     worst = df.reindex(err.abs().sort_values(ascending=False).index).head(5)
+    worst = worst.dropna(axis=1, how="all").drop(columns=["time_error"], errors="ignore")
     return {"count": int(len(df)), "mape": float(err.abs().mean()),
             "median_signed_error": float(err.median()),
             "median_abs_error": float(err.abs().median()), "max_abs_error": float(err.abs().max()),
@@ -71,7 +72,9 @@ def published_tables():
                      "model": run.model, "gpus": run.gpus, "tp": run.tp, "pp": run.pp,
                      "cp": run.cp, "global_batch": run.global_batch, "seq": run.seq,
                      "measured": float(run.reported_tflops), "predicted": pred,
-                     "bottleneck": _dominant(r), "error": pred / run.reported_tflops - 1})
+                     "bottleneck": _dominant(r), "error": pred / run.reported_tflops - 1,
+                     # the same row as a step-time error (throughput = work / time)
+                     "time_error": run.reported_tflops / pred - 1})
     _ = apply_stack
     return pd.DataFrame(rows)
 
@@ -226,13 +229,15 @@ def _targets(stats: dict, llama) -> dict:
 
 
 def residual_bands(train, serve) -> dict:
-    """10th/90th percentiles of the signed error, per dominating component (training: over
-    every training row whose prediction that component dominates, falling back to all
-    training rows below 20) and per serving phase. ``sim.bands`` turns them into bands."""
+    """10th/90th percentiles of the signed step-time error, per dominating component
+    (training: over every validation row, calibration rows excluded, whose prediction that
+    component dominates, falling back to all training rows below 20) and per serving phase.
+    ``sim.bands`` turns them into bands."""
     out = {"training": {}, "serving": {}}
-    every = _q(train["error"])
+    err = train["time_error"].fillna(train["error"])  # step-time errors for every set
+    every = _q(err)
     for comp in ("compute", "communication", "bubble"):
-        sub = train[train.bottleneck == comp]["error"]
+        sub = err[train.bottleneck == comp]
         out["training"][comp] = _q(sub) if len(sub) >= 20 else {**every, "fallback": "all"}
     for phase in ("prefill", "decode"):
         out["serving"][phase] = _q(serve[serve.phase == phase]["error"])

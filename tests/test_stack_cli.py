@@ -39,6 +39,7 @@ def test_train_defaults_to_the_stack_and_names_it_in_config(capsys):
     assert code == 0
     assert doc["config"]["overlap"] == "stack" and doc["config"]["plan"]["overlap"] == "stack"
     assert doc["config"]["stack"]["name"] == "megatron-core-2024"
+    assert doc["step_time_s_low"] < doc["step_time_s"] < doc["step_time_s_high"]
 
 
 def test_a_knob_flag_overrides_the_stack_and_changes_the_answer(capsys):

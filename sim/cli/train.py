@@ -163,6 +163,8 @@ def render(doc: dict) -> str:
     rows = [
         ("model", cfg["model"]["name"]), ("system", f"{cfg['system']} x {cfg['n_gpus']} GPUs"),
         ("plan", plan), ("step time", fmt_time(doc["step_time_s"])),
+        ("  likely range", f"{fmt_time(doc['step_time_s_low'])} - "
+                           f"{fmt_time(doc['step_time_s_high'])} (validation residuals)"),
         ("  compute", fmt_time(t["compute"])),
         ("  exposed communication", fmt_time(t["communication_exposed"])),
         ("  pipeline bubble", fmt_time(t["pipeline_bubble"])),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sim.bands import train_band
+
 BOTTLENECKS = ("compute", "communication", "bubble", "memory")
 
 
@@ -48,6 +50,7 @@ class TrainResult:
         out["memory_breakdown_bytes"] = dict(self.memory_breakdown_bytes)
         out["time_breakdown_s"] = dict(self.time_breakdown_s)
         out.update(self.extras)
+        out.update(train_band(out))
         return out
 
     @classmethod

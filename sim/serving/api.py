@@ -32,7 +32,11 @@ class ServingResult:
     kv: KVBudget
 
     def to_dict(self) -> dict:
-        return {**self.summary, "config": self.config.to_dict()}
+        from sim.bands import serve_band
+
+        out = {**self.summary, "config": self.config.to_dict()}
+        out.update(serve_band(out))
+        return out
 
 
 def _model(name_or_cfg):
