@@ -7,7 +7,7 @@ algorithms the communication library offers, the per-iteration framework overhea
 serving engines CUDA graphs and the scheduler's per-iteration overhead.
 
 ``FIELDS`` is the single description of every knob: its TOML section and key, its kind, its
-CLI flag and help. The loader (``sim.stack.loader``), the CLI flags (``sim.stack.flags``) and
+CLI flag and help. The loader (``sim.stack.loader``), the CLI flags (``sim.cli.stack_flags``) and
 ``clustersim stack show`` are all generated from it, so a knob cannot exist in one and not the
 others.
 """

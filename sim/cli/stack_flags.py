@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from sim.stack.types import FIELDS
+from sim.cli.flags import choice_list
+from sim.stack.types import ALGORITHMS, FIELDS
 
 
 def add_stack_flags(parser, kind: str) -> None:
@@ -32,10 +33,27 @@ def add_stack_flags(parser, kind: str) -> None:
         elif f.kind == "enum":
             g.add_argument(f.flag, dest=dest, choices=f.choices, default=None, help=f.help)
         elif f.kind == "algorithms":
-            g.add_argument(f.flag, dest=dest, default=None, metavar="A,B", help=f.help)
+            g.add_argument(f.flag, dest=dest, default=None, metavar="A,B", help=f.help,
+                           type=choice_list(ALGORITHMS))
         else:
-            g.add_argument(f.flag, dest=dest, type=float, default=None, metavar="X",
-                           help=f.help)
+            g.add_argument(f.flag, dest=dest, type=_number_type(f), default=None,
+                           metavar="N" if f.kind == "int0" else "X", help=f.help)
+
+
+# upper bounds of the numeric knobs (sim.cli.flags: every number gets one)
+_UPPER = {"bucket_elements": 1e12, "bucket_elements_per_rank": 1e12, "zero3_prefetch": 64,
+          "iteration_overhead_s": 3600.0, "launch_overhead_s": 1.0,
+          "scheduler_overhead_s": 60.0}
+
+
+def _number_type(f):
+    from sim.cli.flags import float_flag, int_flag
+
+    if f.kind == "int0":
+        return int_flag(0, int(_UPPER[f.name]))
+    if f.kind == "fraction0":
+        return float_flag(0.0, 1.0, hi_open=True)
+    return float_flag(0.0, _UPPER[f.name])
 
 
 def _applies(f, kind: str) -> bool:
