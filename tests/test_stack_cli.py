@@ -28,10 +28,16 @@ def test_stack_show_gives_every_setting_with_its_source_and_flag(capsys):
     assert all(s["source"] for s in doc["settings"])
 
 
-def test_an_unknown_stack_is_a_one_line_error_with_exit_status_2(capsys):
-    code = main(["train"] + TRAIN[1:] + ["--stack", "megatron-2099"])
-    err = capsys.readouterr().err
-    assert code == 2 and "megatron-2099" in err and len(err.strip().splitlines()) == 1
+def test_an_unknown_stack_is_a_json_error_with_exit_status_2(capsys):
+    code = main(TRAIN + ["--stack", "megatron-2099"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 2 and "megatron-2099" in out["error"]["message"]
+
+
+def test_an_out_of_range_knob_flag_is_refused_naming_the_flag(capsys):
+    code = main(TRAIN + ["--overlap-slowdown", "1.5"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 2 and "--overlap-slowdown" in out["error"]["message"]
 
 
 def test_train_defaults_to_the_stack_and_names_it_in_config(capsys):

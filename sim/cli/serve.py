@@ -27,8 +27,8 @@ from sim.cli.serve_inputs import (
     length_spec,
     resolve_workload_flags,
 )
-from sim.serving.config import POLICY_NAMES, PREEMPTION, ROUTERS, ServingConfig
 from sim.cli.stack_flags import add_stack_flags, stack_from_args
+from sim.serving.config import POLICY_NAMES, PREEMPTION, ROUTERS, ServingConfig
 
 EPILOG = """\
 examples:

@@ -12,8 +12,8 @@ import argparse
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
 from sim.cli.flags import SEED, float_flag, int_flag, parse_float, parse_int, pos_int
-from sim.plan import RECOMPUTE_MODES, SCHEDULES
 from sim.cli.stack_flags import add_stack_flags, stack_from_args
+from sim.plan import RECOMPUTE_MODES, SCHEDULES
 
 MAX_GPUS = 2**20  # 1M GPUs: above any cluster built so far; plans beyond are refused, not tried
 MAX_BATCH = 2**24  # sequences per step
