@@ -98,10 +98,21 @@ def _dominant(result) -> str:
 
 
 # --- vTrain --------------------------------------------------------------------------------
+def _data(name: str) -> Path:
+    path = DATA / name
+    if not path.is_file():
+        from sim.errors import ConfigError
+
+        raise ConfigError(f"validation data '{path}' not found: `validate --published` runs "
+                          "from a clustersim checkout (the measured slices live in validation/"
+                          "data/); clone the repository and run it there")
+    return path
+
+
 def vtrain_raw():
     import pandas as pd
 
-    raw = pd.read_csv(DATA / "vtrain_ground_truth_single.csv")
+    raw = pd.read_csv(_data("vtrain_ground_truth_single.csv"))
     raw.columns = ["gpus", "gb", "mb", "h", "a", "l", "s", "tp", "dp", "pp", "ms"]
     return raw
 
@@ -169,7 +180,7 @@ def serving_table():
     rows = []
     for engine, stack_name in (("distserve", "distserve-2024"), ("vllm", "vllm-0.2")):
         stack = get_stack(stack_name)
-        fits = json.loads((DATA / f"profiler-a100-80g.{engine}.json").read_text())
+        fits = json.loads(_data(f"profiler-a100-80g.{engine}.json").read_text())
         for name, per_tp in fits.items():
             model = _opt(name)
             for tp_text, coef in per_tp.items():
