@@ -69,6 +69,10 @@ CATALOGUE: tuple[Mistake, ...] = (
        "shards the weights as well (gathering each layer just before use).", _PDS),
     _m("zero1-for-zero2", "You sharded only the optimizer state: that is ZeRO-1. ZeRO-2 shards "
        "the gradients as well.", _PDS),
+    _m("flat-scaling", "You assumed throughput per GPU stays flat, as if every gather hid "
+       "behind compute. At a fixed global batch each GPU computes fewer sequences while it "
+       "still gathers every layer's full weights per micro-batch (and pays each call's "
+       "latency), so the communication that was hidden comes out.", _PDS),
     _m("cp-not-splitting", "You kept the whole sequence's activations on every GPU. Context "
        "parallelism splits the sequence: each GPU holds the activations of seq/cp tokens (and "
        "exchanges K/V blocks in a ring); it does not touch the model state.", _PDS),

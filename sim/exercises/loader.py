@@ -16,12 +16,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sim import resources
 from sim.errors import ConfigError, UnknownNameError
 from sim.exercises.registry import get_query
 from sim.exercises.solution import get_solver
 from sim.report.lesson import LESSONS, check_lesson, check_misconceptions
 
-EXERCISE_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "exercises"
+EXERCISE_DIR = resources.exercises_dir()  # repository checkout or installed package data
 
 # display unit -> SI scale (the learner answers in the display unit)
 UNITS = {
