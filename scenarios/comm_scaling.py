@@ -86,14 +86,15 @@ def takeaway(n: dict) -> str:
 def mfu_chart(table: pd.DataFrame):
     sel = table[table.overlap == "max"]
     mfu = {s: list(sel[sel.series == s].mfu_pct / 100) for s in SERIES}
-    return charts.scaling_curve(GPU_COUNTS, mfu, title=f"MFU vs GPUs, global batch {GLOBAL_BATCH}")
+    return charts.scaling_curve(GPU_COUNTS, mfu, title=f"MFU vs GPUs on {SYSTEM}, global batch {GLOBAL_BATCH}")
 
 
 def share_chart(table: pd.DataFrame):
     series = {f"{s} ({o} overlap)": list(table[(table.series == s) & (table.overlap == o)]
                                          .comm_share_pct) for s in SERIES for o in OVERLAPS}
     return charts.line_chart(GPU_COUNTS, series, logx=True,
-                             title="Exposed communication share (perfect vs no overlap)",
+                             title=f"Exposed communication share on {SYSTEM} "
+                                   "(perfect vs no overlap)",
                              xlabel="GPUs (log scale)", ylabel="share of step time (%)")
 
 

@@ -88,7 +88,7 @@ def _pace(ratio: float) -> str:
 def curves(table: pd.DataFrame, col: str, ylabel: str):
     series = {m: list(table[table.model == m][col]) for m in MODELS}
     return charts.line_chart(list(BATCHES), series, logx=True, logy=True, ylabel=ylabel,
-                             title=f"Decode on {TP} x H100 (KV cache {KV_LEN} tokens)",
+                             title=f"Decode on {SYSTEM}, TP{TP} (KV cache {KV_LEN} tokens)",
                              xlabel="sequences in the batch (log scale)")
 
 

@@ -73,7 +73,8 @@ def run() -> Result:
     return Result(table, n, takeaway(n), cfg, {
         "expert_loads.png": lambda: charts.expert_load_histogram(
             {k: list(v) for k, v in loads.items()},
-            title=f"Tokens per expert, one {SEQ_LEN}-token sequence, top-{model.moe.top_k}",
+            title=f"{MODEL}: tokens per expert, one {SEQ_LEN}-token sequence, "
+                  f"top-{model.moe.top_k}",
             capacity=int(np.ceil(CAPPED_CAPACITY * SEQ_LEN * model.moe.top_k
                                  / model.moe.n_experts)),
             capacity_label=f"capacity at factor {CAPPED_CAPACITY}"),
@@ -81,7 +82,7 @@ def run() -> Result:
             list(ZIPF_SKEWS), {"dropless": list(free.step_time_s),
                                f"capacity factor {CAPPED_CAPACITY}":
                                    [base, *capped.step_time_s]},
-            title=f"{MODEL} step time vs router skew (EP{GPUS}, simulated)",
+            title=f"{MODEL} step time vs router skew ({SYSTEM} x{GPUS}, EP{GPUS}, simulated)",
             xlabel="router skew (Zipf exponent s)", ylabel="step time (s)")})
 
 

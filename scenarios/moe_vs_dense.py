@@ -75,12 +75,13 @@ def run() -> Result:
     return Result(table, n, takeaway(n), cfg, {
         "memory.png": lambda: charts.memory_breakdown(
             labels, [results[k].memory_breakdown_bytes for k in labels],
-            title=f"Training memory per GPU ({GPUS} x {cluster.accelerator.name})",
+            title=f"Training memory per GPU ({SYSTEM} x{GPUS}, batch {GLOBAL_BATCH})",
             capacity_bytes=cluster.accelerator.memory_bytes),
         "step_time.png": lambda: charts.stacked_bars(
             labels, {k: [results[c].time_breakdown_s[k] for c in labels]
                      for k in ("compute", "communication_exposed", "pipeline_bubble")},
-            title="Training step time", ylabel="seconds per step", xlabel="configuration")})
+            title=f"Training step time ({SYSTEM} x{GPUS}, batch {GLOBAL_BATCH})",
+            ylabel="seconds per step", xlabel="configuration")})
 
 
 def takeaway(n: dict) -> str:

@@ -87,9 +87,10 @@ def takeaway(n: dict) -> str:
 def heat(b1: pd.DataFrame):
     pivot = b1.pivot(index="acceptance", columns="draft_tokens", values="speedup")
     return charts.heatmap(pivot.values, list(pivot.index), list(pivot.columns),
-                          title=f"Speculative decoding speedup at batch 1 ({TARGET})",
+                          title=f"{TARGET} + {DRAFT} draft, {SYSTEM} TP{TP}: speedup at batch 1",
                           xlabel="draft tokens k", ylabel="acceptance rate a",
-                          cbar_label="speedup in time per token (x)", center=1.0)
+                          cbar_label="speedup in time per token (x; <1 loses)", center=1.0,
+                          higher_is_better=True)
 
 
 def batch(table: pd.DataFrame):
@@ -97,7 +98,8 @@ def batch(table: pd.DataFrame):
     series = {f"k={k}": [sel[(sel.batch == b) & (sel.draft_tokens == k)].speedup.iloc[0]
                          for b in BATCHES] for k in DRAFT_TOKENS}
     return charts.line_chart(list(BATCHES), series, logx=True, hline=(1.0, "no speedup"),
-                             title=f"Speedup vs batch size (a={SWEEP_ACCEPTANCE})",
+                             title=f"{TARGET} + {DRAFT}, {SYSTEM} TP{TP}: speedup vs batch "
+                                   f"(a={SWEEP_ACCEPTANCE})",
                              xlabel="concurrent sequences (log scale)",
                              ylabel="speedup in time per token (x)")
 

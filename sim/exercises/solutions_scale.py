@@ -245,7 +245,7 @@ def zero3_kept(v) -> Solution:
     step = max(v["compute_s"], v["comm_s"])  # perfect overlap: the longer of the two
     kept = b * v["base_step_s"] / (n * step)  # same work F: TFLOP/s per GPU = F / (N T)
     x = kept + v["sim_adds_pct"] / 100
-    steps = (f"Same global batch: TFLOP/s per GPU is proportional to 1 / (GPUs x step time)",
+    steps = ("Same global batch: TFLOP/s per GPU is proportional to 1 / (GPUs x step time)",
              f"On {n} GPUs a step needs {v['compute_s']:.2f} s of compute and {v['comm_s']:.2f} s "
              f"of ZeRO-3 gathers and reduce-scatters; overlapped perfectly, the step takes "
              f"max = {step:.2f} s",
