@@ -88,9 +88,21 @@ def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
     """Seconds for ``op`` (all ``op.count`` repetitions): roofline max of compute and memory
     time (Williams et al. 2009), plus one kernel launch overhead. Repetitions (the experts of
     a rank) run as one grouped kernel (Gale et al. 2022, MegaBlocks), so they pay one launch
-    but keep the per-GEMM efficiency of their size."""
+    but keep the per-GEMM efficiency of their size; a CPU profile may set ``repeat_call_s``,
+    the cost of each extra BLAS call (no grouped kernel there)."""
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
-    return op.count * max(t_compute, t_memory) + accelerator.efficiency.kernel_overhead_s
+    eff = accelerator.efficiency
+    once = max(t_compute, t_memory) + _call_terms(op, eff)
+    return op.count * once + eff.kernel_overhead_s + (op.count - 1) * eff.repeat_call_s
+
+
+def _call_terms(op: Op, eff) -> float:
+    """Optional CPU term of ONE repetition (0 unless the profile sets it): a one-row GEMM
+    (GEMV, BLAS Level 2; Dongarra et al. 1988) pays ``gemv_row_s`` per output row."""
+    if eff.gemv_row_s > 0 and op.kind in ("matmul", "router") and op.mnk is not None \
+            and op.mnk[0] == 1:
+        return eff.gemv_row_s * op.mnk[1]
+    return 0.0
 
 
 def ops_time(ops, accelerator: Accelerator, dtype: str = "bf16") -> float:

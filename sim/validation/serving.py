@@ -11,7 +11,9 @@ CPU time, with waits advancing a virtual offset) since the start.
 
 Both sides get the same workload (arrival times, prompt and output lengths drawn by
 ``sim.serving.build_workload`` with a fixed seed) and are compared on makespan, mean TTFT and
-mean end-to-end latency.
+mean end-to-end latency. The whole server run is repeated under the protocol of
+``sim.validation.protocol`` (each run paired with the reference GEMM; per metric the lower
+quantile over runs, on the calibration's time scale).
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ def serving_cases(system, system_path: str, device: str = "cpu", quick: bool = F
     from sim.serving import ServingConfig, simulate_serving
     from sim.serving.api import build_workload
     from sim.validation.inference import serving_model
+    from sim.validation.protocol import interleaved
     from sim.validation.reference import build_model
 
     cfg_model = serving_model(quick)
@@ -137,16 +140,22 @@ def serving_cases(system, system_path: str, device: str = "cpu", quick: bool = F
     scfg = ServingConfig(system=system_path, policy="continuous", max_batch=8, dtype="fp32")
     wl = build_workload(scfg, n, rate, prompt, output)
     sim = simulate_serving(scfg, workload=wl, model=cfg_model, cluster=Cluster.for_gpus(system, 1))
-    reqs = [_Req(float(a), int(p), int(o)) for a, p, o in zip(
-        wl.arrival_s, wl.prompt_tokens, wl.output_tokens, strict=True)]
     model = build_model(cfg_model, device=device).eval()
     _warm_up(model, cfg_model, device)
-    RealServer(model, cfg_model, 8, int(max(wl.prompt_tokens + wl.output_tokens)) + 1,
-               device).run(reqs)
-    real = _summary([_Done(r.arrival, r.first_token - r.arrival, r.finish - r.arrival)
-                     for r in reqs])
+    capacity = int(max(wl.prompt_tokens + wl.output_tokens)) + 1
+
+    def serve() -> dict:
+        reqs = [_Req(float(a), int(p), int(o)) for a, p, o in zip(
+            wl.arrival_s, wl.prompt_tokens, wl.output_tokens, strict=True)]
+        RealServer(model, cfg_model, 8, capacity, device).run(reqs)
+        return _summary([_Done(r.arrival, r.first_token - r.arrival, r.finish - r.arrival)
+                         for r in reqs])
+
+    timed = interleaved({"server": serve}, rounds=2 if quick else 3, warmup=0,
+                        device=device)["server"]
+    real = {k: v.seconds for k, v in timed.items()}
     s = sim.summary
     predicted = {"makespan_s": s["makespan_s"], "mean_ttft_s": s["ttft_s"]["mean"],
                  "mean_e2e_s": s["e2e_s"]["mean"]}
-    return [Case(f"continuous batching {n} req", k, predicted[k], real[k], kind="timing")
-            for k in predicted]
+    return [Case(f"continuous batching {n} req", k, predicted[k], real[k], kind="timing",
+                 spread=timed[k].spread) for k in predicted]
