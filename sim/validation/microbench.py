@@ -11,8 +11,9 @@ the profile is measured the same way and at the same moments as every other.
   -row cost from the byte stream (BLAS GEMV computes one dot product per output row;
   Dongarra et al. 1988, ACM TOMS 14(1));
 - ``block train`` / ``block infer``: a full-width reference block (hidden 256), forward +
-  backward on 8 tokens and a no-grad forward on one token: the per-op overhead is what the
-  model's roofline leaves unexplained there, divided by the ops the lowering prices;
+  backward on 8 tokens, and a no-grad forward on one token through 16 such blocks (cold
+  weights, as in decode): the per-op overhead is what the model's roofline leaves
+  unexplained there, divided by the ops the lowering prices;
 - ``attention BxHxSxD``: eager attention (two bmms and a softmax);
 - ``grouped E``: the reference MoE's grouped linear (``grouped.py``) forward + backward over E
   tiny expert slices: the slope in E is the cost of one BLAS call per expert slice.
@@ -34,6 +35,7 @@ ATTENTION_SHAPES = ((2, 4, 128, 32), (2, 8, 256, 32), (4, 8, 256, 64))
 GROUPED = (1, 16)  # expert slices
 GROUPED_WIDTH, GROUPED_ROWS = 32, 2  # tiny slices: the call cost, not the math, dominates
 BLOCK_TOKENS = {"train": 8, "infer": 1}
+COLD_BLOCKS = 16  # x ~3.3 MiB of weights each at hidden 256: > the 32 MiB last-level cache
 
 
 def matmul_cases(grid, device: str) -> dict:
@@ -112,12 +114,16 @@ def block_config():
 
 
 def block_cases(device: str) -> dict:
+    """Forward + backward of one block on 8 tokens (its weights stay in cache, as a small
+    training step's do), and a no-grad forward of one token through ``COLD_BLOCKS`` blocks in
+    turn (their weights exceed the last-level cache, as a decode step's layers do): the
+    per-op figure is the latter over its blocks."""
     from sim.validation.layers import Context
     from sim.validation.reference import Block
 
     cfg = block_config()
     torch.manual_seed(0)
-    block = Block(cfg, 0).to(device)
+    blocks = [Block(cfg, 0).to(device) for _ in range(COLD_BLOCKS)]
     s_train, s_infer = BLOCK_TOKENS["train"], BLOCK_TOKENS["infer"]
     x = torch.randn(1, s_train, cfg.hidden, device=device, requires_grad=True)
     ctx = Context(cfg, 0, s_train, device, torch.float32)
@@ -126,9 +132,10 @@ def block_cases(device: str) -> dict:
 
     def infer():
         with torch.no_grad():
-            block(x1, ctx1)
+            for block in blocks:
+                block(x1, ctx1)
 
-    return {"block train": lambda: block(x, ctx).sum().backward(), "block infer": infer}
+    return {"block train": lambda: blocks[0](x, ctx).sum().backward(), "block infer": infer}
 
 
 def grouped_cases(device: str) -> dict:

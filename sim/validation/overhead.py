@@ -6,8 +6,11 @@ the fitted model leaves on a real block: ``(t_measured - sum of the roofline tim
 block's lowered ops) / number of ops`` (``op_time`` with zero overhead). The block is
 full-width (hidden 256, ``microbench.block_config``), so every op touches real-size weights
 and activations; an earlier hidden-8 block measured the dispatch cost of near-empty tensors,
-which full-width ops exceed. Pooled over forward+backward on 8 tokens (training) and a
-no-grad forward on 1 token (decode-like): the efficiency model has one overhead for both.
+which full-width ops exceed. Two figures: forward+backward on 8 tokens (training, weights in
+cache) and a no-grad forward of 1 token through 16 blocks (decode-like, weights cold: the
+roofline prices the weight stream as cold, so a hot block would leave too little residual).
+The efficiency model has one overhead, their mean; autograd makes a training op cost about
+twice a no-grad one here, so decode rows read ~+15% and training rows ~-5% from this split.
 """
 
 from __future__ import annotations
@@ -30,23 +33,26 @@ def _ops(train: bool, tokens: int) -> list:
 
 
 def _model_time(cal, ops) -> float:
-    """Roofline seconds of ``ops`` on the profile being calibrated, without any overhead."""
+    """Roofline seconds of ``ops`` on the profile being calibrated, without any fixed
+    per-op cost (no overhead, and no fitted per-GEMM-call cost in ``matmul_half_flops``)."""
     from sim.costs.timing import op_time
     from sim.validation.profile import accelerator
 
-    acc = accelerator(replace(cal, kernel_overhead_s=0.0), "provisional", 1 << 30)
+    acc = accelerator(cal, "provisional", 1 << 30)
+    eff = replace(acc.efficiency, kernel_overhead_s=0.0, matmul_half_flops=0.0)
+    acc = replace(acc, efficiency=eff)
     return sum(op_time(o, acc, "fp32") for o in ops)
 
 
 def block_overhead(cal, t_train: float, t_infer: float) -> tuple[float, float, float]:
-    """(pooled, training, inference) seconds per op; each clamped at >= 0."""
-    from sim.validation.microbench import BLOCK_TOKENS
+    """(pooled, training, inference) seconds per op, each >= 0; ``t_infer`` covers
+    ``COLD_BLOCKS`` blocks. Pooled = the mean of the two per-op figures: one overhead serves
+    training and inference alike (an op-weighted mean would let backward's extra ops decide)."""
+    from sim.validation.microbench import BLOCK_TOKENS, COLD_BLOCKS
 
-    parts = []
+    per_op = []
     for t, train, tokens in ((t_train, True, BLOCK_TOKENS["train"]),
-                             (t_infer, False, BLOCK_TOKENS["infer"])):
+                             (t_infer / COLD_BLOCKS, False, BLOCK_TOKENS["infer"])):
         ops = _ops(train, tokens)
-        parts.append((t - _model_time(cal, ops), sum(o.count for o in ops)))
-    pooled = sum(r for r, _ in parts) / sum(n for _, n in parts)
-    return tuple(max(x, 0.0) for x in (pooled, parts[0][0] / parts[0][1],
-                                       parts[1][0] / parts[1][1]))
+        per_op.append(max(t - _model_time(cal, ops), 0.0) / sum(o.count for o in ops))
+    return (per_op[0] + per_op[1]) / 2, per_op[0], per_op[1]

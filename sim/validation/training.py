@@ -12,11 +12,16 @@ simulator's hardware FLOPs include padding that the reference does not execute.
 The data-parallel case runs the same step in 2 gloo processes with a bucketed gradient
 all-reduce and compares with ``estimate_train`` at dp=2 (communication included,
 ``overlap="sum"``: the reference reduces after backward, without overlap) on the
-both-workers-busy profile (``profile.busy_system``: two processes share the machine's two
-cores, and that contention is part of the measured machine). A rank's step is its own CPU
-time outside the all-reduce plus the wall time inside it (blocked time is real time); each
-round takes the slower rank, paired with a reference GEMM that rank 0 times while rank 1
-waits; lower quantile over rounds, on the calibration's scale.
+both-workers-busy profile (``profile.busy_calibration``: two processes share the machine's two
+cores, and that contention is part of the measured machine). A round of the step is
+``max over ranks of compute + min over ranks of all-reduce time``: compute is each rank's own
+CPU time outside the all-reduce (both start together after a barrier, so the slower one
+decides when the all-reduce can start); the all-reduce is wall time (blocked time is real
+time), and the rank that arrived last blocks only for the communication itself, while the
+other's extra wait is its peer's compute, or the peer being descheduled by other users of
+the machine, which is not the machine's communication cost. Each round is paired with a
+reference GEMM that rank 0 times while rank 1 waits; lower quantile over rounds, on the
+calibration's scale.
 """
 
 from __future__ import annotations
@@ -140,8 +145,9 @@ def training_cases(system, device: str = "cpu", quick: bool = False, repeats: in
 
 
 def _dp_worker(rank: int, world: int, case: TrainCase, repeats: int
-               ) -> tuple[list[float], list[float]]:
-    """One DP rank: (step seconds, reference seconds) per round (module docstring)."""
+               ) -> tuple[list[float], list[float], list[float]]:
+    """One DP rank: (compute CPU seconds, all-reduce wall seconds, reference seconds) per
+    round (module docstring)."""
     import time
 
     import torch.distributed as dist
@@ -160,7 +166,7 @@ def _dp_worker(rank: int, world: int, case: TrainCase, repeats: int
         blocked[1] += time.process_time() - c0
 
     step, _ = make_step(case, seed=rank, reduce=reduce)
-    ref, steps, refs = reference_kernel("cpu"), [], []
+    ref, compute, comm, refs = reference_kernel("cpu"), [], [], []
     for _ in range(repeats + 2):  # two warm-up rounds
         dist.barrier()
         if rank == 0:
@@ -171,8 +177,9 @@ def _dp_worker(rank: int, world: int, case: TrainCase, repeats: int
         blocked[:] = [0.0, 0.0]
         c0 = time.process_time()
         step()
-        steps.append(time.process_time() - c0 - blocked[1] + blocked[0])
-    return steps[2:], refs[2:]
+        compute.append(time.process_time() - c0 - blocked[1])
+        comm.append(blocked[0])
+    return compute[2:], comm[2:], refs[2:]
 
 
 def measure_dp(case: TrainCase, repeats: int, threads: int) -> tuple[float, float]:
@@ -181,9 +188,10 @@ def measure_dp(case: TrainCase, repeats: int, threads: int) -> tuple[float, floa
     from sim.validation.protocol import low, scale, spread
 
     ranks = spawn(_dp_worker, 2, case, repeats, threads=threads)
-    slowest = [max(ts) for ts in zip(*(r[0] for r in ranks), strict=True)]
-    ref_low = low(ranks[0][1])
-    return low(slowest) * (scale() or ref_low) / ref_low, spread(slowest)
+    (c0, w0, _), (c1, w1, _) = ranks
+    rounds = [max(a, b) + min(x, y) for a, b, x, y in zip(c0, c1, w0, w1, strict=True)]
+    ref_low = low(ranks[0][2])
+    return low(rounds) * (scale() or ref_low) / ref_low, spread(rounds)
 
 
 def dp_cases(system, quick: bool = False, repeats: int = 5, threads: int = 1) -> list[Case]:
