@@ -26,6 +26,9 @@ The remaining knobs:
   not);
 - ``repeat_call_s``: the reference grouped linear over 16 vs 1 tiny expert slices, the slope
   per slice over its 3 GEMM calls (fwd, dX, dW), less their roofline time;
+- the reference server's per-iteration overhead outside model forwards (``serving.
+  iteration_overhead`` on the small serving model and workloads of its own): recorded for a
+  software stack of the reference implementation, not a hardware knob;
 - attention_max: eager attention (two bmms + softmax) at a few shapes, achieved / peak;
 - communication: ``torch.distributed`` all-reduce on gloo between 2 local processes over
   sizes 4 KiB-8 MiB; ring all-reduce over n=2 costs ``2 alpha + S / B`` (NCCL bus-bandwidth
@@ -120,6 +123,9 @@ class Calibration:
     repeat_call_s: float = 0.0  # per extra BLAS call of a repeated op (MoE expert slice)
     node_contention: float = 1.0  # slowdown of each of 2 workers busy at once
     reference_s: float = 0.0  # the reference GEMM's estimate: the shared time scale
+    # the reference server's own seconds per iteration outside model forwards (Python
+    # scheduling, KV-slot bookkeeping); recorded for the reference-implementation stack
+    reference_iteration_overhead_s: float = 0.0
     spreads: dict = field(default_factory=dict)  # microbenchmark -> (median - low) / low
     loadavg: tuple = ()  # 1-minute load average at start and end
     machine: str = platform.processor() or platform.machine()
@@ -228,10 +234,13 @@ def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Cal
 
 def _with_overhead(cal: Calibration, t: dict) -> Calibration:
     from sim.validation.overhead import block_overhead
+    from sim.validation.serving import iteration_overhead
 
     pooled, train, infer = block_overhead(cal, t["block train"], t["block infer"])
+    rate = protocol.paired_rate(cal.device)
+    loop = protocol.low([iteration_overhead(cal.device, seed) for seed in (1, 2, 3)]) * rate
     return replace(cal, kernel_overhead_s=pooled, aten_op_overhead_s=train,
-                   inference_overhead_s=infer)
+                   inference_overhead_s=infer, reference_iteration_overhead_s=loop)
 
 
 def _with_gloo(cal: Calibration, threads: int, quick: bool, load0: float) -> Calibration:

@@ -98,10 +98,32 @@ def _write(system_: System, path: Path) -> System:
 def write_profile(cal, path: str | Path, name: str = "calibrated") -> System:
     """Write the profile as catalog TOML and read it back through the loader (a round trip
     that proves every command can use it), plus the both-workers-busy profile beside it
-    (``busy_path``); returns the loaded ``System``."""
+    (``busy_path``) and the calibration itself as JSON (``scale_path``: the protocol's time
+    scale, for ``validate --system``); returns the loaded ``System``."""
+    import json
+    from dataclasses import asdict
+
     path = Path(path)
     _write(system(busy_calibration(cal), f"{name}-busy"), busy_path(path))
+    tmp = scale_path(path).with_name(scale_path(path).name + ".tmp")
+    tmp.write_text(json.dumps({"reference_s": cal.reference_s, "calibration": asdict(cal)},
+                              indent=1, default=str) + "\n")
+    tmp.replace(scale_path(path))
     return _write(system(cal, name), path)
+
+
+def scale_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def load_scale(path: str | Path) -> float | None:
+    """The reference time of the calibration that wrote ``path`` (None when unknown)."""
+    import json
+
+    try:
+        return float(json.loads(scale_path(path).read_text())["reference_s"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def load_busy(path: str | Path, fallback: System) -> System:

@@ -136,6 +136,13 @@ def interleaved_seconds(cases: dict[str, Callable], **kw) -> dict[str, Timed]:
     return {name: t[""] for name, t in interleaved(cases, **kw).items()}
 
 
+def paired_rate(device: str = "cpu", rounds: int = 7, clock: str | None = None) -> float:
+    """``scale / reference measured now`` (1.0 without a scale): the factor that puts a
+    timeline measured next on the shared scale (a serving run's clock)."""
+    ref = reference_estimate(device, rounds, clock)
+    return (scale() or ref) / ref
+
+
 def reference_estimate(device: str = "cpu", rounds: int = 21, clock: str | None = None
                        ) -> float:
     """The reference kernel's own estimate (the calibration's scale when run there)."""

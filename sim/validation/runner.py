@@ -45,10 +45,12 @@ def _profile(device, threads, quick, system_path, out_dir, stem):
     from sim.validation.calibrate import calibrate
     from sim.validation.profile import write_profile
 
-    if system_path:  # no calibration here: every batch is on its own reference's scale
-        from sim.validation.protocol import set_scale
+    if system_path:  # the calibration's scale when it wrote one, else the reference now
+        from sim.validation.profile import load_scale
+        from sim.validation.protocol import reference_estimate, set_scale
 
         set_scale(None)
+        set_scale(load_scale(system_path) or reference_estimate(device))
         return get_system(system_path), str(system_path), None
     cal = calibrate(device, threads, quick)
     path = Path(out_dir) / f"{stem}-profile.toml"
