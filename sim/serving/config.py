@@ -46,6 +46,7 @@ class ServingConfig:
     slo_ttft_s: float = 1.0
     slo_tpot_s: float = 0.1
     exact_step_times: bool = False
+    fast_forward: bool = True  # decode-only runs in one timeout (identical results; faster)
     seed: int = 0
 
     def validate(self) -> ServingConfig:

@@ -144,6 +144,14 @@ class BlockPool:
             out.append((queue.popleft(), n))
         return out
 
+    def hold(self, peak_used: int, used: int) -> None:
+        """Jump to ``used`` blocks in use, having peaked at ``peak_used`` on the way (a
+        fast-forwarded run of reservations and releases, see ``sim.serving.fastforward``)."""
+        if not used <= peak_used <= self.capacity:
+            raise AssertionError(f"KV pool over-allocated: {peak_used} of {self.capacity}")
+        self.peak = max(self.peak, peak_used)
+        self.available = self.capacity - used
+
     def settle(self) -> None:
         """Apply the net change to the Container (synchronously: the level is available)."""
         delta = self.available - int(self.free.level)

@@ -34,6 +34,7 @@ class Continuous:
     name = "continuous"
     paged = True
     waits = False  # ``wait`` and ``committed`` do nothing; the replica skips them
+    fast_forward = True  # a decode-only batch steps as ``sim.serving.fastforward`` computes
 
     def __init__(self, cfg):
         self.max_batch = cfg.max_batch
@@ -106,6 +107,7 @@ class Static:
     name = "static"
     paged = False
     waits = True  # the replica calls ``wait`` and ``committed``
+    fast_forward = False  # padded slots: steps stay explicit
 
     def __init__(self, cfg):
         self.max_batch, self.timeout = cfg.max_batch, cfg.batch_timeout_s

@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.serving import fastforward
+from sim.serving.iterlog import IterLog
 from sim.serving.kvcache import BlockPool
 from sim.serving.request import Request, RunningSet
+
+_NOTHING = object()
 
 
 @dataclass
@@ -56,7 +60,8 @@ class Replica:
         self.dec_blocks = 0  # blocks held by the running set
         self.incoming = 0  # KV transfers in flight towards this replica
         self.outstanding = 0  # requests routed here and not yet finished or handed off
-        self.log: list[tuple] = []  # (t_end, batch, kv_blocks_used, waiting, tokens)
+        self.log = IterLog()  # what each iteration (or fast-forwarded run) did
+        self.ff = sim.cfg.fast_forward and getattr(policy, "fast_forward", False)
         self.spec_steps = 0
         self.spec_tokens = 0
         self.env.process(self.loop())
@@ -68,6 +73,11 @@ class Replica:
             if not self.busy():
                 self.accept((yield self.inbox.get()))
                 continue
+            if self.ff and self.steady():
+                run = fastforward.plan(self)
+                if run is not None:
+                    yield from self.forward(run)
+                    continue
             if self.policy.waits:
                 yield from self.policy.wait(self)
             it = self.policy.schedule(self)
@@ -79,6 +89,38 @@ class Replica:
             if self.policy.waits:
                 self.policy.committed(self)
             self.pool.settle()
+
+    def steady(self) -> bool:
+        """Only the decode batch has work and nothing waits in the inbox: the next
+        iterations are decode steps of the same sequences until an event (fast-forward)."""
+        return bool(self.run.n and not (self.waiting or self.prefilling or self.swapped
+                                        or self.kv_wait or self.inbox.items))
+
+    def forward(self, run: fastforward.Run):
+        """Wait out a fast-forwarded run, or up to the end of the step in flight when the
+        inbox receives something first; commit the steps done."""
+        env, now = self.env, self.env.now
+        ends = np.cumsum(np.concatenate(([now], run.times)))[1:]  # SimPy's running sums
+        get = self.inbox.get()
+        yield get | env.timeout(ends[-1] - now)
+        m, item = len(ends), _NOTHING
+        if get.triggered:
+            item = get.value
+            m = min(int(np.searchsorted(ends, env.now, side="left")) + 1, len(ends))
+            if ends[m - 1] > env.now:
+                yield env.timeout(ends[m - 1] - env.now)
+        else:
+            get.cancel()
+        fastforward.commit(self, run, m, ends)
+        self.pool.settle()
+        if item is not _NOTHING:
+            self.accept(item)
+
+    def decode_times(self, kv_sums: np.ndarray, contexts) -> np.ndarray:
+        """``price`` of decode-only iterations of the running set, for each total context
+        in ``kv_sums`` (``contexts(j)``: step j's contexts, for exact pricing)."""
+        spec = self.sim.spec_k > 0
+        return self.sim.timer.decode_times(self.run.n, kv_sums, spec, contexts)
 
     def busy(self) -> bool:
         return bool(self.run.n or self.waiting or self.prefilling or self.kv_wait
@@ -131,8 +173,8 @@ class Replica:
             if req.done_prefill == req.todo:
                 tokens += 1
                 self._prefilled(req, now)
-        self.log.append((now, self.run.n + len(self.prefilling), self.pool.used,
-                         len(self.waiting), tokens))
+        self.log.add(now, self.run.n + len(self.prefilling), self.pool.used,
+                     len(self.waiting), tokens)
 
     def _advance(self) -> int:
         """Every decoding sequence produces 1 token (speculative: 1 + accepted drafts);
