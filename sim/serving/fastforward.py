@@ -43,13 +43,16 @@ class Run:
 
 
 def plan(rep) -> Run | None:
-    """The run the replica's current decode batch can make, or None (step normally)."""
-    return _speculative(rep) if rep.sim.spec_k else _plain(rep)
+    """The run the replica's current decode batch can make, or None (step normally). It is
+    planned no further than about the next arrival (``steps_until_arrival``): a run cut
+    short there ends early and the next is planned then, so the bound costs no exactness."""
+    horizon = rep.sim.steps_until_arrival(rep.decode_time())
+    return _speculative(rep, horizon) if rep.sim.spec_k else _plain(rep, horizon)
 
 
-def _plain(rep) -> Run | None:
+def _plain(rep, horizon: float) -> Run | None:
     run, pool, bs = rep.run, rep.pool, rep.bs
-    steps = min(int(run.min_fin) - run.k - 1, MAX_STEPS)  # the next step after is a finish
+    steps = int(min(run.min_fin - run.k - 1, MAX_STEPS, horizon))  # then a finish
     if steps < MIN_STEPS:
         return None
     j = np.arange(steps, dtype=np.int64)
@@ -64,11 +67,11 @@ def _plain(rep) -> Run | None:
     return Run(times, held, held, np.full(steps, run.n, dtype=np.int64))
 
 
-def _speculative(rep) -> Run | None:
+def _speculative(rep, horizon: float) -> Run | None:
     run, pool, bs, sim = rep.run, rep.pool, rep.bs, rep.sim
     n, adv = run.n, sim.spec_k + 1
     left = run.left()
-    steps = min(int(left.min()), MAX_SPEC_STEPS)
+    steps = int(min(left.min(), MAX_SPEC_STEPS, horizon))
     if steps < MIN_STEPS:
         return None
     p = 1.0 - np.minimum(run.acc[:n], 1 - 1e-12)  # as ``Simulation.accepted``

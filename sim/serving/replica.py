@@ -122,6 +122,12 @@ class Replica:
         spec = self.sim.spec_k > 0
         return self.sim.timer.decode_times(self.run.n, kv_sums, spec, contexts)
 
+    def decode_time(self) -> float:
+        """``price`` of one decode-only iteration of the running set as it is now."""
+        run, timer = self.run, self.sim.timer
+        kv = run.contexts() if timer.exact else None
+        return timer.step((), (), run.n, run.kv_sum(), kv, self.sim.spec_k > 0)
+
     def busy(self) -> bool:
         return bool(self.run.n or self.waiting or self.prefilling or self.kv_wait
                     or self.swapped)

@@ -91,14 +91,14 @@ def _neighbours(x: int, grid: list[int]) -> tuple[int, int, float]:
 _GRID = np.asarray(COARSE, dtype=np.int64)
 
 
-def _brackets(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_neighbours`` over an array: grid points lo <= x <= hi and the weight of hi."""
+def _brackets(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_neighbours`` over an array: the grid index i of lo <= x (hi is i + 1) and the
+    weight of hi (0 where x is a grid point)."""
     i = np.searchsorted(_GRID, xs, side="right") - 1
     lo = _GRID[i]
-    hi = _GRID[np.minimum(i + 1, len(_GRID) - 1)]
     on = lo == xs
-    fy = np.where(on, 0.0, (xs - lo) / np.where(on, 1, hi - lo))
-    return lo, np.where(on, lo, hi), fy
+    span = _GRID[np.minimum(i + 1, len(_GRID) - 1)] - lo
+    return i, np.where(on, 0.0, (xs - lo) / np.where(on, 1, span))
 
 
 def _split(total: int, n: int) -> list[int]:
@@ -157,8 +157,8 @@ class StepTimer:
         """``step((), (), n_dec, kv_sums[j], contexts(j), spec)`` for every j in one call:
         the step times of a run of decode-only iterations of the same ``n_dec`` sequences
         (fast-forward). Interpolated mode evaluates the same bilinear formula on arrays, so
-        each element equals the scalar call bit for bit; exact mode prices step by step
-        (``contexts(j)``: the j-th step's context array)."""
+        each element equals the scalar call bit for bit, and prices the same grid corners;
+        exact mode prices step by step (``contexts(j)``: the j-th step's context array)."""
         if self.exact:
             return np.array([self.step((), (), n_dec, int(kv_sums[j]), contexts(j), spec)
                              for j in range(len(kv_sums))])
@@ -167,31 +167,31 @@ class StepTimer:
         if self.groups > 1:  # the same integer arithmetic as ``_group0``
             n = -(-n_dec // self.groups)
             kv = -(-kv * n // max(n_dec, 1))
-        mean = kv // n
+        i, fy = _brackets(kv // n)
         xl, xh, fx = _bracket(n, 1)
-        lo, hi, fy = _brackets(mean)
-        low = self._column(xl, lo, hi, fy, spec)
+        low = self._column(xl, i, fy, spec)
         if not fx:
             return low
-        high = self._column(xh, lo, hi, fy, spec)
+        high = self._column(xh, i, fy, spec)
         return low + fx * (high - low)
 
-    def _column(self, x: int, lo: np.ndarray, hi: np.ndarray, fy: np.ndarray,
-                spec: bool) -> np.ndarray:
-        """Linear interpolation in the mean context at grid column ``x`` (vectorised
-        ``low += fy * (C(x, hi) - low)``, computed only where fy != 0, as the scalar path)."""
-        c_lo = self._corners(x, lo, spec)
+    def _column(self, x: int, i: np.ndarray, fy: np.ndarray, spec: bool) -> np.ndarray:
+        """Linear interpolation in the mean context at grid column ``x``: the scalar path's
+        ``low += fy * (C(x, hi) - low)`` where fy != 0, pricing the corners it would."""
         mid = fy != 0
+        first = int(i.min())
+        width = int(i.max()) - first + 2
+        wanted = np.zeros(width, dtype=bool)
+        wanted[i - first] = True
+        wanted[i[mid] + 1 - first] = True
+        table = np.zeros(width)
+        for g in np.flatnonzero(wanted).tolist():
+            table[g] = self._cached((0, 0, 0, x, COARSE[first + g], spec))
+        c_lo = table[i - first]
         if not mid.any():
             return c_lo
-        c_hi = np.zeros_like(c_lo)
-        c_hi[mid] = self._corners(x, hi[mid], spec)
+        c_hi = table[i + 1 - first]
         return np.where(mid, c_lo + fy * (c_hi - c_lo), c_lo)
-
-    def _corners(self, x: int, ys: np.ndarray, spec: bool) -> np.ndarray:
-        uniq, inv = np.unique(ys, return_inverse=True)
-        vals = np.array([self._cached((0, 0, 0, x, int(y), spec)) for y in uniq])
-        return vals[inv]
 
     def _bilinear(self, x: int, x_floor: int, y: int, key) -> float:
         """Interpolate the priced shape key(x, y) between grid neighbours of x and y."""
