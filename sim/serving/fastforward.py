@@ -3,7 +3,7 @@
 Between two events that can change a replica's batch (a request or KV transfer reaching its
 inbox, a sequence finishing, a step needing a KV block the pool does not have), continuous
 batching is deterministic: the same n sequences each gain one token per step (speculative:
-1 + accepted drafts, drawn from the engine's generator), contexts grow by known amounts, and
+1 + accepted drafts, drawn from the replica's generator), contexts grow by known amounts, and
 each step's time is the step-time function of (n, total context). ``plan`` computes the whole
 run at once: its length (steps before the first completion or block shortage), the KV blocks
 each step reserves, and every step's time in one vectorised call
@@ -75,9 +75,9 @@ def _speculative(rep, horizon: float) -> Run | None:
     if steps < MIN_STEPS:
         return None
     p = 1.0 - np.minimum(run.acc[:n], 1 - 1e-12)  # as ``Simulation.accepted``
-    state = sim.rng.bit_generator.state
-    draws = sim.rng.geometric(np.broadcast_to(p, (steps, n)))
-    sim.rng.bit_generator.state = state  # re-drawn for the committed steps only
+    state = rep.rng.bit_generator.state
+    draws = rep.rng.geometric(np.broadcast_to(p, (steps, n)))
+    rep.rng.bit_generator.state = state  # re-drawn for the committed steps only
     gained = np.cumsum(np.minimum(draws - 1, sim.spec_k) + 1, axis=0)
     finishing = np.flatnonzero((gained >= left).any(axis=1))
     steps = int(finishing[0]) if len(finishing) else steps
@@ -103,7 +103,7 @@ def commit(rep, r: Run, m: int, ends: np.ndarray) -> None:
     if r.gained is None:
         run.skip(m)
     else:
-        rep.sim.rng.geometric(np.broadcast_to(r.p, (m, run.n)))  # advance the stream
+        rep.rng.geometric(np.broadcast_to(r.p, (m, run.n)))  # advance the stream
         rep.spec_steps += run.n * m
         rep.spec_tokens += int(r.gained[m - 1].sum())
         run.skip(m, r.gained[m - 1] - m)

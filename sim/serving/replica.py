@@ -61,6 +61,7 @@ class Replica:
         self.incoming = 0  # KV transfers in flight towards this replica
         self.outstanding = 0  # requests routed here and not yet finished or handed off
         self.log = IterLog()  # what each iteration (or fast-forwarded run) did
+        self.rng = sim.rng(idx)  # speculative acceptance draws
         self.ff = sim.cfg.fast_forward and getattr(policy, "fast_forward", False)
         self.spec_steps = 0
         self.spec_tokens = 0
@@ -187,7 +188,7 @@ class Replica:
         finished ones leave and give their KV blocks back."""
         run, n = self.run, self.run.n
         if self.sim.spec_k:
-            adv = self.sim.accepted(run.acc[:n])
+            adv = self.sim.accepted(self.rng, run.acc[:n])
             self.spec_steps += n
             self.spec_tokens += int(adv.sum())
             adv = np.minimum(adv, run.left())  # a request stops at its output length
@@ -279,16 +280,34 @@ class Replica:
             t += self.sim.swap_time(req.swapped_ctx)
         return t, room - len(back)
 
-    def admit(self, room: int, max_new: int | None = None) -> int:
+    def admit(self, room: int, max_new: int | None = None, budget: int | None = None,
+              force_first: bool = False) -> int:
         """Admit waiting requests FCFS while their prefill's blocks fit (head of line
-        blocks the rest, as vLLM's FCFS scheduler does). Returns the batch room left."""
+        blocks the rest, as vLLM's FCFS scheduler does) and their whole prompts fit in
+        ``budget`` tokens (``force_first``: the first may exceed it, so a recomputed
+        sequence longer than the budget is not stuck). Returns the batch room left."""
         limit = max(room, 0) if max_new is None else max(min(room, max_new), 0)
         now = self.env.now
+        allow = None if budget is None else TokenBudget(budget, force_first)
         for req, blocks in self.pool.take_while(
-                self.waiting, lambda r: self.pool.blocks_for(r.todo), limit):
+                self.waiting, lambda r: self.pool.blocks_for(r.todo), limit, allow):
             req.blocks, req.done_prefill = blocks, 0
             if req.scheduled != req.scheduled:
                 req.scheduled = now
             self.prefilling.append(req)
             room -= 1
         return room
+
+
+class TokenBudget:
+    """``allow`` for ``BlockPool.take_while``: whole prompts while their tokens fit."""
+
+    def __init__(self, budget: int, force_first: bool = False):
+        self.left, self.force = budget, force_first
+
+    def __call__(self, req: Request) -> bool:
+        if req.todo > self.left and not self.force:
+            return False
+        self.left -= req.todo
+        self.force = False
+        return True

@@ -36,6 +36,18 @@ def records(done: list, rejected: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+REQUEST_OUT_COLUMNS = ("rid", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
+                       "output_tokens", "preemptions", "replica", "rejected")
+
+
+def request_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-request absolute times (``--requests-out``): arrival, first token and finish in
+    simulated seconds (empty for rejected requests), token counts, preemptions, replica."""
+    out = df.assign(first_token_s=df["arrival_s"] + df["ttft_s"],
+                    finish_s=df["arrival_s"] + df["e2e_s"])
+    return out[list(REQUEST_OUT_COLUMNS)]
+
+
 def stats(values: pd.Series) -> dict:
     v = values.dropna().to_numpy()
     if not len(v):
