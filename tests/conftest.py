@@ -18,3 +18,10 @@ def _serving_stepping(request, monkeypatch):
         from sim.serving import fastforward
 
         monkeypatch.setattr(fastforward, "plan", lambda rep: None)
+
+
+@pytest.fixture
+def needs_fast_forward(request):
+    """For tests that check fast-forward itself happens (skipped under --no-fast-forward)."""
+    if request.config.getoption("--no-fast-forward"):
+        pytest.skip("asserts that runs are fast-forwarded")

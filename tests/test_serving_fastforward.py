@@ -60,7 +60,7 @@ def test_fast_forward_equals_stepping_on_random_workloads(seed, n, rate, policy,
     assert_same(a, b)
 
 
-def test_a_long_quiet_decode_becomes_a_few_runs_with_the_same_records():
+def test_a_long_quiet_decode_becomes_a_few_runs_with_the_same_records(needs_fast_forward):
     w = Workload(np.array([0.0, 0.01]), np.array([64, 64]), np.array([900, 1500]))
     a, b = both(policy="continuous", workload=w)
     assert_same(a, b)
@@ -69,7 +69,7 @@ def test_a_long_quiet_decode_becomes_a_few_runs_with_the_same_records():
     assert len(b.timeline) < 40 and b.timeline.steps.sum() == iterations
 
 
-def test_exact_pricing_and_speculative_decoding_fast_forward_identically():
+def test_exact_pricing_and_speculative_decoding_fast_forward_identically(needs_fast_forward):
     w = Workload(np.array([0.0, 0.3, 0.7]), np.array([128, 256, 64]), np.array([300, 80, 200]))
     a, b = both(policy="continuous", workload=w, exact_step_times=True,
                 draft_model="tiny-llama", speculative_tokens=4, acceptance="0.7")
