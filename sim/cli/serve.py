@@ -27,6 +27,7 @@ from sim.cli.serve_inputs import (
     length_spec,
     resolve_workload_flags,
 )
+from sim.cli.stack_flags import add_stack_flags, stack_from_args
 from sim.serving.config import POLICY_NAMES, PREEMPTION, ROUTERS, ServingConfig
 
 EPILOG = """\
@@ -117,6 +118,7 @@ def register(subparsers) -> None:
                    "and output tokens, preemptions, replica)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--charts", default=None, metavar="DIR", help="write PNG charts here")
+    add_stack_flags(p, "serving")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -132,7 +134,8 @@ def config_from_args(args) -> ServingConfig:
         speculative_tokens=args.speculative_tokens, acceptance=args.acceptance_rate,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot,
         exact_step_times=args.exact_step_times, max_batched_tokens=args.max_batched_tokens,
-        fast_forward=not args.no_fast_forward, seed=args.seed)
+        fast_forward=not args.no_fast_forward, seed=args.seed,
+        stack=stack_from_args(args, "serving"))
 
 
 def run(args) -> int:
