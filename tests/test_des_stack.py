@@ -41,3 +41,10 @@ def test_zero3_prefetch_and_granularity_change_the_des_step():
     t = _des(plan, st).step_time_s
     assert _des(plan, none).step_time_s > t
     assert _des(plan, per_param).step_time_s > t
+
+
+def test_an_overlap_stack_plan_without_a_stack_follows_the_default_in_the_des():
+    m = get_model("llama3-8b")
+    res = simulate_train(m, replace(DP, overlap="stack"),
+                         Cluster.for_gpus(get_system("dgx-h100"), 16))
+    assert res.to_dict()["config"]["stack"]["name"] == "megatron-core-2024"

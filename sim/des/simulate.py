@@ -97,7 +97,9 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
     from sim.costs.analytic import estimate_train
 
     wall = time.perf_counter()
-    plan = resolve_plan(plan, cluster.n_gpus)
+    from sim.costs.analytic import _with_stack
+
+    plan = _with_stack(resolve_plan(plan, cluster.n_gpus))  # overlap="stack": default stack
     validate_plan(model, plan, cluster.n_gpus)
     analytic = estimate_train(model, plan, cluster)  # the oracle; also its result shape
     v = plan.virtual_stages if plan.schedule == "interleaved" else 1
