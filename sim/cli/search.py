@@ -15,6 +15,7 @@ import sys
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
 from sim.errors import ConfigError
+from sim.schedules import get_schedule
 
 TRAIN_EPILOG = """\
 examples:
@@ -92,7 +93,7 @@ def short_plan(p: dict) -> str:
     s = f"tp{p['tp']} pp{p['pp']} dp{p['dp']}"
     s += "".join(f" {k}{p[k]}" for k in ("cp", "ep") if p[k] > 1)
     s += f" z{p['zero']} mb{p['micro_batch']} {p['schedule']}"
-    s += f"x{p['virtual_stages']}" if p["schedule"] == "interleaved" else ""
+    s += f"x{p['virtual_stages']}" if get_schedule(p["schedule"]).interleaves else ""
     return s + f" rc={p['recompute']}" + (" sp" if p["sequence_parallel"] else "")
 
 

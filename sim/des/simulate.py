@@ -87,7 +87,8 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
     ``straggler``: one slow GPU or link; ``progress``: a tqdm bar of pipeline tasks on
     stderr; ``routing``: MoE token routing, "uniform" (sampled), "zipf" (Zipf(``zipf_s``)
     shares, sampled) or "balanced" (exact even split), drawn from ``seed``."""
-    from sim.plan_validation import resolve_plan, stage_layers, validate_plan
+    from sim.costs.layout import StageLayout
+    from sim.plan_validation import resolve_plan, validate_plan
 
     if routing not in ROUTINGS:
         raise PlanError(f"unknown routing '{routing}'; use {', '.join(ROUTINGS)}")
@@ -97,10 +98,9 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
     plan = resolve_plan(plan, cluster.n_gpus)
     validate_plan(model, plan, cluster.n_gpus)
     analytic = estimate_train(model, plan, cluster)  # the oracle; also its result shape
-    v = plan.virtual_stages if plan.schedule == "interleaved" else 1
-    sizes = stage_layers(model.n_layers, plan.pp * v)
-    chunks = [list(range(sum(sizes[:i]), sum(sizes[:i + 1]))) for i in range(len(sizes))]
-    schedule = build_schedule(plan.schedule, plan.pp, plan.n_microbatches, v)
+    layout = StageLayout.of(model, plan)
+    chunks = [list(c.layers) for c in layout.chunks]
+    schedule = build_schedule(plan.schedule, plan.pp, plan.n_microbatches, layout.virtual)
     env, rec = simpy.Environment(), Recorder()
     replicas = _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler,
                          routing, zipf_s, analytic)

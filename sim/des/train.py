@@ -103,7 +103,9 @@ class _Replica:
                 gpu.hbm.alloc(nbytes, kind, kind)
         group_of = make_group_of(plan, replica)
         self.group_of = group_of
-        zb = plan.schedule == "zb-h1"
+        from sim.schedules import get_schedule
+
+        zb = get_schedule(plan.schedule).splits_weight_grad
         self.work = TrainWork(model, plan, cluster, chunks, routing=routing, zb=zb,
                               group_of=group_of, net=net)
         buffers = [_buffers(model, plan, chunks, s, group_of) for s in range(p)]
@@ -148,23 +150,22 @@ def _static_memory(model, plan, stage: int) -> dict:
 
 
 def _buffers(model, plan, chunks, stage, group_of) -> list[Buffer]:
-    """Dense and expert gradient buffers of a stage, parts in forward order."""
-    from sim.costs.analytic import model_counts
+    """Dense and expert gradient buffers of a stage, parts in forward order; parameters per
+    rank as ``sim.costs.layout`` counts them."""
+    from sim.costs.layout import end_params, layer_params
+    from sim.model.params import count_params
 
-    counts, gb, p = model_counts(model), plan.optimizer.grad_bytes, plan.pp
+    counts, gb, p = count_params(model), plan.optimizer.grad_bytes, plan.pp
+    emb, head = end_params(counts, p, plan.tp)
     parts, dense, expert = [], [], []
     for vs in range(stage, len(chunks), p):
         if vs == 0:
-            parts.append(-1), dense.append(counts.embedding / plan.tp * gb), expert.append(0.0)
+            parts.append(-1), dense.append(emb * gb), expert.append(0.0)
         for i in chunks[vs]:
-            lp = counts.layers[i]
-            parts.append(i)
-            dense.append((lp.total - lp.experts) / plan.tp * gb)
-            expert.append(lp.experts / (plan.tp * plan.ep) * gb)
+            d, e = layer_params(counts, i, plan.tp, plan.ep)
+            parts.append(i), dense.append(d * gb), expert.append(e * gb)
         if vs == len(chunks) - 1:
-            parts.append(model.n_layers)
-            dense.append((counts.lm_head + counts.final_norm) / plan.tp * gb)
-            expert.append(0.0)
+            parts.append(model.n_layers), dense.append(head * gb), expert.append(0.0)
     out = [Buffer("dense", group_of("dp_cp", stage), tuple(parts), tuple(dense))]
     if sum(expert) > 0:
         out.append(Buffer("expert", group_of("edp", stage), tuple(parts), tuple(expert)))
