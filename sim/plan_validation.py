@@ -28,7 +28,7 @@ from functools import lru_cache
 
 from sim.errors import PlanError
 from sim.plan import RECOMPUTE_MODES, ParallelPlan
-from sim.schedules import SCHEDULES, get_schedule
+from sim.schedules import get_schedule, schedule_names
 
 OVERLAPS = ("max", "sum")
 
@@ -66,8 +66,8 @@ def _fail(constraint: str, fix: str) -> None:
 
 
 def _check_enums(model, plan, n_gpus) -> None:
-    if plan.schedule not in SCHEDULES:
-        _fail(f"unknown schedule '{plan.schedule}'", f"use one of {', '.join(SCHEDULES)}")
+    if plan.schedule not in schedule_names():
+        _fail(f"unknown schedule '{plan.schedule}'", f"use one of {', '.join(schedule_names())}")
     if plan.recompute not in RECOMPUTE_MODES:
         _fail(f"unknown recompute '{plan.recompute}'", f"use {', '.join(RECOMPUTE_MODES)}")
     if plan.overlap not in OVERLAPS:
@@ -144,7 +144,7 @@ def _check_pipeline(model, plan, n_gpus) -> None:
               "(every pipeline chunk needs at least one layer)", "lower pp or virtual_stages")
     if not get_schedule(plan.schedule).interleaves:
         if plan.virtual_stages != 1:
-            interleaving = [s for s in SCHEDULES if get_schedule(s).interleaves]
+            interleaving = [s for s in schedule_names() if get_schedule(s).interleaves]
             _fail(f"virtual_stages={plan.virtual_stages} needs --schedule "
                   f"{' or '.join(interleaving)}",
                   f"use --schedule {interleaving[0]} or --virtual-stages 1")
