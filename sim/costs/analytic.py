@@ -105,17 +105,29 @@ def estimate_train(model, plan, cluster) -> TrainResult:
     per_stage = [memo.get(s.distinct) or memo.setdefault(s.distinct, _stage_step(ctx, plan, s))
                  for s in stages]
     slow = max(range(plan.pp), key=lambda i: per_stage[i]["total"])
-    mf, hf = ctx.cached("flops", plan, lambda: _flops(model, plan))
+    mf, hf = train_flops(model, plan, cluster, ctx)
     memory = memory_per_gpu(model, plan, cluster)
     return TrainResult.build(model, plan, cluster, per_stage, slow, [s.cost for s in stages],
                              mf, hf, memory, pipeline_p2p_cost(model, plan, cluster),
                              __version__)
 
 
-def _flops(model, plan) -> tuple[float, float]:
+def train_flops(model, plan, cluster, ctx: CostContext | None = None) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) of one step of ``plan`` (``sim.costs.flops``), memoised."""
     from sim.costs.flops import hardware_flops_per_step, model_flops_per_step
 
-    return model_flops_per_step(model, plan), hardware_flops_per_step(model, plan)
+    ctx = ctx or CostContext.of(model, cluster)
+    return ctx.cached("flops", plan, lambda: (model_flops_per_step(model, plan),
+                                              hardware_flops_per_step(model, plan)))
+
+
+def optimizer_step_time(plan, cluster, params: float) -> float:
+    """Seconds of the optimizer update on a rank holding ``params`` parameters (before ZeRO):
+    memory-bound Adam over its (distributed-optimizer-sharded) state."""
+    acc = cluster.accelerator
+    shard = plan.dp * plan.cp if plan.zero >= 1 else 1  # distributed optimizer over dp x cp
+    opt_bytes = params / shard * _optimizer_bytes_per_param(plan.optimizer)
+    return opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
 
 
 def _stage_step(ctx, plan, stage: StageCost) -> dict:
@@ -134,10 +146,7 @@ def _stage_step(ctx, plan, stage: StageCost) -> dict:
 
 def _stage_parts(cluster, plan, stage: StageCost):
     cost, (dense, expert) = stage.cost, stage.params
-    acc, opt = cluster.accelerator, plan.optimizer
-    shard = plan.dp * plan.cp if plan.zero >= 1 else 1  # distributed optimizer over dp x cp
-    opt_bytes = (dense + expert) / shard * _optimizer_bytes_per_param(opt)
-    t_opt = opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
+    t_opt = optimizer_step_time(plan, cluster, dense + expert)
     t_bwd = cost.bwd_input + cost.bwd_weight + cost.recompute
     dp_fixed, dp_mb = data_parallel_parts(plan, cluster, dense, expert, cost.fwd, t_bwd)
     comm_mb = cost.comm_exposed(plan.overlap)

@@ -90,11 +90,11 @@ def make_group_of(plan, replica: int):
     return group_of
 
 
-class _Replica:
+class Replica:
     """One simulated data-parallel replica: its GPUs, pipeline and DP engine."""
 
     def __init__(self, env, net, rec, model, plan, cluster, chunks, schedule, *, replica,
-                 routing, slow_stage=None, factor=1.0, barrier=None, analytic=None):
+                 routing, slow_stage=None, factor=1.0, barrier=None):
         p, hbm = plan.pp, cluster.accelerator.memory_bytes
         self.gpus = [Gpu(env, stage_rank(plan, s, replica), s, hbm,
                          factor if s == slow_stage else 1.0) for s in range(p)]
@@ -114,7 +114,7 @@ class _Replica:
         self.pipe = PipelineRun(env, net, self.gpus, self.work, schedule, rec,
                                 overlap=plan.overlap, dp=self.dp)
         self.env, self.rec = env, rec
-        self.t_opt = _optimizer_times(analytic, buffers)
+        self.t_opt = _optimizer_times(model, plan, cluster)
         self.end = [None] * p
 
     def start(self) -> None:
@@ -172,14 +172,14 @@ def _buffers(model, plan, chunks, stage, group_of) -> list[Buffer]:
     return out
 
 
-def _optimizer_times(analytic, buffers) -> list[float]:
-    """The optimizer update per stage: the analytic backend's time for its slowest stage
-    (memory-bound Adam over the rank's state), shared out in proportion to each stage's
-    parameters (an update's bytes are proportional to them)."""
-    params = [sum(sum(b.nbytes) for b in bufs) for bufs in buffers]
-    ref = params[analytic.extras.get("slowest_stage", 0)]
-    t = analytic.extras.get("optimizer_step_s", 0.0)
-    return [t * p / ref if ref else t for p in params]
+def _optimizer_times(model, plan, cluster) -> list[float]:
+    """The optimizer update of each stage: the cost model's memory-bound Adam over the
+    stage's parameters (``StageLayout``), run on the compute stream after the sync."""
+    from sim.costs.analytic import optimizer_step_time
+    from sim.costs.layout import StageLayout
+
+    return [optimizer_step_time(plan, cluster, st.params)
+            for st in StageLayout.of(model, plan).stages]
 
 
 CRITICAL = ("tp", "cp", "ep")  # run one after another by the stage process itself

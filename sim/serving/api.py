@@ -81,9 +81,9 @@ def simulate_serving(config: ServingConfig | None = None, *, workload: Workload 
     """
     cfg = replace(config or ServingConfig(), **overrides).validate()
     target, small = _model(model or cfg.model), _model(draft or cfg.draft_model)
-    _check_plan(target, cfg)
+    check_plan(target, cfg)
     if small is not None:
-        _check_plan(small, replace(cfg, ep=1))
+        check_plan(small, replace(cfg, ep=1))
     if cluster is None:
         from hardware import Cluster
 
@@ -99,7 +99,7 @@ def simulate_serving(config: ServingConfig | None = None, *, workload: Workload 
     return run_simulation(cfg, workload, timer, kv, cluster)
 
 
-def _check_plan(model, cfg: ServingConfig) -> None:
+def check_plan(model, cfg: ServingConfig) -> None:
     """tp must divide the heads, pp fit the layers, ep divide the experts (PlanError)."""
     from sim.plan import ParallelPlan
     from sim.plan_validation import validate_plan
