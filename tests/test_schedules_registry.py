@@ -71,3 +71,14 @@ def test_a_new_schedule_is_one_registry_entry(one_more_schedule):
     assert memory_per_gpu(model, new).total == memory_per_gpu(model, ref).total
     assert simulate_train(model, new, cluster).step_time_s == \
         simulate_train(model, ref, cluster).step_time_s
+
+
+@pytest.mark.parametrize("name", schedules.schedule_names())
+def test_live_microbatches_never_grow_with_the_stage_index(name):
+    # memory_per_gpu checks only the first stage of each distinct content (StageLayout.distinct)
+    entry = get_schedule(name)
+    for p, m in ((2, 2), (4, 8), (8, 16), (8, 3)):
+        v = 2 if entry.interleaves else 1
+        plan = ParallelPlan(pp=p, global_batch=m, schedule=name, virtual_stages=v)
+        live = [entry.live_microbatches(plan, s) for s in range(p)]
+        assert live == sorted(live, reverse=True)

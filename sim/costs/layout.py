@@ -25,6 +25,7 @@ from functools import lru_cache
 
 from sim.errors import PlanError
 from sim.model.params import count_params
+from sim.schedules import get_schedule
 
 __all__ = ["Chunk", "StageLayout", "StageSlice", "chunk_layers", "end_params", "layer_params"]
 
@@ -59,6 +60,7 @@ class StageSlice:
     stage: int
     chunks: tuple[Chunk, ...]
     kinds: tuple[tuple[int, int], ...]  # ((representative layer, count), ...) per layer kind
+    n_moe: int  # how many of its layers are MoE layers
     dense_params: float  # per rank, tp-split (routers, norms replicated), before ZeRO
     expert_params: float  # per rank, ep x tp-split, before ZeRO
     embedding: bool
@@ -84,14 +86,15 @@ class StageLayout:
     virtual: int
     chunks: tuple[Chunk, ...]
     stages: tuple[StageSlice, ...]
+    # the first stage of each distinct content, plus the first and the last: live
+    # microbatches never grow with the stage index (a registry requirement of every
+    # schedule, tested), so the stage that needs the most memory is among these
+    distinct: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, model, plan) -> StageLayout:
         """The layout of ``model`` under ``plan`` (pp, virtual stages of its schedule, tp, ep)."""
-        from sim.schedules import get_schedule
-
-        v = get_schedule(plan.schedule).chunks(plan)
-        return _layout(model, plan.pp, v, plan.tp, plan.ep)
+        return _layout(model, plan.pp, get_schedule(plan.schedule).chunks(plan), plan.tp, plan.ep)
 
     @classmethod
     def split(cls, model, pp: int, *, virtual: int = 1, tp: int = 1, ep: int = 1) -> StageLayout:
@@ -110,18 +113,6 @@ class StageLayout:
     def chunk_sizes(self) -> tuple[int, ...]:
         return tuple(len(c.layers) for c in self.chunks)
 
-    def distinct_stages(self) -> tuple[int, ...]:
-        """The first stage of each distinct content, plus the first and last: under every
-        schedule live microbatches never grow with the stage index, so the stage that needs
-        the most memory is among these."""
-        seen, out = set(), {0, self.pp - 1}
-        for s in self.stages:
-            sig = tuple(len(c.layers) for c in s.chunks), s.kinds
-            if sig not in seen:
-                seen.add(sig)
-                out.add(s.stage)
-        return tuple(sorted(out))
-
 
 @lru_cache(maxsize=4096)
 def _layout(model, pp: int, v: int, tp: int, ep: int) -> StageLayout:
@@ -134,7 +125,14 @@ def _layout(model, pp: int, v: int, tp: int, ep: int) -> StageLayout:
         start += n
     counts = count_params(model)
     stages = tuple(_stage(model, counts, s, pp, tuple(chunks[s::pp]), tp, ep) for s in range(pp))
-    return StageLayout(pp, v, tuple(chunks), stages)
+    return StageLayout(pp, v, tuple(chunks), stages, _distinct(stages))
+
+
+def _distinct(stages) -> tuple[int, ...]:
+    first: dict = {}
+    for s in stages:
+        first.setdefault((tuple(len(c.layers) for c in s.chunks), s.n_moe), s.stage)
+    return tuple(sorted(set(first.values()) | {0, len(stages) - 1}))
 
 
 def _kinds(model, layers) -> tuple[tuple[int, int], ...]:
@@ -168,4 +166,5 @@ def _stage(model, counts, stage: int, pp: int, chunks, tp: int, ep: int) -> Stag
     emb, head = end_params(counts, pp, tp)
     dense += emb if first else 0.0
     dense += head if last else 0.0
-    return StageSlice(stage, chunks, kinds, dense, expert, first, last)
+    n_moe = sum(n for rep, n in kinds if model.is_moe_layer(rep))
+    return StageSlice(stage, chunks, kinds, n_moe, dense, expert, first, last)

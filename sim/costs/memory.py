@@ -112,10 +112,13 @@ def _other(model, st: StageSlice, plan: ParallelPlan) -> float:
 
 def memory_at_stage(model: ModelConfig, plan: ParallelPlan, stage: int,
                     reference: str = "clustersim") -> MemoryBreakdown:
-    st = StageLayout.of(model, plan)[stage]
+    return _at(model, StageLayout.of(model, plan)[stage], plan, reference)
+
+
+def _at(model, st: StageSlice, plan: ParallelPlan, reference: str) -> MemoryBreakdown:
     w, g, o = _state(st, plan)
     return MemoryBreakdown(w, g, o, _activations(model, st, plan, reference),
-                           _other(model, st, plan), stage)
+                           _other(model, st, plan), st.stage)
 
 
 def memory_per_gpu(model: ModelConfig, plan: ParallelPlan, cluster=None, *,
@@ -124,6 +127,6 @@ def memory_per_gpu(model: ModelConfig, plan: ParallelPlan, cluster=None, *,
     first holds the most live micro-batches, the last the LM head and logits)."""
     if stage is not None:
         return memory_at_stage(model, plan, stage, reference)
-    candidates = StageLayout.of(model, plan).distinct_stages()
-    return max((memory_at_stage(model, plan, s, reference) for s in candidates),
+    lay = StageLayout.of(model, plan)
+    return max((_at(model, lay.stages[s], plan, reference) for s in lay.distinct),
                key=lambda mb: mb.total)
