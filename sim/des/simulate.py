@@ -230,10 +230,11 @@ def _train_fields(model, plan, cluster, step, breakdown, gpus) -> dict:
 
 
 def _memory_breakdown(gpu) -> dict:
-    """The peak GPU's HBM by allocation kind; ``other`` is the rest of its peak."""
-    kinds = gpu.hbm.by_kind_peak
-    out = {k: float(kinds.get(k, 0.0)) for k in ("weights", "gradients", "optimizer",
-                                                 "activations")}
+    """The peak GPU's HBM by allocation kind at the moment of its peak (one rank at one time,
+    so the parts sum to the peak and ``other``, buffers and gathered ZeRO-3 weights, is >= 0)."""
+    at = gpu.hbm.at_peak
+    out = {k: float(at.get(k, 0.0)) for k in ("weights", "gradients", "optimizer",
+                                              "activations")}
     out["other"] = gpu.hbm.peak - sum(out.values())
     return out
 
