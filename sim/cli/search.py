@@ -227,10 +227,10 @@ def workload_spec(text: str) -> str:
 
 def check_serve_search_work(args, workload) -> None:
     """Refuse a serving search whose simulations would exceed the event budget."""
-    from sim.cli.serve_inputs import _mean_tokens
+    from sim.cli.serve_inputs import mean_tokens
     from sim.limits import check_events
 
-    per_run = workload.num_requests * (3 + _mean_tokens(workload.output_tokens, 128.0))
+    per_run = workload.num_requests * (3 + mean_tokens(workload.output_tokens, 128.0))
     configs = len(args.policies) * len(args.max_batch) * max(1, args.gpus.bit_length()) ** 2
     runs = configs * (24 + args.iterations)  # sim.search.serve.MAX_DOUBLINGS + bisection
     check_events(runs * per_run, "this serving search",
