@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sim.costs.comm import collective_time, group_ranks
+from sim.dtypes import dtype_bytes
 from sim.schedules import get_schedule
 
 
@@ -111,7 +112,7 @@ def data_parallel_cost(plan, cluster, dense_params: float, expert_params: float,
 def p2p_message_bytes(model, plan) -> float:
     # activation of one microbatch at a stage boundary: b * (s/cp) * h elements, 1/tp per rank
     elements = plan.micro_batch * (plan.seq_len // plan.cp) * model.hidden
-    return elements * _dtype_bytes(plan.dtype) / plan.tp
+    return elements * dtype_bytes(plan.dtype) / plan.tp
 
 
 def pipeline_p2p_cost(model, plan, cluster) -> CommCost:
@@ -123,12 +124,5 @@ def pipeline_p2p_cost(model, plan, cluster) -> CommCost:
     total = plan.n_microbatches * 2 * v * t_msg
     exposed = total if plan.overlap == "sum" else 2 * (plan.pp - 1) * t_msg
     return CommCost(total, exposed)
-
-
-_DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp4": 0.5}
-
-
-def _dtype_bytes(dtype: str) -> float:
-    return _DTYPE_BYTES.get(dtype, 2)
 
 
