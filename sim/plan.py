@@ -16,7 +16,7 @@ from sim.schedules import SCHEDULES
 Phase = Literal["train", "prefill", "decode"]
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal[SCHEDULES]  # the names in the schedule registry (sim.schedules)
-Overlap = Literal["max", "sum"]
+Overlap = Literal["max", "sum", "stack"]
 
 RECOMPUTE_MODES = ("none", "selective", "full")
 
@@ -58,6 +58,9 @@ class ParallelPlan:
     # parameter and microbatch (Megatron-LM 2021 local DDP, megatron/model/distributed.py)
     grad_accumulation_fusion: bool = True
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # the software stack (sim.stack.Stack) whose overlap physics ``overlap="stack"`` follows;
+    # None: no stack (the bounds max/sum only); see sim.stack.apply.apply_stack
+    stack: object = None
 
     def __hash__(self) -> int:  # hashed once: plans key the cost caches (sim.costs.context)
         h = self.__dict__.get("_hash")
@@ -78,7 +81,9 @@ class ParallelPlan:
         return self.global_batch // (self.dp * self.micro_batch)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["stack"] = self.stack.name if self.stack is not None else None
+        return d
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,10 @@ def register(subparsers) -> None:
     p.add_argument("--out-dir", default="validation", help="where JSON/markdown/chart go")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of: {', '.join(STAGES)} (default: all)")
+    p.add_argument("--published", action="store_true",
+                   help="predicted vs published measurements (SC'21, Llama 3, vTrain, DistServe/"
+                        "vLLM), each under its software stack; writes validation/published.json "
+                        "and docs/published-validation.md")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -54,7 +58,23 @@ def _progress(enabled: bool):
     return lambda stage: print(f"[validate] {stage} ...", file=sys.stderr, flush=True)
 
 
+def run_published(args) -> int:
+    from sim.published_report import write
+    from sim.published_sets import run_published as compute
+
+    doc = compute()
+    write(doc, Path(args.out_dir) / "published.json", Path("docs/published-validation.md"))
+    if args.json:
+        return emit_json(json.loads(dumps(doc)))
+    for key, st in doc["sets"].items():
+        print(f"{key:10s} n={st['count']:5d} MAPE {st['mape']:6.1%}  median {st['median_signed_error']:+6.1%}"
+              f"  Spearman {st['spearman']:.3f}")
+    return 0
+
+
 def run(args) -> int:
+    if args.published:
+        return run_published(args)
     from sim.cli.calibrate import check_device
     from sim.validation.report import markdown_report, scatter_chart, text_report
     from sim.validation.runner import run_validation

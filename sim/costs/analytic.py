@@ -27,10 +27,16 @@ from typing import NamedTuple
 
 from sim import __version__
 from sim.costs import analytic_layers as layers
-from sim.costs.analytic_comm import CommCost, data_parallel_parts, pipeline_p2p_cost
+from sim.costs.analytic_comm import (
+    CommCost,
+    data_parallel_parts,
+    pipeline_p2p_cost,
+    stack_data_parallel_parts,
+)
 from sim.costs.analytic_result import TrainResult
 from sim.costs.context import CostContext, LayerKey, StageKey
 from sim.costs.layout import StageLayout
+from sim.costs.stack_effects import OPTIMIZER_UNFUSED_TRAFFIC
 from sim.plan_validation import resolve_plan, validate_plan
 from sim.schedules import get_schedule
 
@@ -97,12 +103,14 @@ def estimate_train(model, plan, cluster) -> TrainResult:
     """Analytic estimate of one training step of ``model`` under ``plan`` on ``cluster``."""
     from sim.costs.memory import memory_per_gpu
 
-    plan = resolve_plan(plan, cluster.n_gpus)
+    plan = with_stack(resolve_plan(plan, cluster.n_gpus))
     validate_plan(model, plan, cluster.n_gpus)
     ctx = CostContext.of(model, cluster)
     stages = stage_costs(model, plan, cluster, ctx)
+    n_stage = max(st.n_layers for st in StageLayout.of(model, plan).stages)  # ZeRO-3 gathers
     memo: dict = {}
-    per_stage = [memo.get(s.distinct) or memo.setdefault(s.distinct, _stage_step(ctx, plan, s))
+    per_stage = [memo.get(s.distinct) or
+                 memo.setdefault(s.distinct, _stage_step(ctx, plan, s, n_stage))
                  for s in stages]
     slow = max(range(plan.pp), key=lambda i: per_stage[i]["total"])
     mf, hf = train_flops(model, plan, cluster, ctx)
@@ -110,6 +118,17 @@ def estimate_train(model, plan, cluster) -> TrainResult:
     return TrainResult.build(model, plan, cluster, per_stage, slow, [s.cost for s in stages],
                              mf, hf, memory, pipeline_p2p_cost(model, plan, cluster),
                              __version__)
+
+
+def with_stack(plan):
+    """``overlap="stack"`` without a stack follows the training default stack."""
+    if plan.overlap != "stack" or plan.stack is not None:
+        return plan
+    from dataclasses import replace
+
+    from sim.stack import TRAINING_DEFAULT, get_stack
+
+    return replace(plan, stack=get_stack(TRAINING_DEFAULT))
 
 
 def train_flops(model, plan, cluster, ctx: CostContext | None = None) -> tuple[float, float]:
@@ -123,19 +142,26 @@ def train_flops(model, plan, cluster, ctx: CostContext | None = None) -> tuple[f
 
 def optimizer_step_time(plan, cluster, params: float) -> float:
     """Seconds of the optimizer update on a rank holding ``params`` parameters (before ZeRO):
-    memory-bound Adam over its (distributed-optimizer-sharded) state."""
-    acc = cluster.accelerator
+    memory-bound Adam over its (distributed-optimizer-sharded) state; an unfused optimizer
+    (``plan.stack``) moves more bytes (``stack_effects.OPTIMIZER_UNFUSED_TRAFFIC``)."""
+    acc, stack = cluster.accelerator, plan.stack
     shard = plan.dp * plan.cp if plan.zero >= 1 else 1  # distributed optimizer over dp x cp
     opt_bytes = params / shard * _optimizer_bytes_per_param(plan.optimizer)
+    if stack is not None and not stack.fused_optimizer:
+        opt_bytes *= OPTIMIZER_UNFUSED_TRAFFIC
     return opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
 
 
-def _stage_step(ctx, plan, stage: StageCost) -> dict:
+def _stage_step(ctx, plan, stage: StageCost, n_layers: int = 1) -> dict:
     """Time components of one step on a stage (seconds): the microbatch-independent parts
-    are memoised per (plan, stage), then scaled by the number of microbatches m."""
+    are memoised per (plan, stage), then scaled by the number of microbatches m. A stack's
+    per-iteration framework overhead is counted as compute (it occupies the step like a
+    kernel would)."""
     parts = ctx.cached("stage_parts", StageKey(plan, stage.distinct),
-                       lambda: _stage_parts(ctx.cluster, plan, stage))
+                       lambda: _stage_parts(ctx.cluster, plan, stage, n_layers))
     c_mb, comm_mb, t_opt, bubble, dp_fixed, dp_mb = parts
+    if plan.stack is not None:
+        t_opt += plan.stack.iteration_overhead_s
     m = plan.n_microbatches
     dp = CommCost(dp_fixed.total + m * dp_mb.total, dp_fixed.exposed + m * dp_mb.exposed)
     compute = m * c_mb + t_opt
@@ -144,12 +170,16 @@ def _stage_step(ctx, plan, stage: StageCost) -> dict:
             "optimizer": t_opt, "total": compute + exposed + bubble}
 
 
-def _stage_parts(cluster, plan, stage: StageCost):
+def _stage_parts(cluster, plan, stage: StageCost, n_layers: int = 1):
     cost, (dense, expert) = stage.cost, stage.params
     t_opt = optimizer_step_time(plan, cluster, dense + expert)
     t_bwd = cost.bwd_input + cost.bwd_weight + cost.recompute
-    dp_fixed, dp_mb = data_parallel_parts(plan, cluster, dense, expert, cost.fwd, t_bwd)
-    comm_mb = cost.comm_exposed(plan.overlap)
+    if plan.overlap == "stack":
+        dp_fixed, dp_mb = stack_data_parallel_parts(plan, cluster, dense, expert, cost.fwd,
+                                                    t_bwd, n_layers)
+    else:
+        dp_fixed, dp_mb = data_parallel_parts(plan, cluster, dense, expert, cost.fwd, t_bwd)
+    comm_mb = cost.comm_exposed(plan.overlap, plan.stack)
     bubble = get_schedule(plan.schedule).bubble_time(
         plan.pp, plan.virtual_stages, cost.fwd + cost.recompute, cost.bwd_input,
         cost.bwd_weight)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sim.bands import train_band
+
 BOTTLENECKS = ("compute", "communication", "bubble", "memory")
 STAGE_FIELDS = ("stage", "layers", "params", "weights_bytes", "memory_bytes", "compute_s")
 
@@ -54,6 +56,7 @@ class TrainResult:
         out.update(self.extras)
         if self.internals:
             out["stages"] = _stage_records(self.inputs[0], *self.internals[:2])
+        out.update(train_band(out))
         return out
 
     @classmethod
@@ -99,8 +102,12 @@ def bottleneck(breakdown: dict, fits: bool) -> str:
 
 def train_config(model, plan, cluster, version, engine: str = "analytic") -> dict:
     """The effective configuration a training result records (reproducible from it alone)."""
-    return {"model": model.to_dict(), "plan": plan.to_dict(), "system": cluster.system.name,
-            "n_gpus": cluster.n_gpus, "engine": engine, "version": version}
+    out = {"model": model.to_dict(), "plan": plan.to_dict(), "system": cluster.system.name,
+           "n_gpus": cluster.n_gpus, "engine": engine, "version": version,
+           "overlap": plan.overlap}
+    if plan.stack is not None:
+        out["stack"] = {"name": plan.stack.name, **plan.stack.knobs()}
+    return out
 
 
 def _stage_records(model, plan, per_stage) -> list[dict]:
@@ -135,7 +142,7 @@ def _extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory) -> dict:
         "stage_times_s": [st["total"] for st in per_stage],
         "communication_by_group_s": issued,
         "communication_exposed_by_group_s": {
-            "tp_ep_cp": m * cost.comm_exposed(plan.overlap), "dp": s["dp"].exposed,
+            "tp_ep_cp": m * cost.comm_exposed(plan.overlap, plan.stack), "dp": s["dp"].exposed,
             "pp": p2p.exposed},
         "optimizer_step_s": s["optimizer"],
         "memory_capacity_bytes": cluster.accelerator.memory_bytes,

@@ -36,12 +36,13 @@ class LayerKey(NamedTuple):
     dtype: str
     flash_attention: bool
     grad_accumulation_fusion: bool
+    stack: object  # sim.stack.Stack or None: kernels, fusions and collective algorithms
 
     @classmethod
     def of(cls, plan, moe: bool = False) -> LayerKey:
         return cls(moe, plan.micro_batch, plan.seq_len, plan.tp, plan.cp, plan.ep,
                    plan.sequence_parallel, plan.recompute, plan.dtype, plan.flash_attention,
-                   plan.grad_accumulation_fusion)
+                   plan.grad_accumulation_fusion, plan.stack)
 
 
 # ParallelPlan fields that change the step but never one layer's per-rank cost; every other

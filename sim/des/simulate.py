@@ -23,7 +23,7 @@ import simpy
 from simpy.core import NORMAL
 
 from sim import __version__
-from sim.costs.analytic import train_flops
+from sim.costs.analytic import train_flops, with_stack
 from sim.costs.analytic_result import bottleneck, stage_record, throughput, train_config
 from sim.des import metrics
 from sim.des.engine import Net, Recorder
@@ -69,6 +69,9 @@ class DesResult:
     def to_dict(self) -> dict:
         out = dict(self.fields)
         out["analytic_step_time_s"] = self.analytic.step_time_s
+        from sim.bands import train_band
+
+        out.update(train_band(out))  # the band around the DES's own step time
         return out
 
     @property
@@ -105,7 +108,7 @@ def simulate_train(model, plan, cluster, *, seed: int = 0,
     from sim.costs.analytic import estimate_train
 
     wall = time.perf_counter()
-    plan = resolve_plan(plan, cluster.n_gpus)
+    plan = with_stack(resolve_plan(plan, cluster.n_gpus))
     validate_plan(model, plan, cluster.n_gpus)
     layout = StageLayout.of(model, plan)
     chunks = [list(c.layers) for c in layout.chunks]

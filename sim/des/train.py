@@ -112,7 +112,7 @@ class Replica:
         self.dp = DataParallel(env, net, self.gpus, rec, plan, buffers,
                                grads_in=self.work.grads_in, barrier=barrier)
         self.pipe = PipelineRun(env, net, self.gpus, self.work, schedule, rec,
-                                overlap=plan.overlap, dp=self.dp)
+                                overlap=plan.overlap, dp=self.dp, stack=plan.stack)
         self.env, self.rec = env, rec
         self.t_opt = _optimizer_times(model, plan, cluster)
         self.end = [None] * p
@@ -174,11 +174,13 @@ def _buffers(model, plan, chunks, stage, group_of) -> list[Buffer]:
 
 def _optimizer_times(model, plan, cluster) -> list[float]:
     """The optimizer update of each stage: the cost model's memory-bound Adam over the
-    stage's parameters (``StageLayout``), run on the compute stream after the sync."""
+    stage's parameters (``StageLayout``), run on the compute stream after the sync, plus a
+    stack's per-iteration framework overhead (the analytic backend counts it there too)."""
     from sim.costs.analytic import optimizer_step_time
     from sim.costs.layout import StageLayout
 
-    return [optimizer_step_time(plan, cluster, st.params)
+    extra = plan.stack.iteration_overhead_s if plan.stack is not None else 0.0  # as analytic
+    return [optimizer_step_time(plan, cluster, st.params) + extra
             for st in StageLayout.of(model, plan).stages]
 
 

@@ -32,7 +32,11 @@ class ServingResult:
     kv: KVBudget
 
     def to_dict(self) -> dict:
-        return {**self.summary, "config": self.config.to_dict()}
+        from sim.bands import serve_band
+
+        out = {**self.summary, "config": self.config.to_dict()}
+        out.update(serve_band(out))
+        return out
 
 
 def _model(name_or_cfg):
@@ -116,7 +120,7 @@ def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, dr
                 block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=draft)
     timer = StepTimer(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
                       exact=cfg.exact_step_times, draft=draft, spec_k=cfg.speculative_tokens,
-                      forward_time=forward_time)
+                      forward_time=forward_time, stack=cfg.stack)
     return run_simulation(cfg, workload, timer, kv, cluster)
 
 

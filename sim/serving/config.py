@@ -47,6 +47,7 @@ class ServingConfig:
     slo_tpot_s: float = 0.1
     exact_step_times: bool = False
     seed: int = 0
+    stack: object = None  # sim.stack.Stack of the serving engine (None: GPU time only)
 
     def validate(self) -> ServingConfig:
         for name in ("tp", "pp", "ep", "replicas", "max_batch", "block_size", "chunk_tokens",
@@ -89,7 +90,10 @@ class ServingConfig:
                             global_batch=self.ep, dtype=self.dtype)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["stack"] = ({"name": self.stack.name, **self.stack.knobs()}
+                      if self.stack is not None else None)
+        return d
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:
