@@ -17,7 +17,7 @@ from sim.plan import ParallelPlan
 STAGE_FIELDS = ["stage", "layers", "params", "weights_bytes", "memory_bytes", "compute_s"]
 SIM = Path(__file__).resolve().parents[1] / "sim"
 ARGV = ["train", "--model", "llama3-8b", "--system", "dgx-h100", "--gpus", "6", "--tp", "1",
-        "--pp", "6", "--global-batch", "12", "--seq", "1024", "--json"]
+        "--pp", "6", "--global-batch", "12", "--seq", "1024", "--overlap", "sum", "--json"]
 
 
 def run_json(capsys, *argv) -> dict:
