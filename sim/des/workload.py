@@ -1,6 +1,6 @@
 """What each simulated stage runs: the cost model's Ops turned into stream segments.
 
-For every virtual stage (a pipeline chunk: layers from ``sim.plan_validation.stage_layers``;
+For every virtual stage (a pipeline chunk: layers from ``sim.costs.layout.StageLayout``;
 the first also runs the embedding, the last the LM head), and every pass of a schedule task
 (``F`` forward, ``B`` backward = recompute + input gradients (+ weight gradients unless the
 schedule defers them), ``W`` deferred weight gradients), the ops come from
