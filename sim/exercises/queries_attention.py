@@ -11,10 +11,8 @@ from __future__ import annotations
 
 from sim.costs.analytic import estimate_train
 from sim.costs.flops import forward_flops
-from sim.costs.inference import _attention_ops as attention_op
 from sim.costs.inference import forward_time
 from sim.costs.kvcache import kv_bytes_per_token_layer, kv_cache_bytes, linear_state_bytes
-from sim.costs.timing import op_time
 from sim.exercises.answer import Answer, cluster_of, dominant, model_of, step_parts, versus
 from sim.exercises.queries_moe import train_flops_per_token
 from sim.exercises.registry import query
@@ -156,11 +154,13 @@ def long_prefill_time(p: dict) -> Answer:
 
 
 def _attention_time(p: dict, step) -> float:
-    """The attention core's part of the short prefill: its op, priced by the roofline as the
-    serving cost model prices it (``sim.costs.inference``), once per layer."""
-    model, acc = model_of(p), cluster_of(p["system"], p["tp"]).accelerator
-    op, _ = attention_op(model, ((p["short_seq"], 0),), p["tp"], 2, 0, "attention")
-    return min(model.n_layers * op_time(op, acc), step.time_s)
+    """The attention core's part of the short prefill, as the serving cost model prices it:
+    the same tokens as two half-length prompts run the same GEMMs but half the (query, key)
+    pairs, so the attention part is twice the time the split saves."""
+    half = p["short_seq"] // 2
+    split = forward_time(model_of(p), cluster_of(p["system"], p["tp"]), tp=p["tp"],
+                         prefill_lens=(half, p["short_seq"] - half)).time_s
+    return min(max(2 * (step.time_s - split), 0.0), step.time_s)
 
 
 @query("compute_time", "s")
