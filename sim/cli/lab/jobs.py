@@ -4,23 +4,21 @@ A job is the CLI command itself (``bridge.run_argv``) run in a spawned process, 
 it is terminating that process and the web server never blocks. Besides the CLI's JSON the
 worker returns the over-time data the CLI draws as PNGs: the serving timeline (KV use and
 batch per iteration, ``ServingResult.timeline``) and, for ``train --engine des``, the per-GPU
-op timeline read back from the Chrome trace the CLI writes with ``--trace`` (to a temporary
-file the server picks, never a learner-given path). Progress is the elapsed time against the
+op timeline of one GPU per pipeline stage (``DesResult.ops``), observed as the CLI's own call
+returns it. Progress is the elapsed time against the
 last run of the same command kind (a guide, not a promise).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-import json
 import multiprocessing as mp
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
-MAX_LANES = 16  # GPU streams drawn in the DES timeline
+MAX_SEGMENTS = 6000  # bars in the DES timeline (back-to-back ops of a kind merged beyond)
 MAX_POINTS = 2000  # samples of the serving over-time chart
 
 
@@ -33,51 +31,83 @@ def _serving_timeline(result) -> dict:
             "batch": [int(x) for x in tl.batch]}
 
 
+@contextlib.contextmanager
+def _observe(module, name: str):
+    """Record what ``module.name`` returns while the CLI's own command calls it (a worker
+    process runs one job, so the swap is seen by nobody else)."""
+    seen, original = {}, getattr(module, name)
+
+    def recording(*a, **kw):
+        seen["result"] = original(*a, **kw)
+        return seen["result"]
+
+    setattr(module, name, recording)
+    try:
+        yield seen
+    finally:
+        setattr(module, name, original)
+
+
 def _run_serve(argv: list[str]) -> dict:
     import sim.serving
     from sim.cli.lab.bridge import run_argv
 
-    seen = {}
-    original = sim.serving.simulate_serving
-
-    def recording(*a, **kw):  # the CLI's own call, observed (this process runs one job)
-        seen["result"] = original(*a, **kw)
-        return seen["result"]
-
-    sim.serving.simulate_serving = recording
-    try:
+    with _observe(sim.serving, "simulate_serving") as seen:
         doc = run_argv(argv)
-    finally:
-        sim.serving.simulate_serving = original
     return {"result": doc, "timeline": _serving_timeline(seen["result"])}
 
 
-def _lanes(events: list[dict]) -> dict:
-    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
-             if e.get("ph") == "M" and e["name"] == "thread_name"}
-    ops = [e for e in events if e.get("ph") == "X"]
-    lanes = sorted({(e["pid"], e["tid"]) for e in ops})[:MAX_LANES]
-    keep = set(lanes)
-    out = {"lanes": [f"GPU {p} {names.get((p, t), t)}" for p, t in lanes], "ops": []}
+PASSES = {"F": "forward", "B": "backward", "W": "weight grad", "optimizer": "optimizer"}
+
+
+def _labels(ops):
+    """What a bar says: the compute stream's pass, or the communication stream's group."""
+    compute = ops["stream"] == "compute"
+    passes = ops["pass"].map(lambda p: PASSES.get(p, str(p)))
+    return ("compute " + passes).where(compute, ops["stream"] + " communication")
+
+
+def _segments(ops, eps_s: float):
+    """Back-to-back ops with the same label on one lane (gap <= ``eps_s``) become one bar."""
+    ops = ops.sort_values(["lane", "start"], kind="stable")
+    prev_end = ops.groupby("lane")["end"].shift()
+    new = ((ops["label"] != ops["label"].shift()) | (ops["lane"] != ops["lane"].shift())
+           | ((ops["start"] - prev_end) > eps_s))
+    seg = new.cumsum()
+    return ops.groupby(seg, sort=True).agg(lane=("lane", "first"), start=("start", "min"),
+                                           end=("end", "max"), label=("label", "first"),
+                                           name=("name", "first"), n=("name", "size"))
+
+
+def des_timeline(result) -> dict:
+    """The per-GPU timeline of one GPU per pipeline stage (replica 0), every stream, as
+    merged bars; when still too many, the first ``MAX_SEGMENTS`` bars in time."""
+    ops = result.ops
+    ops = ops[ops["rank"].isin(result.stage_ranks)].copy()
+    lanes = sorted({(int(r), s) for r, s in zip(ops["rank"], ops["stream"], strict=True)},
+                   key=lambda x: (x[0], x[1] != "compute", x[1]))
     index = {lane: i for i, lane in enumerate(lanes)}
-    for e in ops:
-        if (e["pid"], e["tid"]) in keep:
-            kind, pass_ = (e.get("cat", "op,") + ",").split(",")[:2]
-            out["ops"].append([index[(e["pid"], e["tid"])], e["ts"] / 1e3, e["dur"] / 1e3,
-                               f"{kind} {pass_}".strip(), e["name"]])
-    return out  # ops: [lane, start ms, duration ms, kind, name]
+    ops["lane"] = [index[(int(r), s)] for r, s in zip(ops["rank"], ops["stream"], strict=True)]
+    ops["label"] = _labels(ops)
+    span = float(ops["end"].max()) if len(ops) else 0.0
+    seg = _segments(ops, span / 2000).sort_values("start")  # gaps < 0.05% of the step
+    shown = span if len(seg) <= MAX_SEGMENTS else float(seg["end"].iloc[:MAX_SEGMENTS].max())
+    seg = seg.iloc[:MAX_SEGMENTS]
+    return {"lanes": [f"GPU {r} {s}" for r, s in lanes], "span_ms": 1e3 * span,
+            "shown_ms": 1e3 * shown,
+            "ops": [[int(o.lane), 1e3 * o.start, 1e3 * (o.end - o.start), o.label, o.name,
+                     int(o.n)] for o in seg.itertuples()]}  # [lane, ms, ms, kind, name, ops]
 
 
 def _run_train(argv: list[str]) -> dict:
+    import sim.des
     from sim.cli.lab.bridge import run_argv
 
     if "--engine=des" not in argv:
         return {"result": run_argv(argv)}
-    with tempfile.TemporaryDirectory(prefix="clustersim-lab-") as tmp:
-        trace = Path(tmp) / "step.json"
-        doc = run_argv([*argv, f"--trace={trace}"])
-        events = json.loads(trace.read_text())["traceEvents"]
-    return {"result": doc, "timeline": _lanes(events)}
+    with _observe(sim.des, "simulate_train") as seen:
+        doc = run_argv(argv)
+    return {"result": doc, "timeline": des_timeline(seen["result"])}
 
 
 def _worker(kind: str, argv: list[str], conn) -> None:

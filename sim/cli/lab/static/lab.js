@@ -232,8 +232,10 @@ function renderTimeline(out) {
   draw("chart-timeline", kinds.map((k, i) => {
     const ops = tl.ops.filter(o => o[3] === k);
     return { ...bar(i), orientation: "h", name: k, y: ops.map(o => tl.lanes[o[0]]), x: ops.map(o => o[2]),
-             base: ops.map(o => o[1]), text: ops.map(o => o[4]), hovertemplate: "%{text}: %{base:.4g} ms + %{x:.4g} ms<extra>" + k + "</extra>" };
-  }), layout(`DES step ${fmt(out.result.step_time_s * 1e3, 4)} ms (analytic ${fmt(out.result.analytic_step_time_s * 1e3, 4)} ms)`,
+             base: ops.map(o => o[1]), customdata: ops.map(o => o[5] > 1 ? `${o[4]} + ${o[5] - 1} more` : o[4]),
+             hovertemplate: "%{customdata}<br>from %{base:.4g} ms for %{x:.4g} ms<extra>" + k + "</extra>" };
+  }), layout(`DES step ${fmt(out.result.step_time_s * 1e3, 4)} ms (analytic ${fmt(out.result.analytic_step_time_s * 1e3, 4)} ms)` +
+    (tl.shown_ms < tl.span_ms ? ` · first ${fmt(tl.shown_ms, 3)} ms drawn` : ""),
     "simulated time (ms)", "GPU and stream", { barmode: "overlay", yaxis: { autorange: "reversed", title: { text: "GPU and stream" } }, margin: { l: 150, r: 20, t: 40, b: 60 } }));
 }
 
