@@ -22,7 +22,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from sim.cli.lab import pages
-from sim.cli.lab.bridge import BadRequest, command_line, root_parser, run_cached, to_argv
+from sim.cli.lab.bridge import BadRequest, check_argv, command_line, run_cached, to_argv
 from sim.cli.lab.jobs import JobStore
 
 HERE = Path(__file__).parent
@@ -119,7 +119,7 @@ async def job_start(request: Request) -> Response:
     if kind not in JOB_KINDS:
         raise BadRequest(f"command '{kind}': use one of {', '.join(JOB_KINDS)}")
     argv = to_argv((kind,), body.get("options", {}))
-    root_parser().parse_args([*argv, "--json"])  # bad flags answer now, not from the job
+    check_argv(argv)  # bad flags answer now, not from the job
     job = request.app.state.jobs.start(kind, argv)
     status = request.app.state.jobs.status(job)
     return JSONResponse({**status, "command": command_line(argv)}, status_code=202)

@@ -2,11 +2,11 @@
 
 The HTTP API never re-implements a command: a JSON object such as ``{"model": "llama3-8b",
 "gpus": 8, "tp": 8, "sequence_parallel": true}`` becomes ``train --model=llama3-8b --gpus=8
---tp=8 --sequence-parallel --json``, is parsed by ``sim.cli.main.build_parser()`` (so every
-flag, default, choice and type check added to the CLI applies here too) and run by the
-command's own ``func`` with its stdout captured. Keys are the argparse ``dest`` names or the
-flag spelled with dashes; an unknown key, a type error or a ``ClusterSimError`` is a
-``BadRequest`` carrying the CLI's one-line message.
+--tp=8 --sequence-parallel --json`` and is run by the CLI's own ``sim.cli.main.main`` with its
+stdout captured (so every flag, default, choice, type check and validation added to the CLI
+applies here too). Keys are the argparse ``dest`` names or the flag spelled with dashes (read
+from ``build_parser()``); an unknown key or any error the CLI reports is a ``BadRequest``
+carrying the CLI's one-line message.
 """
 
 from __future__ import annotations
@@ -33,26 +33,12 @@ class BadRequest(Exception):
         self.message, self.status = message, status
 
 
-class _Raise(argparse.ArgumentParser):
-    def error(self, message):  # argparse would print usage and exit 2
-        raise BadRequest(message)
-
-
 @functools.lru_cache(maxsize=1)
 def root_parser() -> argparse.ArgumentParser:
+    """The CLI's parser, read (never used to run) to list each command's flags."""
     from sim.cli.main import build_parser
 
-    parser = build_parser()
-    _make_raising(parser)
-    return parser
-
-
-def _make_raising(parser: argparse.ArgumentParser) -> None:
-    parser.__class__ = _Raise
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for child in action.choices.values():
-                _make_raising(child)
+    return build_parser()
 
 
 def subparser(path: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -110,15 +96,32 @@ def command_line(argv: list[str]) -> str:
     return "clustersim " + " ".join(shlex.quote(a) for a in [*argv, "--json"])
 
 
+def check_argv(argv: list[str]) -> None:
+    """Parse ``argv`` as the CLI would (flags, types, choices) without running it."""
+    try:
+        root_parser().parse_args([*argv, "--json"])
+    except ClusterSimError as exc:
+        raise BadRequest(" ".join(str(exc).split())) from None
+    except SystemExit as exc:
+        raise BadRequest(f"invalid arguments for `clustersim {argv[0]}` "
+                         f"(exit status {exc.code})") from None
+
+
 def run_argv(argv: list[str]) -> dict | list:
-    """Parse ``argv`` with the CLI's parser, run its command with ``--json``, return the doc."""
-    args = root_parser().parse_args([*argv, "--json"])
+    """Run ``clustersim <argv> --json`` through the CLI's own ``main`` (parser, validation,
+    error reporting) with its stdout captured; the document, or BadRequest with the message
+    the CLI reports (``{"error": {"message": ...}}`` under --json, one line otherwise)."""
+    from sim.cli.main import main
+
     out = io.StringIO()
     with _LOCK, contextlib.redirect_stdout(out):
         try:
-            status = int(args.func(args) or 0)
-        except ClusterSimError as exc:
-            raise BadRequest(str(exc)) from None
+            status = main([*argv, "--json"])
+        except ClusterSimError as exc:  # a CLI that lets it through
+            raise BadRequest(" ".join(str(exc).split())) from None
+        except SystemExit as exc:  # argparse's own exit (usage error, --help)
+            raise BadRequest(f"invalid arguments for `clustersim {' '.join(argv[:2])}` "
+                             f"(exit status {exc.code})") from None
     return _document(out.getvalue(), status)
 
 
@@ -127,9 +130,10 @@ def _document(text: str, status: int):
         doc = json.loads(text)
     except json.JSONDecodeError:
         raise BadRequest(f"the command printed no JSON document (exit status {status})",
-                         500) from None
-    if status != 0:  # a command that reports its own error as JSON under --json
-        message = doc.get("error") if isinstance(doc, dict) else None
+                         500 if status == 0 else 400) from None
+    if status != 0:
+        error = doc.get("error") if isinstance(doc, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
         raise BadRequest(message if isinstance(message, str) else json.dumps(doc))
     return doc
 

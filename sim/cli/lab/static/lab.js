@@ -189,16 +189,21 @@ EXPLORERS.parallel = {
   render(doc) {
     const mem = doc.memory_breakdown_bytes, t = doc.time_breakdown_s;
     const parts = MEMORY_PARTS.filter(k => k in mem).concat(Object.keys(mem).filter(k => !MEMORY_PARTS.includes(k)));
-    const hbm = (doc.config.hbm_bytes || doc.hbm_bytes_per_gpu || null);
+    const hbm = doc.memory_capacity_bytes || null;
     const traces = parts.map((k, i) => ({ ...bar(i), name: k, x: ["per GPU"], y: [mem[k] / GIB],
       hovertemplate: k + ": %{y:.4g} GiB<extra></extra>" }));
-    const lay = layout(`Memory per GPU: ${fmt(doc.memory_per_gpu_bytes / GIB, 4)} GiB ${doc.fits ? "(fits)" : "(DOES NOT FIT)"}`, "", "GiB per GPU", { barmode: "stack" });
-    if (hbm) lay.shapes = [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: hbm / GIB, y1: hbm / GIB, line: { dash: "dash", color: "#000" } }];
+    const lay = layout(`Memory per GPU: ${fmt(doc.memory_per_gpu_bytes / GIB, 4)} of ${fmt(hbm / GIB, 3)} GiB ${doc.fits ? "(fits)" : "(DOES NOT FIT)"}`, "", "GiB per GPU", { barmode: "stack" });
+    if (hbm) {
+      lay.shapes = [{ type: "line", xref: "paper", x0: 0, x1: 1, y0: hbm / GIB, y1: hbm / GIB, line: { dash: "dash", color: "#000", width: 2 } }];
+      lay.annotations = [{ xref: "paper", x: 1, y: hbm / GIB, xanchor: "right", yanchor: "bottom", showarrow: false, text: `HBM ${fmt(hbm / GIB, 3)} GiB` }];
+      lay.yaxis = { title: { text: "GiB per GPU" }, range: [0, 1.08 * Math.max(hbm, doc.memory_per_gpu_bytes) / GIB] };
+    }
     draw("chart-memory", traces, lay);
     const tparts = [["compute", "compute"], ["communication_exposed", "exposed communication"], ["pipeline_bubble", "pipeline bubble"]];
     draw("chart-time", tparts.map(([k, label], i) => ({ ...bar(i), name: label, x: ["step"], y: [t[k] * 1e3],
       hovertemplate: label + ": %{y:.4g} ms<extra></extra>" })),
-      layout(`Step time ${fmt(doc.step_time_s * 1e3, 4)} ms · MFU ${fmt(100 * doc.mfu, 3)}% · bottleneck: ${doc.bottleneck}`, "", "time (ms)", { barmode: "stack" }));
+      layout(`Step time ${fmt(doc.step_time_s * 1e3, 4)} ms` + (doc.step_time_s_low ? ` (band ${fmt(doc.step_time_s_low * 1e3, 3)}–${fmt(doc.step_time_s_high * 1e3, 3)})` : "") +
+        ` · MFU ${fmt(100 * doc.mfu, 3)}% · ${doc.bottleneck}-bound`, "", "time (ms)", { barmode: "stack" }));
     const rows = [["step time (ms)", doc.step_time_s * 1e3], ["tokens/s", doc.tokens_per_s], ["MFU (%)", 100 * doc.mfu],
       ["memory per GPU (GiB)", doc.memory_per_gpu_bytes / GIB], ["fits", doc.fits], ["bottleneck", doc.bottleneck]]
       .concat(parts.map(k => [`  ${k} (GiB)`, mem[k] / GIB])).concat(tparts.map(([k, l]) => [`  ${l} (ms)`, t[k] * 1e3]));
