@@ -78,6 +78,23 @@ def test_exercise_check_wrong_then_right_matches_the_cli(client, capsys):
         assert doc["correct"] is correct and doc["explanation"]
 
 
+def test_hint_and_solution_routes_answer_what_the_cli_does(client, capsys):
+    ex = client.get("/api/exercises").json()[0]["id"]
+    for route, argv in ((f"/api/exercises/{ex}/hint?seed=2&level=1",
+                         ["exercise", "hint", ex, "--seed", "2", "--level", "1"]),
+                        (f"/api/exercises/{ex}/solution?seed=2",
+                         ["exercise", "solve", ex, "--seed", "2"])):
+        r = client.get(route)
+        capsys.readouterr()
+        status = main([*argv, "--json"])
+        out = json.loads(capsys.readouterr().out)
+        if status == 0:
+            assert r.status_code == 200 and r.json() == out
+        else:  # a CLI without that action: the same message
+            assert r.status_code == 400 and r.json()["error"] == out["error"]["message"]
+    assert client.get(f"/api/exercises/{ex}/hint?level=x").status_code == 400
+
+
 def test_unknown_exercise_is_a_404_free_4xx_with_the_cli_message(client, capsys):
     r = client.get("/api/exercises/no-such-exercise")
     assert 400 <= r.status_code < 500

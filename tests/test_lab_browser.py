@@ -248,5 +248,11 @@ def test_every_page_is_screenshotted_at_desktop_and_phone_width(browser, server)
             assert width_px <= width + 1, f"{path} scrolls sideways at {width}px"
             name = "home" if path == "/" else path.strip("/").replace("/", "-")
             shoot(browser, f"{tag}-{name}")
+            if tag == "desktop":  # the whole page at the same width, for docs/lab/
+                full = browser.execute_script("return document.documentElement.scrollHeight")
+                browser.set_window_size(width, min(full + 140, 4000))
+                time.sleep(0.5)  # charts re-layout to the new size
+                shoot(browser, f"full-{name}")
+                browser.set_window_size(width, height)
     browser.set_window_size(1280, 800)
     assert len(list(SHOTS.glob("desktop-*.png"))) == len(PAGES)

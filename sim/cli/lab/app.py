@@ -4,6 +4,7 @@ Every number comes from a CLI command run through ``bridge`` (same parser, same 
 same JSON); the pages only draw it (Plotly, served from the ``plotly`` package, so nothing
 is fetched from the internet). Routes (a contract, see docs/design-lab.md):
 ``GET /api/exercises``, ``GET /api/exercises/{id}?seed=N``, ``POST /api/exercises/{id}/check``,
+``GET /api/exercises/{id}/hint?seed=N&level=K``, ``GET /api/exercises/{id}/solution?seed=N``,
 ``POST /api/train``, ``POST /api/serve``, ``POST /api/explore/{explorer}``, and the
 cancellable jobs ``POST /api/jobs``, ``GET|DELETE /api/jobs/{id}``.
 """
@@ -95,6 +96,30 @@ async def exercise_check(request: Request) -> Response:
     return _doc(run_cached(argv), argv)
 
 
+def _level(value) -> list[str]:
+    try:
+        return [f"--level={int(str(value))}"]
+    except ValueError:
+        raise BadRequest(f"--level: invalid int value: '{value}'") from None
+
+
+@api
+async def exercise_hint(request: Request) -> Response:
+    """Hint K of an exercise (``exercise hint ID --seed N --level K``)."""
+    argv = ["exercise", "hint", request.path_params["id"],
+            *_seed(request.query_params.get("seed")),
+            *_level(request.query_params.get("level", "1"))]
+    return _doc(run_cached(argv), argv)
+
+
+@api
+async def exercise_solution(request: Request) -> Response:
+    """The worked solution (``exercise solve ID --seed N``)."""
+    argv = ["exercise", "solve", request.path_params["id"],
+            *_seed(request.query_params.get("seed"))]
+    return _doc(run_cached(argv), argv)
+
+
 def _command(path: tuple[str, ...]):
     @api
     async def handler(request: Request) -> Response:
@@ -162,6 +187,8 @@ def routes() -> list:
         Route("/api/exercises", exercise_list),
         Route("/api/exercises/{id}", exercise_show),
         Route("/api/exercises/{id}/check", exercise_check, methods=["POST"]),
+        Route("/api/exercises/{id}/hint", exercise_hint),
+        Route("/api/exercises/{id}/solution", exercise_solution),
         Route("/api/train", _command(("train",)), methods=["POST"]),
         Route("/api/serve", _command(("serve",)), methods=["POST"]),
         Route("/api/explore/{explorer}", explore, methods=["POST"]),

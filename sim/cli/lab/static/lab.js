@@ -9,6 +9,7 @@ const STYLE = [
   { color: "#6a9fd8", dash: "dot", symbol: "diamond" },
   { color: "#444444", dash: "dashdot", symbol: "triangle-up" },
   { color: "#e6a94f", dash: "longdash", symbol: "x" },
+  { color: "#8c8c8c", dash: "longdashdot", symbol: "star" },
 ];
 const GIB = 2 ** 30;
 
@@ -25,9 +26,9 @@ function line(i, extra = {}) {
 }
 function bar(i, extra = {}) {
   const s = STYLE[i % STYLE.length];
-  const patterns = ["", "/", ".", "x", "\\"];
+  const patterns = ["", "/", ".", "x", "\\", "+"];
   return { type: "bar", marker: { color: s.color,
-           pattern: { shape: patterns[i % 5], bgcolor: s.color, fgcolor: "#fff", fillmode: "replace" },
+           pattern: { shape: patterns[i % patterns.length], bgcolor: s.color, fgcolor: "#fff", fillmode: "replace" },
            line: { color: "#000", width: 1 } }, ...extra };
 }
 function layout(title, xtitle, ytitle, extra = {}) {
@@ -37,6 +38,9 @@ function layout(title, xtitle, ytitle, extra = {}) {
            legend: { orientation: "h", x: 0, y: -0.24, yanchor: "top" }, font: { size: 13, color: "#111" },
            hovermode: "closest", ...extra };
 }
+// legend inside the top-left corner (where rising curves leave room), for line charts
+const INSIDE = { legend: { x: 0.01, y: 0.99, xanchor: "left", yanchor: "top", bgcolor: "rgba(255,255,255,0.85)",
+                           bordercolor: "#999", borderwidth: 1 }, margin: { l: 70, r: 20, t: 36, b: 60 } };
 function draw(id, traces, lay) {
   const el = document.getElementById(id);
   if (el && window.Plotly) Plotly.react(el, traces, lay, { responsive: true, displayModeBar: false });
@@ -109,19 +113,19 @@ EXPLORERS.attention = {
       x: doc.series[n].map(p => p.context), y: doc.series[n].map(p => p.attention_forward_flop / 1e12),
       hovertemplate: "%{x} tokens: %{y:.4g} TFLOP<extra>" + n + "</extra>" })),
       layout("Attention FLOPs vs context", "", "",
-             { xaxis: { type: "log", title: { text: "context (tokens, log scale)" } },
+             { ...INSIDE, xaxis: { type: "log", title: { text: "context (tokens, log scale)" } },
                yaxis: { type: "log", title: { text: "forward TFLOP per sequence (log)" } } }));
     const full = doc.series.full, x = full.map(p => p.context);
     const logx = { type: "log", title: { text: "context (tokens, log scale)" } };
     draw("chart-flash-flops", [
       { ...line(0), name: "flash attention", x, y: full.map(p => p.attention_train_flop_flash / 1e12) },
       { ...line(1), name: "standard attention", x, y: full.map(p => p.attention_train_flop_standard / 1e12) },
-    ], layout("Full attention, training: FLOPs", "", "", { xaxis: logx,
+    ], layout("Full attention, training: FLOPs", "", "", { ...INSIDE, xaxis: logx,
       yaxis: { type: "log", title: { text: "TFLOP per sequence, fwd+bwd (log)" } } }));
     draw("chart-flash-memory", [
       { ...line(0), name: "flash attention", x, y: full.map(p => p.activation_bytes_per_layer_flash / GIB) },
       { ...line(1), name: "standard attention", x, y: full.map(p => p.activation_bytes_per_layer_standard / GIB) },
-    ], layout("Full attention, training: memory", "", "", { xaxis: logx,
+    ], layout("Full attention, training: memory", "", "", { ...INSIDE, xaxis: logx,
       yaxis: { type: "log", title: { text: "activations kept (GiB per layer, log)" } } }));
     const rows = names.flatMap(n => doc.series[n].map(p => ({ variant: n, ...p })));
     $("#numbers").innerHTML = table(rows, [["variant", "variant"], ["context", "context (tokens)"],
@@ -141,14 +145,15 @@ EXPLORERS.kv = {
     const traces = names.map((n, i) => ({ ...line(i), name: n, x,
       y: doc.series[n].points.map(p => p.kv_bytes_per_gpu / GIB),
       hovertemplate: "%{x} tokens: %{y:.4g} GiB<extra>" + n + "</extra>" }));
-    traces.push({ mode: "lines", name: `free HBM per GPU (${names[1]})`, x: [x[0], x[x.length - 1]],
+    traces.push({ mode: "lines", name: "free HBM per GPU", x: [x[0], x[x.length - 1]],
       y: [doc.series[names[1]].free_bytes_per_gpu / GIB, doc.series[names[1]].free_bytes_per_gpu / GIB],
       line: { color: "#000", dash: "dash", width: 1.5 } });
     draw("chart-kv", traces, layout(`KV cache per GPU, batch ${doc.batch}`, "context (tokens, log scale)", "KV cache per GPU (GiB, log)",
-      { xaxis: { type: "log", title: { text: "context (tokens, log scale)" } }, yaxis: { type: "log", title: { text: "KV cache per GPU (GiB, log)" } } }));
+      { ...INSIDE, xaxis: { type: "log", title: { text: "context (tokens, log scale)" } }, yaxis: { type: "log", title: { text: "KV cache per GPU (GiB, log)" } } }));
     draw("chart-fit", names.map((n, i) => ({ ...bar(i), name: n, x: x.map(String),
       y: doc.series[n].points.map(p => p.max_sequences) })),
-      layout("Sequences that fit in free HBM", "context (tokens)", "sequences (log)", { yaxis: { type: "log", title: { text: "sequences (log)" } }, barmode: "group" }));
+      layout("Sequences that fit in free HBM", "context (tokens)", "sequences (log)",
+        { xaxis: { type: "category", title: { text: "context (tokens)" } }, yaxis: { type: "log", title: { text: "sequences (log)" } }, barmode: "group" }));
     const rows = names.flatMap(n => doc.series[n].points.map(p => ({ variant: n, ...p })));
     $("#numbers").innerHTML = `<p>Free HBM per GPU after weights: ${fmt(free, 4)} GiB (${names[0]}).</p>` +
       table(rows, [["variant", "variant"], ["context", "context (tokens)"],
@@ -241,7 +246,9 @@ function renderTimeline(out) {
              hovertemplate: "%{customdata}<br>from %{base:.4g} ms for %{x:.4g} ms<extra>" + k + "</extra>" };
   }), layout(`DES step ${fmt(out.result.step_time_s * 1e3, 4)} ms (analytic ${fmt(out.result.analytic_step_time_s * 1e3, 4)} ms)` +
     (tl.shown_ms < tl.span_ms ? ` · first ${fmt(tl.shown_ms, 3)} ms drawn` : ""),
-    "simulated time (ms)", "GPU and stream", { barmode: "overlay", yaxis: { autorange: "reversed", title: { text: "GPU and stream" } }, margin: { l: 150, r: 20, t: 40, b: 60 } }));
+    "simulated time (ms)", "GPU and stream", { barmode: "overlay",
+      yaxis: { autorange: "reversed", categoryorder: "array", categoryarray: tl.lanes, title: { text: "GPU and stream" } },
+      margin: { l: 150, r: 20, t: 36, b: 110 } }));
 }
 
 // ---- cancellable jobs ---------------------------------------------------------------------
@@ -359,27 +366,39 @@ async function showExercise(id, list) {
   const doc = await res.json();
   if (!res.ok) { box.innerHTML = `<p class="error">${esc(doc.error)}</p>`; return; }
   const hints = doc.hints || [];
+  const levels = Number.isInteger(doc.hint_levels) ? doc.hint_levels : hints.length;
   box.innerHTML = `<h2>${esc(doc.id)}</h2><p class="meta">${esc(doc.lesson)} · ${esc(doc.topic)} · seed ${s.seed}</p>
     <p class="prompt" id="prompt">${esc(doc.prompt)}</p>${givensHtml(doc)}
     <form id="answer-form" class="answer"><label>Your answer (${esc(doc.unit)}, within ${Math.round(100 * doc.tolerance)}%)
       <input id="answer" name="answer" type="text" inputmode="decimal" autocomplete="off" required></label>
       <button type="submit">Check</button></form>
-    <div class="hints"><button type="button" id="hint-btn" ${hints.length ? "" : "hidden"}>Show a hint (1 of ${hints.length})</button><ol id="hints"></ol></div>
+    <div class="hints"><button type="button" id="hint-btn" ${levels ? "" : "hidden"}>Show a hint (1 of ${levels})</button><ol id="hints"></ol></div>
     <div id="verdict" role="status" aria-live="polite"></div>
     <figure id="ex-chart-fig" hidden><div id="ex-chart" class="chart"></div><figcaption>What the simulator's answer is made of.</figcaption></figure>
     <div id="solution"></div><p class="cli">Same check on the command line: <code id="ex-command"></code></p>`;
   let shown = 0;
-  $("#hint-btn").addEventListener("click", () => {
-    if (shown >= hints.length) return;
-    $("#hints").insertAdjacentHTML("beforeend", `<li>${esc(hints[shown])}</li>`);
+  $("#hint-btn").addEventListener("click", async () => {
+    if (shown >= levels) return;
+    const text = await hintText(doc, s.seed, shown + 1, hints);
+    $("#hints").insertAdjacentHTML("beforeend", `<li>${esc(text)}</li>`);
     shown += 1;
     const b = $("#hint-btn");
-    if (shown >= hints.length) b.hidden = true; else b.textContent = `Show a hint (${shown + 1} of ${hints.length})`;
+    if (shown >= levels) b.hidden = true; else b.textContent = `Show a hint (${shown + 1} of ${levels})`;
   });
   $("#answer-form").addEventListener("submit", async ev => {
     ev.preventDefault();
     await checkAnswer(doc, $("#answer").value, list);
   });
+}
+async function hintText(doc, seed, level, hints) {
+  if (!Number.isInteger(doc.hint_levels)) return hints[level - 1];
+  const res = await fetch(`/api/exercises/${encodeURIComponent(doc.id)}/hint?seed=${seed}&level=${level}`);
+  const out = await res.json();
+  return res.ok ? out.hint : (hints[level - 1] || out.error);
+}
+async function solution(id, seed) {
+  const res = await fetch(`/api/exercises/${encodeURIComponent(id)}/solution?seed=${seed}`);
+  return res.ok ? res.json() : {};
 }
 function solutionHtml(out, show) {
   const steps = out.solution_steps || show.solution_steps;
@@ -402,7 +421,7 @@ async function checkAnswer(show, answer, list) {
   s.progress[show.id] = p; saveState(s);
   v.innerHTML = `<p class="verdict ${out.correct ? "right" : "wrong"}" id="verdict-text">${out.correct ? "Correct" : "Not quite"}: ` +
     `you said ${esc(answer)} ${esc(out.unit)}, the simulator says ${fmt(out.expected, 4)} ${esc(out.unit)} (ratio ${fmt(out.ratio, 3)}).</p>` +
-    `<p class="diagnosis" id="diagnosis"><strong>${esc(out.signature)}</strong>${out.misconception ? ` — misconception: “${esc(MISCONCEPTIONS[out.misconception] || out.misconception)}”` : ""}. ${esc(out.explanation)}</p>`;
+    `<p class="diagnosis" id="diagnosis"><strong>${esc(out.signature)}</strong>${out.misconception ? ` — misconception: “${esc(MISCONCEPTIONS[out.misconception] || out.misconception)}”` : ""}. ${esc(out.explanation)}${out.consequence ? " " + esc(out.consequence) : ""}</p>`;
   const parts = out.breakdown.parts || {};
   const keys = Object.keys(parts);
   if (keys.length) {
@@ -411,7 +430,8 @@ async function checkAnswer(show, answer, list) {
       hovertemplate: "%{x}: %{y:.4g} " + out.breakdown.si_unit + "<extra></extra>" }],
       layout("Simulator breakdown", "part", out.breakdown.si_unit));
   }
-  $("#solution").innerHTML = solutionHtml(out, show);
+  const solved = await solution(show.id, s.seed);  // `exercise solve`, where the CLI has it
+  $("#solution").innerHTML = solutionHtml({ ...out, ...solved, expected: out.expected, unit: out.unit }, show);
   $("#ex-command").textContent = `clustersim exercise check ${show.id} --seed ${s.seed} --answer ${answer}`;
   renderList(list, show.id);
 }
