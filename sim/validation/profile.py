@@ -69,8 +69,8 @@ def write_profile(cal, path: str | Path, name: str = "calibrated") -> System:
     """Write the profile as catalog TOML and read it back through the loader (a round trip
     that proves every command can use it); returns the loaded ``System``."""
     from hardware import get_system, to_toml
+    from sim.fileio import atomic_write_text
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_toml(system(cal, name)))
+    atomic_write_text(path, to_toml(system(cal, name)))
     return get_system(str(path))
