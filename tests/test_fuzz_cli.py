@@ -12,11 +12,10 @@ benchmarks/fuzz_cli.py runs the same strategies 10,000+ times and prints the cou
 
 from __future__ import annotations
 
+import fuzzkit as fk
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import fuzzkit as fk
 
 FUZZ = settings(deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
