@@ -33,58 +33,50 @@ def _both(strategy):
     return st.tuples(strategy, st.booleans()).map(lambda t: t[0].with_json() if t[1] else t[0])
 
 
-@FUZZ
-@settings(max_examples=600)
+@settings(FUZZ, max_examples=600)
 @given(_both(fk.flag_case(fk.TRAIN_BASE, fk.TRAIN_FLAGS, "train")))
 def test_every_bad_train_flag_is_one_line_naming_the_flag(case):
     assert_ok(case)
 
 
-@FUZZ
-@settings(max_examples=600)
+@settings(FUZZ, max_examples=600)
 @given(_both(fk.flag_case(fk.SERVE_BASE, fk.SERVE_FLAGS, "serve")))
 def test_every_bad_serve_flag_is_one_line_naming_the_flag(case):
     assert_ok(case)
 
 
-@FUZZ
-@settings(max_examples=300)
+@settings(FUZZ, max_examples=300)
 @given(_both(st.one_of(fk.flag_case(fk.SEARCH_TRAIN_BASE, fk.SEARCH_TRAIN_FLAGS, "search"),
                        fk.flag_case(fk.SEARCH_SERVE_BASE, fk.SEARCH_SERVE_FLAGS, "search"))))
 def test_every_bad_search_flag_is_one_line_naming_the_flag(case):
     assert_ok(case)
 
 
-@FUZZ
-@settings(max_examples=250)
+@settings(FUZZ, max_examples=250)
 @given(_both(fk.hf_case()))
 def test_malformed_model_config_json_names_the_field(case):
     assert_ok(case)
 
 
-@FUZZ
-@settings(max_examples=250)
+@settings(FUZZ, max_examples=250)
 @given(_both(fk.hardware_case()))
 def test_malformed_hardware_toml_names_the_key(case):
     assert_ok(case)
 
 
-@FUZZ
-@settings(max_examples=200)
+@settings(FUZZ, max_examples=200)
 @given(_both(fk.trace_case()))
 def test_malformed_trace_csv_names_the_row_and_column(case):
     assert_ok(case)
 
 
-@FUZZ
-@settings(max_examples=200)
+@settings(FUZZ, max_examples=200)
 @given(_both(fk.sweep_case().filter(lambda c: c is not None)))
 def test_malformed_sweep_toml_names_the_key(case):
     assert_ok(case)
 
 
-@FUZZ
-@settings(max_examples=150)
+@settings(FUZZ, max_examples=150)
 @given(_both(st.one_of(fk.plan_cases(), fk.output_cases(), fk.sweep_flag_cases())))
 def test_illegal_plans_bad_outputs_and_too_much_work_are_refused_by_name(case):
     assert_ok(case)
