@@ -40,6 +40,7 @@ EFFICIENCY = {
     # optional shape terms of calibrated profiles (hardware.types.EfficiencyModel)
     "matmul_half_dim": F("nonneg", False), "matmul_memory_bandwidth": F("fraction", False),
     "gemv_memory_bandwidth": F("fraction", False),
+    "gemv_row": F("qty", False, arg="time"), "repeat_call": F("qty", False, arg="time"),
 }
 ACCELERATOR = {
     "name": F("str"), "kind": F("enum", False, ("accelerator",)), "vendor": F("str"),
