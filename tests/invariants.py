@@ -14,7 +14,6 @@ import json
 import math
 
 import numpy as np
-
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

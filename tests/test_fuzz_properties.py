@@ -8,11 +8,10 @@ hundred examples; benchmarks/fuzz_cli.py runs 1,000+ of each.
 
 from __future__ import annotations
 
-import pytest
-from hypothesis import HealthCheck, assume, given, settings
-
 import fuzzkit as fk
 import invariants as inv
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
 
 PROPS = settings(deadline=None, derandomize=True, database=None,
                  suppress_health_check=list(HealthCheck))
