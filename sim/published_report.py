@@ -80,7 +80,7 @@ ANALYSIS = """
 
 def write(doc: dict, json_path: Path, md_path: Path) -> None:
     from sim.bands import BANDS
-    from sim.cli.common import dumps
+    from sim.formatting import dumps
 
     for path, text in ((json_path, dumps(doc) + "\n"), (md_path, markdown(doc)),
                        (BANDS, dumps(doc["bands"]) + "\n")):
