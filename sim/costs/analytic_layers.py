@@ -97,11 +97,14 @@ def _price(ops, plan, cluster, acc) -> PartCost:
     comm: dict[str, float] = {}
     attention = 0.0
     st = plan.stack
+    comm_by_pass: dict[str, float] = {}
     for op in ops:
         if op.is_comm:
             ranks = group_ranks(plan, op.group)
             t = _comm_time(op, ranks, cluster, st) * op.count
             comm[op.group] = comm.get(op.group, 0.0) + t
+            key = _PASS_OF.get(op.pass_, "fwd")
+            comm_by_pass[key] = comm_by_pass.get(key, 0.0) + t
             continue
         t = op_time(op, acc, plan.dtype)
         if st is not None:
@@ -112,7 +115,8 @@ def _price(ops, plan, cluster, acc) -> PartCost:
     if st is not None:
         for pass_, extra in stack_effects.unfused_extra(ops, st, acc).items():
             times[pass_] += extra
-        times = stack_effects.eager_floor(ops, times, _PASS_OF, st.launch_overhead_s)
+        times = stack_effects.eager_floor(ops, times, _PASS_OF, st.launch_overhead_s,
+                                          comm_by_pass)
     return PartCost(attention=attention, comm=comm, **times)
 
 
