@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.common import add_json_flag, emit_json, table
+from sim.cli.flags import SEED
 
 HELP = """\
 Answers "is my mental model of this cost right?". Each exercise asks for one number (memory
@@ -51,7 +52,7 @@ def register(sub) -> None:
 
 def _common(p) -> None:
     p.add_argument("id", metavar="ID", help="exercise id (see `clustersim exercise list`)")
-    p.add_argument("--seed", type=int, default=None, metavar="N",
+    p.add_argument("--seed", type=SEED, default=None, metavar="N",
                    help="draw variant N (your own numbers); omit for the base setup")
     add_json_flag(p)
 
