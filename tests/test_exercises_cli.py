@@ -118,7 +118,7 @@ def test_usage_errors_under_json_are_json_too(capsys):
     assert main(["exercise", "check", "dp-memory-70b", "--seed", "x", "--json",
                  "--answer", "1"]) == 2
     err = json.loads(capsys.readouterr().out)["error"]
-    assert err["flag"] == "--seed" and "invalid int value" in err["message"]
+    assert err["flag"] == "--seed" and "not an integer" in err["message"]
     assert main(["exercise", "show", "adam-memroy", "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["error"]["type"] == "UnknownNameError"
 
