@@ -90,9 +90,12 @@ def browser(server):
 
 
 def wait(driver, condition, timeout=60.0, what="condition"):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+    # a re-render between finding an element and reading it is retried, not a failure
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: condition(d), message=f"timed out waiting for {what}")
 
 
@@ -170,9 +173,9 @@ def _answer(browser, value: str) -> str:
     box = browser.find_element("id", "answer")
     box.clear()
     box.send_keys(value + "\n")
-    wait(browser, lambda d: d.find_elements("id", "verdict-text")
-         and value in d.find_element("id", "verdict-text").text, what="a verdict")
-    return browser.find_element("id", "verdict-text").text
+    return wait(browser, lambda d: d.find_elements("id", "verdict-text")
+                and value in d.find_element("id", "verdict-text").text
+                and d.find_element("id", "verdict-text").text, what="a verdict")
 
 
 def test_an_exercise_answered_wrong_then_right_keeps_its_progress_after_reload(browser,
@@ -213,7 +216,8 @@ def test_hints_are_revealed_one_at_a_time(browser, server):
     btn = browser.find_element("id", "hint-btn")
     if not btn.is_displayed():
         pytest.skip("the first exercise has no hints")
-    btn.click()
+    btn.click()  # the hint comes from /api/exercises/ID/hint: wait for it
+    wait(browser, lambda d: d.find_elements("css selector", "#hints li"), what="a hint")
     assert len(browser.find_elements("css selector", "#hints li")) == 1
 
 

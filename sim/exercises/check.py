@@ -154,18 +154,16 @@ def solve(ex: Exercise, seed: int | None) -> dict:
             "consequence": sol.consequence, "scenario": ex.scenario, "params": params}
 
 
-def _hints(ex: Exercise, seed: int | None) -> list[str]:
-    """The authored hints, then the worked solution's first step as the last level."""
-    _, _, _, sol = _worked(ex, seed)
-    return [*ex.hints, f"First step of the worked solution: {sol.steps[0]}"]
-
-
 def hint(ex: Exercise, seed: int | None, level: int) -> dict:
-    """Hint ``level`` (1-based) and the ones before it; past the last, an error naming solve."""
-    hints = _hints(ex, seed)
-    n = len(hints)
+    """Hint ``level`` (1-based) and the ones before it: the authored hints, then the worked
+    solution's first step as the last level (only that level runs the simulator)."""
+    n = len(ex.hints) + 1
     if not 1 <= level <= n:
         raise ConfigError(f"--level {level}: exercise '{ex.id}' has hint levels 1..{n}; for "
                           f"the full worked solution run `clustersim exercise solve {ex.id}`")
+    hints = list(ex.hints[:level])
+    if level == n:
+        draw_params(ex, seed)  # a bad seed fails here, before the simulator runs
+        hints.append(f"First step of the worked solution: {_worked(ex, seed)[3].steps[0]}")
     return {"id": ex.id, "seed": seed, "level": level, "levels": n,
-            "hint": hints[level - 1], "hints": hints[:level]}
+            "hint": hints[-1], "hints": hints}
