@@ -196,6 +196,11 @@ def test_an_exercise_answered_wrong_then_right_keeps_its_progress_after_reload(b
     diagnosis = browser.find_element("id", "diagnosis").text
     assert wrong["signature"] in diagnosis and wrong["explanation"] in diagnosis
     shoot(browser, "exercise-wrong")
+    full = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(full + 140, 4000))
+    time.sleep(0.5)
+    shoot(browser, "full-exercise-wrong")
+    browser.set_window_size(1280, 800)
     assert "Correct" in _answer(browser, repr(right["expected"]))
     assert "Worked solution" in browser.find_element("id", "solution").text
     browser.refresh()
