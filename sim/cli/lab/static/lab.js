@@ -410,6 +410,8 @@ function solutionHtml(out, show) {
   html += `<p>The simulator's answer is <strong>${fmt(out.expected, 4)} ${esc(out.unit)}</strong>. ${esc(out.breakdown.bound)}.</p>`;
   return html;
 }
+// SI unit of a breakdown -> (divisor, unit drawn)
+const DISPLAY = { bytes: [GIB, "GiB"], s: [1e-3, "ms"], FLOP: [1e12, "TFLOP"], "FLOP/token": [1e9, "GFLOP/token"] };
 async function checkAnswer(show, answer, list) {
   const s = state();
   const res = await fetch(`/api/exercises/${encodeURIComponent(show.id)}/check`, { method: "POST",
@@ -427,9 +429,10 @@ async function checkAnswer(show, answer, list) {
   const keys = Object.keys(parts);
   if (keys.length) {
     $("#ex-chart-fig").hidden = false;
-    draw("ex-chart", [{ ...bar(0), name: out.breakdown.si_unit, x: keys, y: keys.map(k => parts[k]),
-      hovertemplate: "%{x}: %{y:.4g} " + out.breakdown.si_unit + "<extra></extra>" }],
-      layout("Simulator breakdown", "part", out.breakdown.si_unit));
+    const [scale, unit] = DISPLAY[out.breakdown.si_unit] || [1, out.breakdown.si_unit];
+    draw("ex-chart", [{ ...bar(0), name: unit, x: keys, y: keys.map(k => parts[k] / scale),
+      hovertemplate: "%{x}: %{y:.4g} " + unit + "<extra></extra>" }],
+      layout("Simulator breakdown", "part", unit));
   }
   const solved = await solution(show.id, s.seed);  // `exercise solve`, where the CLI has it
   $("#solution").innerHTML = solutionHtml({ ...out, ...solved, expected: out.expected, unit: out.unit }, show);
