@@ -120,7 +120,8 @@ class StepTimer:
 
     def __init__(self, model, hw, *, tp=1, pp=1, ep=1, dtype="bf16", exact=False,
                  draft=None, spec_k=0, forward_time=None, stack=None):
-        if forward_time is None:
+        default = forward_time is None
+        if default:
             from sim.costs.inference import forward_time
         self._fwd = forward_time
         self.stack = stack  # sim.stack.Stack of the engine (sim.serving.stackcost), or None
@@ -131,6 +132,8 @@ class StepTimer:
             self._n_ops = ops_per_iteration(model, tp, pp)
         self.model, self.hw, self.draft, self.spec_k = model, hw, draft, spec_k
         self.kw = {"tp": tp, "pp": pp, "ep": ep, "dtype": dtype}
+        if default and stack is not None:  # the engine's attention kernel and collectives
+            self.kw["stack"] = stack
         self.exact, self.groups = exact, ep
         self.cache: dict[tuple, float] = {}
         self.calls = 0
