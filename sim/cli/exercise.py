@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.common import add_json_flag, emit_json, table
-from sim.cli.flags import SEED
+from sim.cli.flags import SEED, int_flag
 
 HELP = """\
 Answers "is my mental model of this cost right?". Each exercise asks for one number (memory
@@ -45,7 +45,7 @@ def register(sub) -> None:
     sol.set_defaults(func=run_solve)
     hnt = inner.add_parser("hint", help="one hint level at a time (1 = gentlest)")
     _common(hnt)
-    hnt.add_argument("--level", type=int, default=1, metavar="K",
+    hnt.add_argument("--level", type=int_flag(1, 64), default=1, metavar="K",
                      help="hint level K, 1..(levels); shows levels 1..K (default 1)")
     hnt.set_defaults(func=run_hint)
 
