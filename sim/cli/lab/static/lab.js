@@ -413,7 +413,9 @@ function solutionHtml(out, show) {
   if (Array.isArray(steps) && steps.length) {
     html += "<ol class=\"steps\">" + steps.map(st => `<li>${esc(typeof st === "string" ? st : (st.text || st.step || JSON.stringify(st)))}</li>`).join("") + "</ol>";
   }
+  if (typeof out.solution === "number") html += `<p>By hand from the givens: <strong>${fmt(out.solution, 4)} ${esc(out.unit)}</strong>.</p>`;
   html += `<p>The simulator's answer is <strong>${fmt(out.expected, 4)} ${esc(out.unit)}</strong>. ${esc(out.breakdown.bound)}.</p>`;
+  if (out.simulator_adds) html += `<p>What the simulator adds: ${esc(out.simulator_adds)}</p>`;
   return html;
 }
 // SI unit of a breakdown -> (divisor, unit drawn)
