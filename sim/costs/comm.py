@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from sim.errors import PlanError
 
-ALGORITHMS = ("auto", "ring", "tree", "hierarchical")
+ALGORITHMS = ("auto", "ring", "tree", "hierarchical", "nvls")
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
 _DIMS = ("tp", "cp", "dp", "pp")
 
@@ -205,6 +205,14 @@ def collective_time(kind: str, bytes_per_rank: float, ranks, cluster,
     ``bytes_per_rank`` is NCCL's "size" S: each rank's full buffer (the all-reduce buffer, the
     all-gather output, the reduce-scatter input, the all-to-all send buffer, the message of a
     send_recv between ``ranks[0]`` and ``ranks[1]``)."""
+    return collective_choice(kind, bytes_per_rank, ranks, cluster, algorithm)[0]
+
+
+def collective_choice(kind: str, bytes_per_rank: float, ranks, cluster,
+                      algorithm: str = "auto") -> tuple[float, str]:
+    """(seconds, algorithm used) of one collective; see ``collective_time``. Links whose
+    catalog entry has an ``[nccl]`` table are priced as NCCL runs them (``sim.costs.nccl``:
+    protocol regimes, per-call floor, the algorithms NCCL offers for the kind)."""
     if kind not in KINDS:
         raise PlanError(f"unknown collective '{kind}'; use one of {', '.join(KINDS)}")
     if algorithm not in ALGORITHMS:
@@ -212,8 +220,16 @@ def collective_time(kind: str, bytes_per_rank: float, ranks, cluster,
     ranks = tuple(ranks)
     n, size = len(ranks), float(bytes_per_rank)
     if n < 2 or size <= 0:
-        return 0.0
+        return 0.0, "none"
     ckey = _ckey(cluster)
+    nccl = _nccl_model(ckey, ranks)
+    if nccl is not None:
+        return _nccl_choice(kind, size, ranks, ckey, algorithm, *nccl)
+    return _alpha_beta_time(kind, size, ranks, ckey, algorithm), algorithm
+
+
+def _alpha_beta_time(kind, size, ranks, ckey, algorithm) -> float:
+    n = len(ranks)
     if kind == "send_recv":
         bw, alpha = _p2p_params(ckey, ranks[0], ranks[1])
         return alpha + size / bw
@@ -257,3 +273,69 @@ def _by_algorithm(kind, size, ranks, ckey, algorithm) -> float:
         return hier if hier is not None else _flat(kind, size, ranks, ckey, False)
     options = [_flat(kind, size, ranks, ckey, False), _tree(kind, size, ranks, ckey)]
     return min(options + ([hier] if hier is not None else []))
+
+
+# --- NCCL-priced links (sim.costs.nccl) ---------------------------------------------------------
+@lru_cache(maxsize=65536)
+def _nccl_model(ckey: int, ranks: tuple[int, ...]):
+    """(NcclModel, nodes spanned) for a group, or None when its links carry no [nccl] table.
+    A group inside one node uses the node fabric's model; one that spans nodes the NIC's (the
+    node fabric's where the NIC has none: unvalidated, see the link TOML)."""
+    cluster = _CLUSTERS[ckey]
+    system = getattr(cluster, "system", None)
+    if system is None:  # a bare topology (tests' stand-ins): alpha-beta
+        return None
+    nodes = len({cluster.node_of(r) for r in ranks})
+    model = system.intra_link.nccl if nodes == 1 else (system.nic_link.nccl
+                                                        or system.intra_link.nccl)
+    return None if model is None else (model, nodes)
+
+
+def uses_nccl(cluster, ranks) -> bool:
+    """Whether a group over ``ranks`` is priced by the NCCL model (its link has [nccl])."""
+    return len(ranks) > 1 and _nccl_model(_ckey(cluster), tuple(ranks)) is not None
+
+
+def _nccl_params(ckey, kind, ranks):
+    """(bandwidth, extra per-step latency) of the group's bottleneck hop: inside a node the
+    fitted step latency already holds the NVLink hop; across nodes the path latency is added."""
+    if kind == "send_recv":
+        bw, alpha = _p2p_params(ckey, ranks[0], ranks[1])
+    elif kind == "all_to_all":
+        bw, alpha = _a2a_params(ckey, ranks)
+    else:
+        bw, alpha = _ring_params(ckey, ranks)
+    return bw, alpha
+
+
+def _nccl_choice(kind, size, ranks, ckey, algorithm, nccl, nodes) -> tuple[float, str]:
+    from sim.costs.nccl import algorithm_times
+
+    if kind == "send_recv":
+        ranks = ranks[:2]
+    bw, alpha = _nccl_params(ckey, kind, ranks)
+    extra = alpha if nodes > 1 else 0.0
+    times = algorithm_times(kind, size, len(ranks), nodes, bw, nccl, extra)
+    hier = _nccl_hierarchical(kind, size, ranks, ckey) if nodes > 1 else None
+    if hier is not None:
+        times["hierarchical"] = hier
+    if algorithm != "auto":
+        if algorithm in times:
+            return times[algorithm], algorithm
+        name = "ring" if "ring" in times else next(iter(times))
+        return times[name], name  # the asked algorithm does not apply: NCCL's default
+    name = min(times, key=times.__getitem__)
+    return times[name], name
+
+
+def _nccl_hierarchical(kind, size, ranks, ckey) -> float | None:
+    """Intra-node reduce-scatter, inter-node pass on each GPU's 1/g shard over its rail,
+    intra-node all-gather, each priced as its own NCCL call."""
+    split = _split_by_node(ckey, ranks)
+    if split is None or kind not in ("all_reduce", "all_gather", "reduce_scatter"):
+        return None
+    intra, inter = split
+    g = len(intra)
+    t_intra = collective_choice("reduce_scatter", size, intra, _CLUSTERS[ckey], "ring")[0]
+    t_inter = collective_choice(kind, size / g, inter, _CLUSTERS[ckey], "ring")[0]
+    return (2 * t_intra if kind == "all_reduce" else t_intra) + t_inter
