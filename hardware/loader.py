@@ -156,7 +156,7 @@ def _memory(t: dict | None) -> K.MemoryKernelModel | None:
     return K.MemoryKernelModel(fractions=fractions, floors=floors, floor_s=t.get("floor", 0.0),
                                cache_bytes=t.get("cache_bytes", 0.0),
                                cache_speedup=t.get("cache_speedup", 0.0),
-                               sharpness=t.get("sharpness", 0.0), fixed_s=t.get("fixed", 0.0))
+                               sharpness=t.get("sharpness", 0.0))
 
 
 def _attention(t: dict | None) -> K.AttentionKernelModel | None:

@@ -84,6 +84,8 @@ class EfficiencyModel:
     attention: AttentionKernelModel | None = None
 
     def matmul_efficiency(self, flops: float) -> float:
+        if self.matmul_half_flops <= 0:  # no size saturation (the tile model prices shape)
+            return self.matmul_max
         return self.matmul_max * flops / (flops + self.matmul_half_flops)
 
     def small_dim_factor(self, smallest_dim: float) -> float:

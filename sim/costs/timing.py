@@ -99,7 +99,8 @@ def _kernel_model(op: Op, acc: Accelerator, dtype: str) -> tuple[float, float, f
     """(time, compute, memory) of one repetition from the kernel models, or None when the
     accelerator has no model for this op's kind (then the roofline below prices it)."""
     e = acc.efficiency
-    if op.kind in ("matmul", "router") and e.gemm is not None and op.mnk is not None:
+    if (op.kind in ("matmul", "router") and e.gemm is not None and op.mnk is not None
+            and acc.compute_units is not None):
         m, n, k = op.mnk
         return K.gemm_time(m, n, k, acc, dtype, op.bytes)
     if op.kind == "attention" and e.attention is not None:
