@@ -27,6 +27,7 @@ from hardware.types import (
 from sim.errors import HardwareError, UnknownNameError
 
 DATA = Path(__file__).parent / "data"
+MAX_FILE_BYTES = 1 << 20  # a hardware file is a page of TOML
 FOLDERS = {"accelerator": "accelerators", "link": "links", "system": "systems"}
 
 
@@ -85,7 +86,10 @@ def get_any(name: str):
             return _load_catalog(kind, name)
     if _is_path(name):
         raw = _read(Path(name))
-        return load_file(Path(name), raw.get("kind", "system"))
+        kind = raw.get("kind", "system")
+        if not isinstance(kind, str) or kind not in FOLDERS:
+            raise S.fail(name, "kind", f"must be one of {', '.join(FOLDERS)}, got {kind!r}"[:200])
+        return load_file(Path(name), kind)
     raise UnknownNameError("hardware", name, [d["name"] for d in list_catalog()])
 
 
@@ -95,17 +99,25 @@ def _read(path: Path) -> dict:
         raise HardwareError(f"{path}: no such hardware file; pass a catalog name "
                             f"(`clustersim hardware list`) or an existing .toml path")
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise HardwareError(f"{path}: {path.stat().st_size} bytes is too large for a "
+                                f"hardware file (limit {MAX_FILE_BYTES})", field=str(path))
         with path.open("rb") as fh:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise HardwareError(f"{path}: not valid TOML: {exc}") from None
+        raise HardwareError(f"{path}: not valid TOML: {exc}", field=str(path)) from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        why = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise HardwareError(f"{path}: cannot read it as UTF-8 TOML ({why}); give a hardware "
+                            ".toml file", field=str(path)) from None
 
 
 def load_file(path: Path, kind: str):
     raw = _read(path)
     where = str(path)
     if raw.get("kind", kind) != kind:
-        raise S.fail(where, "kind", f"this file holds a {raw.get('kind')!r}, expected {kind!r}")
+        raise S.fail(where, "kind", f"this file holds a {S._short(raw.get('kind'))}, expected "
+                                    f"{kind!r}")
     if "kind" not in raw:
         raise S.fail(where, "kind", f"missing (required): add kind = \"{kind}\"")
     return build(kind, raw, where, base=path.parent)

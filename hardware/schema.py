@@ -15,6 +15,7 @@ table of that kind), ``mesh`` (list of [gpu_a, gpu_b, ports]) and ``sources``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,8 +102,13 @@ SCHEMAS = {"accelerator": ACCELERATOR, "link": LINK, "system": SYSTEM}
 NUMERIC = {"int", "fraction", "ratio", "nonneg", "qty", "dtypes", "tiles"}
 
 
+MAX_INT = 1 << 16  # counts in a hardware file (GPUs per node, ports, SMs): far above any system
+POSITIVE_DIMENSIONS = {"bandwidth", "flop_rate", "bytes"}  # zero would divide by zero
+
+
 def fail(where: str, key: str, message: str) -> HardwareError:
-    return HardwareError(f"{where}: key '{key}': {message}")
+    text = repr(message) if not isinstance(message, str) else message
+    return HardwareError(f"{where}: key '{key}': {text}", field=f"{where}: {key}")
 
 
 def check_table(table: dict, schema: dict[str, F], where: str, prefix: str = "") -> dict:
@@ -128,8 +134,9 @@ def _convert(value: Any, spec: F, where: str, path: str) -> Any:
     if kind == "str":
         return _typed(value, str, where, path)
     if kind == "enum":
-        if value not in spec.arg:
-            raise fail(where, path, f"must be one of {', '.join(spec.arg)}, got {value!r}")
+        if not isinstance(value, str) or value not in spec.arg:
+            raise fail(where, path, f"must be one of {', '.join(spec.arg)}, got "
+                                    f"{_short(value)}")
         return value
     if kind == "int":
         return _positive_int(value, where, path)
@@ -155,21 +162,30 @@ def _convert(value: Any, spec: F, where: str, path: str) -> Any:
 
 def _typed(value: Any, typ: type, where: str, path: str) -> Any:
     if not isinstance(value, typ) or isinstance(value, bool):
-        raise fail(where, path, f"expected {typ.__name__}, got {type(value).__name__} {value!r}")
+        raise fail(where, path, f"expected {typ.__name__}, got {type(value).__name__} "
+                                f"{_short(value)}")
     return value
 
 
 def _positive_int(value: Any, where: str, path: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise fail(where, path, f"expected an integer >= 1, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT:
+        raise fail(where, path, f"expected an integer from 1 to {MAX_INT}, got {_short(value)}")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _dimensionless(value: Any, kind: str, where: str, path: str) -> float:
     if isinstance(value, str):
         raise fail(where, path, f"is dimensionless: write a plain number, not {value!r}")
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise fail(where, path, f"expected a number, got {type(value).__name__} {value!r}")
+        raise fail(where, path, f"expected a number, got {type(value).__name__} "
+                                f"{_short(value)}")
+    if not math.isfinite(value) or abs(value) > 1e30:
+        raise fail(where, path, f"must be a finite number, got {value!r}")
     rules = {"fraction": ("0 < x <= 1 (a fraction of peak)", 0 < value <= 1),
              "ratio": (">= 1", value >= 1), "nonneg": (">= 0", value >= 0)}
     rule, ok = rules[kind]
@@ -180,9 +196,13 @@ def _dimensionless(value: Any, kind: str, where: str, path: str) -> float:
 
 def _quantity(value: Any, dimension: str, where: str, path: str) -> float:
     try:
-        return parse_quantity(value, dimension)
+        v = parse_quantity(value, dimension)
     except UnitError as exc:
         raise fail(where, path, str(exc)) from None
+    if v > 1e30 or (dimension in POSITIVE_DIMENSIONS and v <= 0):
+        raise fail(where, path, f"{value!r} must be a {dimension} above 0 and below 1e30 "
+                                "(SI units)")
+    return v
 
 
 def _dtypes(value: Any, where: str, path: str) -> dict[str, float]:
@@ -203,7 +223,8 @@ def _mesh(value: Any, where: str, path: str) -> tuple[tuple[int, int, int], ...]
     for i, row in enumerate(rows):
         if (not isinstance(row, list) or len(row) != 3
                 or not all(isinstance(x, int) and not isinstance(x, bool) for x in row)):
-            raise fail(where, f"{path}[{i}]", f"expected [gpu_a, gpu_b, ports], got {row!r}")
+            raise fail(where, f"{path}[{i}]", f"expected [gpu_a, gpu_b, ports], got "
+                                              f"{_short(row)}")
         out.append(tuple(row))
     return tuple(out)
 

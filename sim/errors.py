@@ -7,9 +7,18 @@ import difflib
 
 
 class ClusterSimError(Exception):
-    """Base class of every error clustersim raises on bad input."""
+    """Base class of every error clustersim raises on bad input.
+
+    ``flag`` (a CLI flag such as ``--tp``) or ``field`` (``FILE: key``) names the offending
+    input when the raiser knows it; ``--json`` reports them in ``{"error": {...}}``.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, flag: str | None = None,
+                 field: str | None = None):
+        super().__init__(" ".join(str(message).split()))  # one line, always
+        self.flag, self.field = flag, field
 
 
 class ConfigError(ClusterSimError):
@@ -28,6 +37,18 @@ class PlanError(ClusterSimError):
     """A parallel plan violates a divisibility or size constraint."""
 
 
+class FlagError(ConfigError):
+    """A command-line flag is missing, unparseable or out of range (named in ``flag``)."""
+
+
+class WorkLimitError(ClusterSimError):
+    """The requested run would exceed what this machine can simulate (events or memory)."""
+
+
+class OutputPathError(ConfigError):
+    """An output path cannot be written, or would overwrite one of the run's inputs."""
+
+
 class UnknownNameError(ClusterSimError, KeyError):
     """A named catalog entry (GPU, system, model preset, exercise...) does not exist."""
 
@@ -36,6 +57,7 @@ class UnknownNameError(ClusterSimError, KeyError):
         close = difflib.get_close_matches(name, list(known), n=4, cutoff=0.4)
         hint = f"; did you mean: {', '.join(close)}" if close else ""
         super().__init__(f"unknown {kind} '{name}'{hint} ({_see_all(kind, known)})")
+        self.flag = self.field = None
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return self.args[0]

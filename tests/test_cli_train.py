@@ -55,16 +55,18 @@ def test_table_without_json_names_the_parts():
 def test_illegal_plan_is_a_one_line_error_with_exit_2():
     out = clustersim("train", "--model", "llama3-8b", "--system", "dgx-h100", "--gpus", "6",
                      "--tp", "3", "--pp", "1", "--global-batch", "12", "--seq", "2048", "--json")
-    assert out.returncode == 2
-    assert out.stdout == ""
-    assert "tp=3 does not divide n_heads=32" in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2 and out.stderr == ""
+    err = json.loads(out.stdout)["error"]  # under --json the error is JSON on stdout
+    assert err["type"] == "PlanError" and err["flag"] == "--tp"
+    assert "tp=3 does not divide n_heads=32" in err["message"]
+    assert len(out.stdout.strip().splitlines()) == 1
 
 
 def test_des_engine_straggler_spec_is_parsed_or_rejected_by_name():
     bad = clustersim(*ARGS, "--engine", "des", "--straggler", "three", "--json")
-    assert bad.returncode == 2 and bad.stdout == ""
-    assert "RANK[:FACTOR[:gpu|link]]" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr == ""
+    err = json.loads(bad.stdout)["error"]
+    assert "RANK[:FACTOR[:gpu|link]]" in err["message"] and err["flag"] == "--straggler"
 
 
 MIXTRAL = ["train", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--gpus", "8", "--tp", "1",
@@ -91,5 +93,7 @@ def test_des_zipf_routing_slows_a_mixtral_step_and_is_reported():
 
 def test_negative_zipf_exponent_is_rejected_with_exit_2():
     out = clustersim(*MIXTRAL, "--routing", "zipf", "--zipf-s", "-1")
-    assert out.returncode == 2 and out.stdout == ""
-    assert "--zipf-s: must be a number >= 0" in out.stderr
+    assert out.returncode == 2 and out.stderr == ""
+    err = json.loads(out.stdout)["error"]
+    assert err["flag"] == "--zipf-s"
+    assert "--zipf-s: -1 is out of range; must be a number in [0, 100]" in err["message"]

@@ -76,10 +76,15 @@ def script(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
 
 
 def assert_one_line_error(rc: int, out: str, err: str) -> None:
+    """Exit 2 and one line: on stderr, or (under --json) an {"error": ...} document on stdout."""
     assert rc == 2, f"exit status {rc}, want 2 (stderr: {err.strip()[-300:]})"
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, f"error is not one line: {err!r}"
-    assert out.strip() == ""
+    assert "Traceback" not in err + out
+    text = out if out.strip() else err
+    assert len(text.strip().splitlines()) == 1, f"error is not one line: {text!r}"
+    if out.strip():
+        e = json.loads(out)["error"]
+        assert e["type"] and e["message"] and ("flag" in e or "field" in e)
+        assert err.strip() == ""
 
 
 def assert_fields(doc: dict, fields: dict) -> None:

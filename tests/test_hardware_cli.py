@@ -88,6 +88,7 @@ def test_list_table_has_one_row_per_item(capsys):
 def test_unknown_name_exits_2_with_one_line_listing_close_matches(capsys):
     assert main(["hardware", "show", "h100", "--json"]) == 2
     out = capsys.readouterr()
-    assert out.out == ""
-    assert out.err.count("\n") == 1
-    assert "unknown hardware 'h100'; did you mean: h100-sxm" in out.err
+    assert out.err == "" and out.out.count("\n") == 1  # under --json: JSON on stdout
+    err = json.loads(out.out)["error"]
+    assert "unknown hardware 'h100'; did you mean: h100-sxm" in err["message"]
+    assert err["type"] == "UnknownNameError" and err["field"] == "hardware"

@@ -96,10 +96,12 @@ def test_show_text_table_is_readable(capsys):
     assert "KV cache/token (bf16)     128.00 KiB" in out  # 2 x 32 x 8 x 128 x 2 bytes
 
 
-def test_unknown_model_exits_2_with_suggestion_and_empty_stdout(capsys):
+def test_unknown_model_exits_2_with_suggestion_as_one_json_error(capsys):
     assert main(["model", "show", "llama3-8", "--json"]) == 2
     cap = capsys.readouterr()
-    assert cap.out == "" and "did you mean: llama3-8b" in cap.err
+    err = json.loads(cap.out)["error"]
+    assert cap.err == "" and "did you mean: llama3-8b" in err["message"]
+    assert err["flag"] == "--model"
 
 
 def test_non_positive_seq_is_a_config_error(capsys):

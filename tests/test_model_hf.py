@@ -79,7 +79,7 @@ def test_missing_model_type_is_named():
 def test_wrong_type_field_is_rejected():
     raw = _raw("llama2-7b")
     raw["num_hidden_layers"] = "32"
-    with pytest.raises(ModelError, match="'num_hidden_layers' must be a non-negative integer"):
+    with pytest.raises(ModelError, match="'num_hidden_layers' must be an integer from 1 to 4096, got '32'"):
         from_hf_dict(raw, "x")
 
 

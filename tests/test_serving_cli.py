@@ -61,7 +61,7 @@ def test_table_output_and_charts(capsys, tmp_path):
 @pytest.mark.parametrize(("extra", "message"), [
     (("--policy", "continuous", "--tp", "3"), "tp=3 does not divide n_heads=32"),
     (("--policy", "continuous", "--speculative-tokens", "2"), "needs --draft-model"),
-    (("--policy", "continuous", "--max-batch", "0"), "--max-batch must be >= 1"),
+    (("--policy", "continuous", "--max-batch", "0"), "--max-batch: 0 is out of range"),
     (("--policy", "continuous", "--acceptance-rate", "1.5", "--draft-model", "tiny-llama",
       "--speculative-tokens", "2"), "--acceptance-rate"),
 ])

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 
 from sim import __version__
+from sim.cli.flags import CliParser, explicit_flags, wants_json
 from sim.errors import ClusterSimError
 
 COMMANDS = (
@@ -35,7 +37,7 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="clustersim", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -53,18 +55,72 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    as_json = wants_json(argv)
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
+        args.explicit_flags = explicit_flags(argv)
         return int(args.func(args) or 0)
     except ClusterSimError as exc:
-        print(f"clustersim: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return report_error(exc, as_json)
+    except KeyboardInterrupt:
+        print("clustersim: interrupted (Ctrl-C); outputs already written are complete",
+              file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 0
+
+
+def report_error(exc: ClusterSimError, as_json: bool) -> int:
+    """One line on stderr, or ``{"error": {...}}`` on stdout under ``--json``; exit status 2."""
+    message = " ".join(str(exc).split())
+    if as_json:
+        err = {"type": type(exc).__name__, "message": message}
+        for key in ("flag", "field"):
+            if getattr(exc, key, None):
+                err[key] = exc.field if key == "field" else exc.flag
+        if "flag" not in err and "field" not in err:
+            _name_input(err, exc, message)
+        sys.stdout.write(json.dumps({"error": err}) + "\n")
+    else:
+        print(f"clustersim: error: {message}", file=sys.stderr)
+    return exc.exit_code
+
+
+NAME_FLAGS = {"model": "--model", "hardware": "--system"}
+
+
+def _name_input(err: dict, exc: ClusterSimError, message: str) -> None:
+    """Fill ``flag`` (or ``field``) for an error raised without one."""
+    kind = getattr(exc, "kind", None)
+    if kind is not None:  # UnknownNameError
+        if kind in NAME_FLAGS and kind != "hardware":
+            err["flag"] = NAME_FLAGS[kind]
+        else:
+            err["field"] = kind
+        return
+    err["flag"] = _guess_flag(message)
+
+
+PLAN_KEYS = {"tp": "--tp", "pp": "--pp", "dp": "--dp", "ep": "--ep", "cp": "--cp",
+             "zero": "--zero", "micro_batch": "--micro-batch", "global_batch": "--global-batch",
+             "seq_len": "--seq", "virtual_stages": "--virtual-stages"}
+
+
+def _guess_flag(message: str) -> str | None:
+    """The flag a message names: ``--flag`` in its text, else a plan key (``tp=3``)."""
+    import re
+
+    from sim.cli.flags import _first_flag
+
+    flag = _first_flag(message)
+    if flag:
+        return flag
+    m = re.search(r"\b(" + "|".join(PLAN_KEYS) + r")\s*=", message)
+    return PLAN_KEYS[m.group(1)] if m else None
 
 
 if __name__ == "__main__":

@@ -14,7 +14,19 @@ import argparse
 import sys
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
+from sim.cli.flags import (
+    FlagValueError,
+    choice_list,
+    float_flag,
+    int_list,
+    parse_int,
+    pos_float,
+    pos_int,
+)
 from sim.errors import ConfigError
+
+MAX_GPUS, MAX_BATCH, MAX_SEQ = 2**20, 2**24, 2**24  # as sim.cli.train
+SERVE_POLICIES = ("continuous", "chunked", "static", "disaggregated")  # sim.search.serve.POLICIES
 
 TRAIN_EPILOG = """\
 examples:
@@ -42,12 +54,13 @@ def register(subparsers) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--model", required=True, help="preset name or path to a HF config.json")
     t.add_argument("--system", required=True, help="system name from `clustersim hardware list`")
-    t.add_argument("--gpus", required=True, help="GPU count, or a comma-separated list")
-    t.add_argument("--global-batch", type=int, required=True, help="sequences per step")
-    t.add_argument("--seq", type=int, required=True, help="sequence length (tokens)")
+    t.add_argument("--gpus", type=int_list(1, MAX_GPUS, 16), required=True,
+                   help="GPU count, or a comma-separated list")
+    t.add_argument("--global-batch", type=pos_int(MAX_BATCH), required=True, help="sequences per step")
+    t.add_argument("--seq", type=pos_int(MAX_SEQ), required=True, help="sequence length (tokens)")
     t.add_argument("--objective", choices=("throughput", "memory", "cost"),
                    default="throughput", help="rank by step time, memory per GPU, or USD/token")
-    t.add_argument("--top", type=int, default=5, help="how many plans to report (default 5)")
+    t.add_argument("--top", type=pos_int(1000), default=5, help="how many plans to report (default 5)")
     t.add_argument("--refine", choices=("des",), default=None,
                    help="re-simulate the top plans with the discrete-event engine and re-rank")
     add_json_flag(t)
@@ -56,7 +69,9 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: p.print_help() or 0)
 
 
-def gpu_counts(text: str) -> list[int]:
+def gpu_counts(text) -> list[int]:
+    if isinstance(text, list):  # already parsed by int_list
+        return text
     try:
         counts = [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
@@ -144,20 +159,21 @@ def register_serve(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--model", required=True, help="preset name or path to a HF config.json")
     s.add_argument("--system", required=True, help="system name from `clustersim hardware list`")
-    s.add_argument("--gpus", type=int, required=True, help="GPUs to spend in total")
-    s.add_argument("--slo-ttft", type=float, required=True, help="time-to-first-token SLO (s)")
-    s.add_argument("--slo-tpot", type=float, required=True, help="time-per-output-token SLO (s)")
-    s.add_argument("--slo-share", type=float, default=0.9,
+    s.add_argument("--gpus", type=pos_int(4096), required=True, help="GPUs to spend in total")
+    s.add_argument("--slo-ttft", type=pos_float(1e6), required=True, help="time-to-first-token SLO (s)")
+    s.add_argument("--slo-tpot", type=pos_float(1e6), required=True, help="time-per-output-token SLO (s)")
+    s.add_argument("--slo-share", type=float_flag(0.0, 1.0, lo_open=True), default=0.9,
                    help="share of requests that must meet both SLOs (default 0.9)")
-    s.add_argument("--workload", default=None, metavar="SPEC",
+    s.add_argument("--workload", type=workload_spec, default=None, metavar="SPEC",
                    help="prompt=SPEC,output=SPEC,requests=N,arrival=SPEC,seed=N "
                         "(default prompt=512,output=128,requests=200,arrival=poisson)")
-    s.add_argument("--policies", default="continuous,chunked",
+    s.add_argument("--policies", type=choice_list(SERVE_POLICIES),
+                   default=("continuous", "chunked"),
                    help="batching policies to try, comma-separated, among continuous, "
                         "chunked, static, disaggregated (default continuous,chunked)")
-    s.add_argument("--max-batch", default="64,256", help="max batch sizes to try")
-    s.add_argument("--top", type=int, default=3, help="how many configurations to rank")
-    s.add_argument("--iterations", type=int, default=5, help="bisection steps per config")
+    s.add_argument("--max-batch", type=int_list(1, 65536, 16), default=[64, 256], help="max batch sizes to try")
+    s.add_argument("--top", type=pos_int(100), default=3, help="how many configurations to rank")
+    s.add_argument("--iterations", type=pos_int(40), default=5, help="bisection steps per config")
     add_json_flag(s)
     s.set_defaults(func=run_serve)
 
@@ -168,16 +184,56 @@ def run_serve(args) -> int:
     from sim.search.report import serve_document
     from sim.search.serve import parse_workload, search_serve
 
+    workload = parse_workload(args.workload)
+    check_serve_search_work(args, workload)
     found = search_serve(
         get_model(args.model), get_system(args.system), args.gpus, args.slo_ttft,
-        args.slo_tpot, share=args.slo_share, workload=parse_workload(args.workload),
-        policies=tuple(args.policies.split(",")), max_batches=tuple(gpu_counts(args.max_batch)),
+        args.slo_tpot, share=args.slo_share, workload=workload,
+        policies=tuple(args.policies), max_batches=tuple(args.max_batch),
         top=args.top, iterations=args.iterations, progress=progress_enabled(args))
     doc = serve_document(found, args)
     if args.json:
         return emit_json(doc)
     print(render_serve(doc))
     return 0
+
+
+WORKLOAD_KEYS = ("prompt", "output", "requests", "arrival", "seed")
+
+
+def workload_spec(text: str) -> str:
+    """argparse type of ``search serve --workload``: every key=value checked here."""
+    from sim.serving.workload import ArrivalSpec, LengthSpec
+
+    for item in filter(None, str(text).split(",")):
+        key, _, value = (x.strip() for x in item.partition("="))
+        if key not in WORKLOAD_KEYS or not value:
+            raise FlagValueError(f"item '{item}' is not key=value with a key among "
+                                 f"{', '.join(WORKLOAD_KEYS)} (e.g. prompt=512,output=128)")
+        try:
+            if key in ("prompt", "output"):
+                LengthSpec.parse(value)
+            elif key == "arrival":
+                if ArrivalSpec.parse(value).kind == "trace":
+                    raise ConfigError("arrival=trace needs a trace file; use poisson or gamma:CV")
+            else:
+                parse_int(value, 1 if key == "requests" else 0,
+                          100_000 if key == "requests" else 2**32 - 1)
+        except (ConfigError, ValueError) as exc:
+            raise FlagValueError(f"{key}={value}: {exc}") from None
+    return text
+
+
+def check_serve_search_work(args, workload) -> None:
+    """Refuse a serving search whose simulations would exceed the event budget."""
+    from sim.cli.serve_inputs import _mean_tokens
+    from sim.limits import check_events
+
+    per_run = workload.num_requests * (3 + _mean_tokens(workload.output_tokens, 128.0))
+    configs = len(args.policies) * len(args.max_batch) * max(1, args.gpus.bit_length()) ** 2
+    runs = configs * (24 + args.iterations)  # sim.search.serve.MAX_DOUBLINGS + bisection
+    check_events(runs * per_run, "this serving search",
+                 "--iterations, --max-batch, --policies or requests= in --workload")
 
 
 def render_serve(doc: dict) -> str:

@@ -15,6 +15,18 @@ import argparse
 import sys
 
 from sim.cli.common import add_json_flag, emit_json, fmt_time, table
+from sim.cli.flags import SEED, float_flag, int_flag, pos_float, pos_int
+from sim.cli.serve_inputs import (
+    MAX_BATCH,
+    MAX_REPLICAS,
+    MAX_REQUESTS,
+    MAX_SPEC_TOKENS,
+    MAX_TOKENS,
+    acceptance_spec,
+    arrival_spec,
+    length_spec,
+    resolve_workload_flags,
+)
 from sim.serving.config import POLICY_NAMES, PREEMPTION, ROUTERS, ServingConfig
 
 EPILOG = """\
@@ -45,40 +57,56 @@ def register(subparsers) -> None:
     d = ServingConfig()
     p.add_argument("--model", required=True, help="preset name or path to a HF config.json")
     p.add_argument("--system", required=True, help="system name from `clustersim hardware list`")
-    p.add_argument("--tp", type=int, required=True, help="tensor-parallel degree per replica")
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages per replica")
-    p.add_argument("--ep", type=int, default=1,
+    p.add_argument("--tp", type=pos_int(4096), required=True,
+                   help="tensor-parallel degree per replica")
+    p.add_argument("--pp", type=pos_int(4096), default=1, help="pipeline stages per replica")
+    p.add_argument("--ep", type=pos_int(4096), default=1,
                    help="expert-parallel degree (MoE): ep attention groups share the experts")
-    p.add_argument("--replicas", type=int, default=1,
+    p.add_argument("--replicas", type=pos_int(MAX_REPLICAS), default=1,
                    help="replicas behind the router (disaggregated: use the two pool flags)")
     p.add_argument("--policy", required=True, choices=POLICY_NAMES)
-    p.add_argument("--max-batch", type=int, default=d.max_batch,
+    p.add_argument("--max-batch", type=pos_int(MAX_BATCH), default=d.max_batch,
                    help="most sequences in one iteration (static: batch size B)")
-    p.add_argument("--block-size", type=int, default=d.block_size, help="KV block, tokens")
-    p.add_argument("--chunk-tokens", type=int, default=d.chunk_tokens,
+    p.add_argument("--block-size", type=pos_int(4096), default=d.block_size,
+                   help="KV block, tokens")
+    p.add_argument("--chunk-tokens", type=pos_int(MAX_TOKENS), default=d.chunk_tokens,
                    help="chunked: token budget per iteration")
-    p.add_argument("--batch-timeout", type=float, default=d.batch_timeout_s,
+    p.add_argument("--batch-timeout", type=float_flag(0.0, 3600.0), default=d.batch_timeout_s,
                    help="static: seconds the oldest request waits for a full batch")
-    p.add_argument("--arrival-rate", type=float, required=True, help="requests per second")
-    p.add_argument("--arrival", default=None, help="poisson (default), gamma:CV, or trace")
-    p.add_argument("--num-requests", type=int, required=True)
-    p.add_argument("--prompt-tokens", required=True, metavar="SPEC")
-    p.add_argument("--output-tokens", required=True, metavar="SPEC")
-    p.add_argument("--trace", default=None, metavar="FILE.csv")
+    p.add_argument("--arrival-rate", type=pos_float(1e7), default=None,
+                   help="requests per second (required unless --trace replays arrivals)")
+    p.add_argument("--arrival", type=arrival_spec, default=None,
+                   help="poisson (default), gamma:CV, or trace (default with --trace)")
+    p.add_argument("--num-requests", type=pos_int(MAX_REQUESTS), default=None,
+                   help="requests to simulate (default with --trace: the trace's rows)")
+    p.add_argument("--prompt-tokens", type=length_spec, default=None, metavar="SPEC",
+                   help="prompt length SPEC (default with --trace: the trace's column)")
+    p.add_argument("--output-tokens", type=length_spec, default=None, metavar="SPEC",
+                   help="output length SPEC (default with --trace: the trace's column)")
+    p.add_argument("--trace", default=None, metavar="FILE.csv",
+                   help="replay arrivals and lengths from this CSV "
+                        "(arrival_time_s,prompt_tokens,output_tokens)")
     p.add_argument("--draft-model", default=None, help="speculative decoding proposer")
-    p.add_argument("--speculative-tokens", type=int, default=0, metavar="K")
-    p.add_argument("--acceptance-rate", default=d.acceptance, metavar="A")
+    p.add_argument("--speculative-tokens", type=int_flag(0, MAX_SPEC_TOKENS), default=0,
+                   metavar="K")
+    p.add_argument("--acceptance-rate", type=acceptance_spec, default=d.acceptance,
+                   metavar="A")
     p.add_argument("--preemption", choices=PREEMPTION, default=d.preemption)
     p.add_argument("--router", choices=ROUTERS, default=d.router)
-    p.add_argument("--prefill-replicas", type=int, default=1, help="disaggregated: prefill pool")
-    p.add_argument("--decode-replicas", type=int, default=1, help="disaggregated: decode pool")
-    p.add_argument("--gpu-memory-utilization", type=float, default=d.gpu_memory_utilization,
+    p.add_argument("--prefill-replicas", type=pos_int(MAX_REPLICAS), default=1,
+                   help="disaggregated: prefill pool")
+    p.add_argument("--decode-replicas", type=pos_int(MAX_REPLICAS), default=1,
+                   help="disaggregated: decode pool")
+    p.add_argument("--gpu-memory-utilization", type=float_flag(0.0, 1.0, lo_open=True),
+                   default=d.gpu_memory_utilization,
                    help="share of HBM for weights + KV (rest: activation reserve)")
-    p.add_argument("--slo-ttft", type=float, default=d.slo_ttft_s, help="goodput SLO, seconds")
-    p.add_argument("--slo-tpot", type=float, default=d.slo_tpot_s, help="goodput SLO, seconds")
+    p.add_argument("--slo-ttft", type=pos_float(1e6), default=d.slo_ttft_s,
+                   help="goodput SLO, seconds")
+    p.add_argument("--slo-tpot", type=pos_float(1e6), default=d.slo_tpot_s,
+                   help="goodput SLO, seconds")
     p.add_argument("--exact-step-times", action="store_true",
                    help="price every iteration's exact shape (slow; no interpolation)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--charts", default=None, metavar="DIR", help="write PNG charts here")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -98,18 +126,21 @@ def config_from_args(args) -> ServingConfig:
 
 
 def run(args) -> int:
+    from sim.fileio import check_output
     from sim.serving import simulate_serving
 
+    check_output(args.charts, "--charts", directory=True,
+                 inputs=(args.trace, args.model, args.system))
+    w = resolve_workload_flags(args)
     cfg = config_from_args(args)
-    result = simulate_serving(cfg, num_requests=args.num_requests,
-                              arrival_rate=args.arrival_rate, prompt_tokens=args.prompt_tokens,
-                              output_tokens=args.output_tokens, arrival=args.arrival,
+    result = simulate_serving(cfg, num_requests=w.num_requests,
+                              arrival_rate=w.arrival_rate, prompt_tokens=w.prompt_tokens,
+                              output_tokens=w.output_tokens, arrival=w.arrival,
                               trace=args.trace)
     doc = result.to_dict()
-    doc["config"].update(num_requests=args.num_requests, arrival_rate=args.arrival_rate,
-                         arrival=args.arrival or ("trace" if args.trace else "poisson"),
-                         prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
-                         trace=args.trace)
+    doc["config"].update(num_requests=w.num_requests, arrival_rate=w.arrival_rate,
+                         arrival=w.arrival, prompt_tokens=w.prompt_tokens,
+                         output_tokens=w.output_tokens, trace=args.trace, sources=w.sources)
     if args.charts:
         from sim.plots.serving import write_charts
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from sim.cli.common import add_json_flag, emit_json
+from sim.cli.flags import FlagValueError, pos_int
 
 EPILOG = """\
 example sweep file (tp.toml):
@@ -46,22 +47,34 @@ def register(subparsers) -> None:
     p.add_argument("file", metavar="FILE.toml", help="the sweep file")
     p.add_argument("--out", metavar="PATH", help="PATH.parquet or PATH.csv "
                    "(default: `out` in the file, else FILE.parquet in the current folder)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=pos_int(64), default=None,
                    help="local processes (default: `workers` in the file, else 1)")
-    p.add_argument("--dask-scheduler", metavar="ADDRESS", default=None,
+    p.add_argument("--dask-scheduler", metavar="ADDRESS", default=None, type=_address,
                    help="run on this Dask distributed scheduler (e.g. tcp://host:8786)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def _address(text: str) -> str:
     from sim.errors import ConfigError
-    from sim.sweep import load_sweep, run_sweep
+    from sim.sweep.spec import check_address
 
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: use 1 or more")
+    try:
+        return check_address(text, "--dask-scheduler")
+    except ConfigError as exc:
+        raise FlagValueError(f"'{text}' is not a Dask scheduler address; use "
+                             "tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786") from exc
+
+
+def run(args) -> int:
+    from sim.fileio import check_output
+    from sim.sweep import load_sweep, run_sweep
+    from sim.sweep.store import check_out
+
     spec = load_sweep(args.file)
     out = args.out or spec.out or f"{Path(args.file).stem}.parquet"
+    check_out(out)
+    check_output(out, "--out", inputs=(args.file,))
     result = run_sweep(spec, out=out, workers=args.workers, dask_scheduler=args.dask_scheduler,
                        progress=not args.json and sys.stderr.isatty())
     table = result.table

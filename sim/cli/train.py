@@ -11,8 +11,12 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
+from sim.cli.flags import SEED, float_flag, int_flag, parse_float, parse_int, pos_int
 from sim.plan import RECOMPUTE_MODES, SCHEDULES
 
+MAX_GPUS = 2**20  # 1M GPUs: above any cluster built so far; plans beyond are refused, not tried
+MAX_BATCH = 2**24  # sequences per step
+MAX_SEQ = 2**24  # tokens per sequence
 ROUTINGS = ("uniform", "zipf", "balanced")  # sim.des.train.ROUTINGS (not imported: keeps simpy out of --help)
 
 EPILOG = """\
@@ -38,21 +42,21 @@ def register(subparsers) -> None:
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="preset name or path to a HF config.json")
     p.add_argument("--system", required=True, help="system name from `clustersim hardware list`")
-    p.add_argument("--gpus", type=int, required=True, help="total number of GPUs")
-    p.add_argument("--tp", type=int, required=True, help="tensor-parallel degree")
-    p.add_argument("--pp", type=int, required=True, help="pipeline-parallel stages")
-    p.add_argument("--dp", type=int, default=0, help="data-parallel degree (default: inferred)")
-    p.add_argument("--ep", type=int, default=1, help="expert-parallel degree (MoE, within dp)")
-    p.add_argument("--cp", type=int, default=1, help="context-parallel degree")
-    p.add_argument("--zero", type=int, default=0, choices=(0, 1, 2, 3), help="ZeRO stage")
-    p.add_argument("--micro-batch", type=int, default=1, help="sequences per microbatch")
-    p.add_argument("--global-batch", type=int, required=True, help="sequences per step")
-    p.add_argument("--seq", type=int, required=True, help="sequence length (tokens)")
+    p.add_argument("--gpus", type=pos_int(MAX_GPUS), required=True, help="total number of GPUs")
+    p.add_argument("--tp", type=pos_int(MAX_GPUS), required=True, help="tensor-parallel degree")
+    p.add_argument("--pp", type=pos_int(MAX_GPUS), required=True, help="pipeline-parallel stages")
+    p.add_argument("--dp", type=int_flag(0, MAX_GPUS), default=0, help="data-parallel degree (default: inferred)")
+    p.add_argument("--ep", type=pos_int(MAX_GPUS), default=1, help="expert-parallel degree (MoE, within dp)")
+    p.add_argument("--cp", type=pos_int(MAX_GPUS), default=1, help="context-parallel degree")
+    p.add_argument("--zero", type=int_flag(0, 3), default=0, choices=(0, 1, 2, 3), help="ZeRO stage")
+    p.add_argument("--micro-batch", type=pos_int(MAX_BATCH), default=1, help="sequences per microbatch")
+    p.add_argument("--global-batch", type=pos_int(MAX_BATCH), required=True, help="sequences per step")
+    p.add_argument("--seq", type=pos_int(MAX_SEQ), required=True, help="sequence length (tokens)")
     p.add_argument("--recompute", choices=RECOMPUTE_MODES, default="none")
     p.add_argument("--sequence-parallel", action="store_true",
                    help="shard norms/dropout activations over tp (Korthikanti et al. 2022)")
     p.add_argument("--schedule", choices=SCHEDULES, default="1f1b", help="pipeline schedule")
-    p.add_argument("--virtual-stages", type=int, default=1,
+    p.add_argument("--virtual-stages", type=pos_int(1024), default=1,
                    help="model chunks per GPU (interleaved schedule)")
     p.add_argument("--overlap", choices=("max", "sum"), default="max",
                    help="max: comm overlaps compute where it can; sum: no overlap")
@@ -62,16 +66,16 @@ def register(subparsers) -> None:
     p.add_argument("--straggler", metavar="RANK[:FACTOR[:gpu|link]]",
                    help="(des) one slow GPU (compute x FACTOR) or slow link (bandwidth / FACTOR)"
                         ", e.g. 5:1.5 or 3:2:link")
-    p.add_argument("--straggler-gpu", type=int, metavar="RANK",
+    p.add_argument("--straggler-gpu", type=int_flag(0, MAX_GPUS), metavar="RANK",
                    help="(des) same as --straggler RANK, with --straggler-factor")
-    p.add_argument("--straggler-factor", type=float, default=2.0, metavar="F",
+    p.add_argument("--straggler-factor", type=float_flag(0.0, 1000.0, lo_open=True), default=2.0, metavar="F",
                    help="(des) slowdown of --straggler-gpu (default 2.0)")
     p.add_argument("--routing", choices=ROUTINGS, default="uniform",
                    help="(des) MoE token routing: uniform (sampled), zipf (Zipf(--zipf-s) expert "
                         "shares, sampled) or balanced (exact even split); reported as moe_routing")
-    p.add_argument("--zipf-s", type=_non_negative_float, default=1.0, metavar="S",
+    p.add_argument("--zipf-s", type=float_flag(0.0, 100.0), default=1.0, metavar="S",
                    help="(des) Zipf exponent of --routing zipf (default 1.0; larger = more skew)")
-    p.add_argument("--seed", type=int, default=0, metavar="N",
+    p.add_argument("--seed", type=SEED, default=0, metavar="N",
                    help="(des) seed of the routing draws; same seed, same timeline (default 0)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -104,16 +108,6 @@ def _estimate(args, model, plan, cluster) -> dict:
     return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0:  # Zipf(s) needs s >= 0 (s = 0 is uniform), sim.costs.moe.zipf_shares
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got '{text}'")
-    return value
-
-
 def _straggler(args):
     """``--straggler RANK[:FACTOR[:KIND]]`` (or ``--straggler-gpu``) as a sim.des Straggler."""
     if args.straggler is None and args.straggler_gpu is None:
@@ -125,22 +119,34 @@ def _straggler(args):
         return Straggler(rank=args.straggler_gpu, factor=args.straggler_factor)
     parts = args.straggler.split(":")
     try:
-        rank = int(parts[0])
-        factor = float(parts[1]) if len(parts) > 1 else args.straggler_factor
-    except ValueError:
-        raise ConfigError(f"--straggler '{args.straggler}' is not RANK[:FACTOR[:gpu|link]]; "
-                          "e.g. --straggler 5:1.5") from None
+        if len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("gpu", "link")):
+            raise ValueError("KIND must be gpu or link")
+        rank = parse_int(parts[0], 0, args.gpus - 1)
+        factor = (parse_float(parts[1], 0.0, 1000.0, lo_open=True) if len(parts) > 1
+                  else args.straggler_factor)
+    except ValueError as exc:
+        raise ConfigError(f"--straggler '{args.straggler}' is not RANK[:FACTOR[:gpu|link]] "
+                          f"({exc}); e.g. --straggler 5:1.5", flag="--straggler") from None
     return Straggler(rank=rank, factor=factor, kind=parts[2] if len(parts) > 2 else "gpu")
 
 
 def run(args) -> int:
     from hardware import Cluster, get_system
+    from sim.fileio import check_output
     from sim.model import get_model
     from sim.plan_validation import resolve_plan
 
+    for flag in ("trace", "timeline"):
+        check_output(getattr(args, flag), f"--{flag}", inputs=(args.model, args.system))
+    if args.trace and args.timeline:
+        check_output(args.trace, "--trace", inputs=(args.timeline,))
     model = get_model(args.model)
     cluster = Cluster.for_gpus(get_system(args.system), args.gpus)
     plan = resolve_plan(plan_from_args(args), args.gpus)
+    if args.engine == "des":
+        from sim.cli.train_limits import check_des_work
+
+        check_des_work(model, plan, args)
     doc = _estimate(args, model, plan, cluster)
     if args.json:
         return emit_json(doc)

@@ -39,6 +39,7 @@ class Hbm:
         self.oom: OomEvent | None = None
         self.by_kind: dict[str, float] = {}
         self.by_kind_peak: dict[str, float] = {}
+        self.at_peak: dict[str, float] = {}  # by_kind at the moment of the peak (sums to it)
 
     @property
     def in_use(self) -> float:
@@ -72,5 +73,6 @@ class Hbm:
     def _sample(self, what: str) -> None:
         # put/get on a Container with room/level succeed immediately (same timestep)
         level = self.in_use
-        self.peak = max(self.peak, level)
+        if level > self.peak:
+            self.peak, self.at_peak = level, dict(self.by_kind)
         self.samples.append((self.env.now, level, what))

@@ -211,9 +211,11 @@ def _des_train_result(a, step, breakdown, ops, gpus, replicas, mine) -> dict:
     ratio = a.step_time_s / step
     peak_gpu = max(gpus, key=lambda g: g.hbm.peak)
     oom = next((g.hbm.oom for g in gpus if g.hbm.oom is not None), None)
-    mem = dict(a.memory_breakdown_bytes)
-    mem["activations"] = peak_gpu.hbm.by_kind_peak.get("activations", 0.0)
-    mem["other"] = peak_gpu.hbm.peak - sum(v for k, v in mem.items() if k != "other")
+    # The breakdown of one GPU (the peak one) at its peak moment: parts from one rank at one
+    # time, so they sum to the peak and "other" (buffers, gathered ZeRO-3 weights) is >= 0.
+    at = peak_gpu.hbm.at_peak
+    mem = {k: float(at.get(k, 0.0)) for k in a.memory_breakdown_bytes if k != "other"}
+    mem["other"] = peak_gpu.hbm.peak - sum(mem.values())
     fits = oom is None
     out = {"step_time_s": step, "tokens_per_s": a.tokens_per_s * ratio,
            "tflops_per_gpu": a.tflops_per_gpu * ratio, "mfu": a.mfu * ratio,

@@ -14,6 +14,7 @@ DeepSeek's ``moe_layer_freq > 1``, biases on MLA projections) are rejected, not 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,22 @@ from sim.model.config import (
 )
 
 _MISSING = object()
+MAX_FILE_BYTES = 4 << 20  # published config.json files are a few KiB
+# Upper bounds on shape fields: far above every published model (DeepSeek-V3: 61 layers,
+# 7168 hidden, 256 experts; Llama 3.1 405B: 126 layers, 16384 hidden, 128K vocabulary),
+# low enough that parameter counting and lowering stay instant and allocation-free.
+LIMITS = {"num_hidden_layers": 4096, "n_layer": 4096, "hidden_size": 1 << 18,
+          "n_embd": 1 << 18, "num_attention_heads": 4096, "n_head": 4096,
+          "num_key_value_heads": 4096, "head_dim": 1 << 14, "vocab_size": 1 << 24,
+          "intermediate_size": 1 << 22, "moe_intermediate_size": 1 << 22, "n_inner": 1 << 22,
+          "shared_expert_intermediate_size": 1 << 22, "num_local_experts": 1 << 16,
+          "num_experts": 1 << 16, "n_routed_experts": 1 << 16, "num_experts_per_tok": 1 << 16,
+          "n_shared_experts": 1 << 10, "max_position_embeddings": 1 << 27, "n_positions": 1 << 27,
+          "sliding_window": 1 << 27}
+POSITIVE = {"num_hidden_layers", "n_layer", "hidden_size", "n_embd", "num_attention_heads",
+            "n_head", "vocab_size", "intermediate_size", "moe_intermediate_size",
+            "num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
+            "max_position_embeddings", "n_positions", "kv_lora_rank", "v_head_dim"}
 
 
 class _Fields:
@@ -36,27 +53,46 @@ class _Fields:
         self.raw, self.where = raw, where
         self.model_type = raw.get("model_type", "?")
 
-    def _fail(self, msg: str) -> ModelError:
-        return ModelError(f"{self.where} (model_type '{self.model_type}'): {msg}")
+    def _fail(self, msg: str, key: str | None = None) -> ModelError:
+        return ModelError(f"{self.where} (model_type '{self.model_type}'): {msg}",
+                          field=f"{self.where}: {key}" if key else self.where)
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
         value = self.raw.get(key, default)
         if value is _MISSING:
-            raise self._fail(f"missing field '{key}' (required to size the model)")
+            raise self._fail(f"missing field '{key}' (required to size the model)", key)
         return value
 
     def int(self, key: str, default: Any = _MISSING) -> int | None:
         value = self.get(key, default)
         if value is None and default is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self._fail(f"field '{key}' must be a non-negative integer, got {value!r}")
+        lo, hi = (1 if key in POSITIVE else 0), LIMITS.get(key, 1 << 24)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self._fail(f"field '{key}' must be an integer from {lo} to {hi}, "
+                             f"got {_short(value)}", key)
         return value
+
+    def float(self, key: str, default: float, lo: float, hi: float) -> float:
+        """A finite number in (lo, hi]."""
+        value = self.get(key, default)
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and lo < value <= hi)
+        if not ok:
+            raise self._fail(f"field '{key}' must be a finite number in ({lo:g}, {hi:g}], "
+                             f"got {_short(value)}", key)
+        return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):
-            raise self._fail(f"field '{key}' must be true or false, got {value!r}")
+            raise self._fail(f"field '{key}' must be true or false, got {_short(value)}", key)
+        return value
+
+    def text(self, key: str, default: str) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str):
+            raise self._fail(f"field '{key}' must be a string, got {_short(value)}", key)
         return value
 
     def reject(self, key: str, bad: bool, why: str) -> None:
@@ -64,12 +100,24 @@ class _Fields:
             raise self._fail(f"field '{key}'={self.raw.get(key)!r} is not supported: {why}")
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _rope(f: _Fields, default_theta: float, default_ctx: int) -> PositionConfig:
     scaling = f.get("rope_scaling", None) or {}
+    if not isinstance(scaling, dict):
+        raise f._fail(f"field 'rope_scaling' must be an object or null, got {_short(scaling)}",
+                      "rope_scaling")
     kind = scaling.get("rope_type", scaling.get("type")) if scaling else None
+    if kind is not None and not isinstance(kind, str):
+        raise f._fail(f"field 'rope_scaling.rope_type' must be a string, got {_short(kind)}",
+                      "rope_scaling")
+    factor = _Fields(scaling, f.where).float("factor", 1.0, 0.0, 1e6) if scaling else 1.0
     return PositionConfig(
-        kind="rope", rope_theta=float(f.get("rope_theta", default_theta)),
-        rope_scaling=kind, rope_scaling_factor=float(scaling.get("factor", 1.0)),
+        kind="rope", rope_theta=f.float("rope_theta", default_theta, 0.0, 1e12),
+        rope_scaling=kind, rope_scaling_factor=factor,
         max_positions=f.int("max_position_embeddings", default_ctx),
     )
 
@@ -156,9 +204,9 @@ def _deepseek_moe(f: _Fields) -> MoEConfig:
         expert_ffn_hidden=f.int("moe_intermediate_size"),
         n_shared_experts=f.int("n_shared_experts", None) or 0,
         layer_pattern="first_k_dense" if first_k else "all", first_k_dense=first_k,
-        router="sigmoid_topk" if f.get("scoring_func", "softmax") == "sigmoid" else "softmax_topk",
+        router="sigmoid_topk" if f.text("scoring_func", "softmax") == "sigmoid" else "softmax_topk",
         # V3's aux-loss-free balancing keeps one bias per expert (V3 report, Sec. 2.1.2)
-        router_bias=f.get("topk_method", "noaux_tc" if v3 else "greedy") == "noaux_tc",
+        router_bias=f.text("topk_method", "noaux_tc" if v3 else "greedy") == "noaux_tc",
     )
 
 
@@ -177,7 +225,7 @@ def _deepseek(f: _Fields, name: str, source: str) -> ModelConfig:
 
 def _gpt2(f: _Fields, name: str, source: str) -> ModelConfig:
     hidden, heads = f.int("n_embd"), f.int("n_head")
-    f.reject("activation_function", not str(f.get("activation_function", "gelu_new"))
+    f.reject("activation_function", not f.text("activation_function", "gelu_new")
              .startswith("gelu"), "GPT-2 blocks are modelled with a GELU MLP")
     if heads == 0 or hidden % heads:
         raise f._fail(f"n_head={heads} must divide n_embd={hidden}")
@@ -201,14 +249,21 @@ def from_hf_dict(raw: dict, name: str, where: str = "config.json") -> ModelConfi
     """Convert an already-parsed config dict; ``where`` names it in error messages."""
     if not isinstance(raw, dict):
         raise ModelError(f"{where}: expected a JSON object at the top level")
-    f = _Fields(raw, where)
     mt = raw.get("model_type")
     if mt is None:
-        raise ModelError(f"{where}: missing field 'model_type' (one of {', '.join(READERS)})")
-    if mt not in READERS:
-        raise ModelError(f"{where}: unsupported model_type '{mt}'; clustersim reads "
-                         f"{', '.join(READERS)} (or pick a preset: clustersim model list)")
-    return READERS[mt](f, name, f"Hugging Face config.json ({where})")
+        raise ModelError(f"{where}: missing field 'model_type' (one of {', '.join(READERS)})",
+                         field=f"{where}: model_type")
+    if not isinstance(mt, str) or mt not in READERS:
+        raise ModelError(f"{where}: unsupported model_type {_short(mt)}; clustersim reads "
+                         f"{', '.join(READERS)} (or pick a preset: clustersim model list)",
+                         field=f"{where}: model_type")
+    f = _Fields(raw, where)
+    try:
+        return READERS[mt](f, name, f"Hugging Face config.json ({where})")
+    except ModelError as exc:
+        if exc.field is None:  # raised by ModelConfig's own checks: name the file
+            raise ModelError(f"{where}: {exc}", field=where) from None
+        raise
 
 
 def _config_file(path: str | Path) -> Path:
@@ -216,7 +271,10 @@ def _config_file(path: str | Path) -> Path:
     if p.is_dir():
         p = p / "config.json"
     if not p.is_file():
-        raise ModelError(f"no Hugging Face config.json at '{path}'")
+        raise ModelError(f"no Hugging Face config.json at '{path}'", field=str(path))
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise ModelError(f"{p}: {p.stat().st_size} bytes is not a config.json (those are a "
+                         f"few KiB; the limit is {MAX_FILE_BYTES})", field=str(p))
     return p
 
 
@@ -225,8 +283,10 @@ def load_hf_config(path: str | Path) -> ModelConfig:
     after its directory (or file stem when the file is not called config.json)."""
     p = _config_file(path)
     try:
-        raw = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{p}: not valid JSON ({exc})") from None
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except (ValueError, OSError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        why = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise ModelError(f"{p}: not valid JSON ({why}); give a Hugging Face "
+                         "config.json", field=str(p)) from None
     name = p.parent.name if p.name == "config.json" else p.stem
     return from_hf_dict(raw, name or p.stem, str(p))

@@ -49,12 +49,14 @@ def acceptance_rates(spec: str, n: int, seed: int) -> np.ndarray:
     try:
         if len(parts) == 1 and 0 <= float(parts[0]) < 1:
             return np.full(n, float(parts[0]))
-        if parts[0] == "beta" and len(parts) == 3 and min(map(float, parts[1:])) > 0:
+        if (parts[0] == "beta" and len(parts) == 3
+                and all(0 < float(x) <= 1e6 for x in parts[1:])):  # finite Beta parameters
             rng = np.random.default_rng([seed, 2])
             return rng.beta(float(parts[1]), float(parts[2]), size=n)
     except ValueError:
         pass
-    raise ConfigError(f"--acceptance-rate '{spec}': use a rate in [0, 1) or beta:ALPHA:BETA")
+    raise ConfigError(f"--acceptance-rate '{spec}': use a rate in [0, 1) or beta:ALPHA:BETA "
+                      "with 0 < ALPHA, BETA <= 1e6", flag="--acceptance-rate")
 
 
 def build_workload(cfg: ServingConfig, num_requests: int, arrival_rate: float,

@@ -26,6 +26,9 @@ import pandas as pd
 from sim.errors import ConfigError
 
 TRACE_COLUMNS = ("arrival_time_s", "prompt_tokens", "output_tokens")
+MAX_TOKENS = 2**24  # 16.8M tokens per prompt or answer: above every published context window
+MAX_SIGMA = 4.0  # lognormal SIGMA: exp(4) ~ 55x spread per standard deviation is already absurd
+MAX_TRACE_ROWS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -57,11 +60,12 @@ class LengthSpec:
 
     @classmethod
     def _checked(cls, kind: str, a: float, b: float, text: str) -> LengthSpec:
-        ok = {"const": a >= 1, "uniform": 1 <= a <= b, "lognormal": a >= 1 and b >= 0}[kind]
-        if not ok:
+        ok = {"const": 1 <= a <= MAX_TOKENS, "uniform": 1 <= a <= b <= MAX_TOKENS,
+              "lognormal": 1 <= a <= MAX_TOKENS and 0 <= b <= MAX_SIGMA}[kind]
+        if not ok:  # NaN fails every comparison, so it lands here too
             raise ConfigError(
-                f"length spec '{text}' is out of range: lengths must be >= 1 token "
-                "(and LO <= HI for uniform, SIGMA >= 0 for lognormal)"
+                f"length spec '{text}' is out of range: lengths must be 1 to {MAX_TOKENS} "
+                f"tokens (and LO <= HI for uniform, 0 <= SIGMA <= {MAX_SIGMA:g} for lognormal)"
             )
         return cls(kind, a, b)
 
@@ -72,7 +76,8 @@ class LengthSpec:
             return rng.integers(int(self.a), int(self.b), size=n, endpoint=True, dtype=np.int64)
         if self.kind == "lognormal":
             mu = math.log(self.a) - self.b**2 / 2  # E[exp(N(mu, s^2))] = exp(mu + s^2/2)
-            return np.maximum(1, np.rint(rng.lognormal(mu, self.b, size=n))).astype(np.int64)
+            draws = np.clip(np.rint(rng.lognormal(mu, self.b, size=n)), 1, MAX_TOKENS)
+            return draws.astype(np.int64)
         if column is None:
             raise ConfigError("length spec 'trace' needs --trace FILE.csv")
         return column[rng.integers(0, len(column), size=n)].astype(np.int64)
@@ -102,10 +107,11 @@ class ArrivalSpec:
                 cv = float(parts[1])
             except ValueError:
                 cv = -1.0
-            if cv > 0:
+            if 0.01 <= cv <= 100:  # shape 1/CV^2 in [1e-4, 1e4]: finite gamma draws
                 return cls("gamma", cv)
         raise ConfigError(
-            f"bad arrival spec '{text}': use poisson, gamma:CV (CV > 0, e.g. gamma:2) or trace"
+            f"bad arrival spec '{text}': use poisson, gamma:CV (0.01 <= CV <= 100, e.g. "
+            "gamma:2) or trace"
         )
 
     def __str__(self) -> str:
@@ -125,20 +131,49 @@ class Workload:
 
 
 def read_trace(path: str | Path) -> pd.DataFrame:
-    """Load a CSV trace; columns ``arrival_time_s, prompt_tokens, output_tokens``."""
-    try:
-        df = pd.read_csv(path, skipinitialspace=True)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ConfigError(f"cannot read trace '{path}': {exc}") from None
+    """Load and check a CSV trace; columns ``arrival_time_s, prompt_tokens, output_tokens``.
+
+    Every value is checked (finite times >= 0, integer token counts in [1, MAX_TOKENS]); an
+    error names the file, the row, the column and the value.
+    """
+    df = _read_csv(path)
     missing = [c for c in TRACE_COLUMNS if c not in df.columns]
     if missing:
         raise ConfigError(
             f"trace '{path}' lacks column(s) {', '.join(missing)}; the header must be "
-            + ",".join(TRACE_COLUMNS)
-        )
-    if df.empty or (df[list(TRACE_COLUMNS[1:])] < 1).any().any():
-        raise ConfigError(f"trace '{path}' needs at least one row and token counts >= 1")
-    return df.sort_values("arrival_time_s", kind="stable").reset_index(drop=True)
+            + ",".join(TRACE_COLUMNS), field=f"{path}: header")
+    if df.empty or len(df) > MAX_TRACE_ROWS:
+        raise ConfigError(f"trace '{path}' has {len(df)} rows; it needs 1 to "
+                          f"{MAX_TRACE_ROWS} rows", field=f"{path}: rows")
+    out = pd.DataFrame({c: _column(df, c, path) for c in TRACE_COLUMNS})
+    return out.sort_values("arrival_time_s", kind="stable").reset_index(drop=True)
+
+
+def _read_csv(path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, skipinitialspace=True, dtype=str, keep_default_na=False,
+                           encoding="utf-8")
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        why = " ".join(str(exc).split())[:160]
+        raise ConfigError(f"cannot read trace '{path}': {why}; give a UTF-8 CSV file with "
+                          "header " + ",".join(TRACE_COLUMNS), field=str(path)) from None
+
+
+def _column(df: pd.DataFrame, col: str, path) -> np.ndarray:
+    """One column as checked numbers (float seconds or int64 tokens)."""
+    text = df[col].astype(str).str.strip()
+    vals = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    if col == "arrival_time_s":
+        bad = ~(np.isfinite(vals) & (vals >= 0) & (vals <= 1e9))
+        rule = "a finite time in [0, 1e9] s"
+    else:
+        bad = ~((vals >= 1) & (vals <= MAX_TOKENS) & (np.floor(vals) == vals))
+        rule = f"an integer token count in [1, {MAX_TOKENS}]"
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ConfigError(f"trace '{path}' row {i + 2} column {col}: '{text.iloc[i][:40]}' is "
+                          f"not {rule}; fix or drop the row", field=f"{path}: {col}")
+    return vals if col == "arrival_time_s" else vals.astype(np.int64)
 
 
 def _gaps(rng: np.random.Generator, spec: ArrivalSpec, rate: float, n: int) -> np.ndarray:

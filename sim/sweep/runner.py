@@ -65,16 +65,48 @@ def _execute(todo: list, backend: str, workers: int, address, progress: bool):
     bar.close()
 
 
+def _die_with_parent() -> None:
+    """Worker initializer: exit when the driver dies, even by SIGKILL (no orphan workers).
+
+    Linux: prctl(PR_SET_PDEATHSIG, SIGTERM) (man 2 prctl); elsewhere a daemon thread that
+    polls the parent pid once a second."""
+    import ctypes
+    import os
+    import signal
+    import threading
+    import time
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() == parent:
+            return  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _processes(todo: list, workers: int):
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_point, p): p for p in todo}
-        try:
-            for fut in as_completed(futures):
-                yield futures[fut], fut.result()
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent)
+    futures = {pool.submit(run_point, p): p for p in todo}
+    try:
+        for fut in as_completed(futures):
+            yield futures[fut], fut.result()
+    except BaseException:  # Ctrl-C, SIGTERM, a failing point: stop every worker now
+        procs = list((getattr(pool, "_processes", None) or {}).values())  # no public API in 3.11
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.join(timeout=5)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _dask(todo: list, address: str):

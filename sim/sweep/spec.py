@@ -88,37 +88,90 @@ def point_id(kind: str, params: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+MAX_POINTS = 100_000  # a sweep table of more rows is a job for a cluster, not one command
+MAX_FILE_BYTES = 1 << 20  # a sweep file is a few lines; 1 MiB is far above any real one
+
+
 def load_sweep(path) -> SweepSpec:
     """Read a sweep TOML file (ConfigError naming the problem when it is malformed)."""
     path = Path(path)
     try:
-        doc = tomllib.loads(path.read_text())
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"sweep file '{path}' is over {MAX_FILE_BYTES} bytes; a sweep "
+                              "file holds a few lines of TOML", field=str(path))
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"sweep file '{path}' does not exist") from None
+        raise ConfigError(f"sweep file '{path}' does not exist", field=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read sweep file '{path}': {exc}; give a UTF-8 TOML file",
+                          field=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep file '{path}' is not valid TOML: {exc}") from None
-    return parse_sweep(doc, name=path.stem)
+        raise ConfigError(f"sweep file '{path}' is not valid TOML: {exc}",
+                          field=str(path)) from None
+    try:
+        return parse_sweep(doc, name=path.stem)
+    except ConfigError as exc:
+        raise ConfigError(f"sweep file '{path}': {exc}",
+                          field=f"{path}: {exc.field}" if exc.field else str(path)) from None
+
+
+def _top(doc: dict, key: str, types, default, what: str):
+    value = doc.get(key, default)
+    if value is default or (isinstance(value, types) and not isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{key} = {value!r} must be {what}", field=key)
 
 
 def parse_sweep(doc: dict, name: str = "sweep") -> SweepSpec:
     unknown = sorted(set(doc) - TOP_KEYS)
     if unknown:
-        raise ConfigError(f"unknown sweep key(s) {unknown}; known: {sorted(TOP_KEYS)}")
+        raise ConfigError(f"unknown sweep key(s) {unknown}; known: {sorted(TOP_KEYS)}",
+                          field=str(unknown[0]))
     kind = doc.get("kind", "train")
-    if kind not in DEFAULTS:
-        raise ConfigError(f"sweep kind '{kind}' is not one of train, serve")
+    if not isinstance(kind, str) or kind not in DEFAULTS:
+        raise ConfigError(f"kind = {kind!r} is not one of \"train\", \"serve\"", field="kind")
     workers = doc.get("workers", 1)
-    if not isinstance(workers, int) or workers < 1:
-        raise ConfigError(f"workers = {workers!r}: use a positive integer")
-    points = expand(kind, doc.get("base", {}), doc.get("grid", {}), doc.get("points", [{}]))
-    return SweepSpec(doc.get("name", name), kind, points, workers, doc.get("dask_scheduler"),
-                     doc.get("out"))
+    if type(workers) is not int or not 1 <= workers <= 64:
+        raise ConfigError(f"workers = {workers!r}: use an integer from 1 to 64", field="workers")
+    address = _top(doc, "dask_scheduler", str, None, "a string like \"tcp://host:8786\"")
+    if address is not None:
+        check_address(address, "dask_scheduler")
+    base = _top(doc, "base", dict, {}, "a table ([base])")
+    grid = _top(doc, "grid", dict, {}, "a table ([grid]) of lists")
+    listed = _top(doc, "points", list, [{}], "an array of tables ([[points]])")
+    if not all(isinstance(x, dict) for x in listed):
+        raise ConfigError("points must be an array of tables ([[points]] with key = value "
+                          "lines)", field="points")
+    points = expand(kind, base, grid, listed)
+    return SweepSpec(_top(doc, "name", str, name, "a string"), kind, points, workers, address,
+                     _top(doc, "out", str, None, "a file name ending .parquet or .csv"))
+
+
+def check_address(address: str, where: str) -> str:
+    """A Dask scheduler address: ``tcp://HOST:PORT`` (or tls://, or HOST:PORT)."""
+    import re
+
+    m = re.fullmatch(r"(?:(tcp|tls)://)?([A-Za-z0-9_.\-\[\]:]+?):(\d{1,5})", address.strip())
+    if not m or not 0 < int(m.group(3)) < 65536:
+        raise ConfigError(f"{where} '{address}' is not a Dask scheduler address; use "
+                          "tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786",
+                          flag=where if where.startswith("--") else None,
+                          field=None if where.startswith("--") else where)
+    return address
 
 
 def expand(kind: str, base: dict, grid: dict, listed: list) -> tuple:
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"grid.{key} must be a non-empty list of values")
+            raise ConfigError(f"grid.{key} must be a non-empty list of values",
+                              field=f"grid.{key}")
+    size = len(listed or [{}])
+    for values in grid.values():
+        size *= len(values)
+    if size > MAX_POINTS:
+        raise ConfigError(f"the grid has {size} points, above the limit of {MAX_POINTS}; "
+                          "split the sweep into several files or shorten the grid lists",
+                          field="grid")
     combos = [dict(zip(grid, vals, strict=True)) for vals in itertools.product(*grid.values())]
     out = []
     for extra in listed or [{}]:
@@ -134,11 +187,16 @@ def effective(kind: str, given: dict) -> dict:
     defaults = DEFAULTS[kind]
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ConfigError(f"unknown {kind} parameter(s) {unknown}; known: {sorted(defaults)}")
+        raise ConfigError(f"unknown {kind} parameter(s) {unknown}; known: {sorted(defaults)}",
+                          field=str(unknown[0]))
     params = {**defaults, **given}
     missing = sorted(k for k, v in params.items() if v is None and k in _REQUIRED[kind])
     if missing:
-        raise ConfigError(f"{kind} sweep points need {missing} (set them in [base] or [grid])")
+        raise ConfigError(f"{kind} sweep points need {missing} (set them in [base] or [grid])",
+                          field=missing[0])
+    from sim.sweep.params import check_params
+
+    check_params(kind, params)
     return params
 
 

@@ -12,7 +12,6 @@ intact.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +25,7 @@ FORMATS = (".parquet", ".csv")
 def check_out(out) -> Path:
     path = Path(out)
     if path.suffix not in FORMATS:
-        raise ConfigError(f"--out '{out}': use a .parquet or .csv file name")
+        raise ConfigError(f"--out '{out}': use a .parquet or .csv file name", flag="--out")
     return path
 
 
@@ -35,12 +34,9 @@ def records_dir(out: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from sim.fileio import atomic_write_bytes as write
+
+    write(path, data)
 
 
 class RecordStore:
@@ -50,7 +46,11 @@ class RecordStore:
         self.dir = records_dir(out) if out is not None else None
         self.memory: dict[str, dict] = {}
         if self.dir is not None:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"--out: cannot create '{self.dir}': {exc.strerror}; choose "
+                                  "a writable path", flag="--out") from None
 
     def get(self, pid: str) -> dict | None:
         if pid in self.memory or self.dir is None:
@@ -58,7 +58,10 @@ class RecordStore:
         path = self.dir / f"{pid}.json"
         if not path.is_file():
             return None
-        self.memory[pid] = json.loads(path.read_text())
+        try:
+            self.memory[pid] = json.loads(path.read_text())
+        except (OSError, ValueError):  # unreadable record: recompute the point
+            return None
         return self.memory[pid]
 
     def put(self, pid: str, record: dict) -> None:
@@ -71,16 +74,14 @@ class RecordStore:
 
 
 def write_table(df: pd.DataFrame, out: Path) -> None:
-    """Write ``df`` to ``out`` (.parquet or .csv) atomically."""
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    try:
+    """Write ``df`` to ``out`` (.parquet or .csv) atomically (``sim.fileio.atomic_path``)."""
+    from sim.fileio import atomic_path
+
+    with atomic_path(out) as tmp:
         if out.suffix == ".parquet":
             df.to_parquet(tmp, index=False)
         else:
             df.to_csv(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_table(out: Path) -> pd.DataFrame:
