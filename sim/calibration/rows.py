@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim.costs.kernels import gemm_op
 from sim.errors import ConfigError
 from sim.ops import Op
 
@@ -38,12 +39,6 @@ def load_rows(path, kinds=KERNEL_KINDS + COLLECTIVE_KINDS) -> pd.DataFrame:
     if "excluded" in df.columns:
         df = df[df["excluded"].isna() | (df["excluded"].astype(str).str.strip() == "")]
     return df[df["op_kind"].isin(kinds)].reset_index(drop=True)
-
-
-def gemm_op(m: int, n: int, k: int, dtype: str = "bf16") -> Op:
-    db = 1 if dtype == "fp8" else 4 if dtype in ("fp32", "tf32") else 2
-    return Op("gemm", "matmul", 2.0 * m * n * k, (m * k + k * n + m * n) * db,
-              mnk=(int(m), int(n), int(k)))
 
 
 @lru_cache(maxsize=4096)

@@ -29,6 +29,7 @@ import math
 from functools import lru_cache
 
 from hardware.types import Accelerator
+from sim.ops import Op
 
 
 def pnorm(p: float, *terms: float) -> float:
@@ -39,6 +40,13 @@ def pnorm(p: float, *terms: float) -> float:
     if top <= 0:
         return 0.0
     return top * sum((t / top) ** p for t in terms) ** (1.0 / p)
+
+
+def gemm_op(m: int, n: int, k: int, dtype: str = "bf16") -> Op:
+    """One m x n x k GEMM as an Op: 2mnk FLOPs, reads A and B and writes C once."""
+    db = 1 if dtype == "fp8" else 4 if dtype in ("fp32", "tf32") else 2
+    return Op("gemm", "matmul", 2.0 * m * n * k, (m * k + k * n + m * n) * db,
+              mnk=(int(m), int(n), int(k)))
 
 
 # --- GEMM -----------------------------------------------------------------------------------------
