@@ -63,7 +63,8 @@ class UnknownNameError(ClusterSimError, KeyError):
         return self.args[0]
 
 
-LIST_COMMANDS = {"hardware": "hardware list", "model": "model list", "exercise": "exercise list"}
+LIST_COMMANDS = {"hardware": "hardware list", "model": "model list", "exercise": "exercise list",
+                 "stack": "stack list"}
 
 
 def _see_all(kind: str, known) -> str:

@@ -14,7 +14,7 @@ from typing import Literal
 Phase = Literal["train", "prefill", "decode"]
 Recompute = Literal["none", "selective", "full"]
 Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1"]
-Overlap = Literal["max", "sum"]
+Overlap = Literal["max", "sum", "stack"]
 
 SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1")
 RECOMPUTE_MODES = ("none", "selective", "full")
@@ -57,6 +57,9 @@ class ParallelPlan:
     # parameter and microbatch (Megatron-LM 2021 local DDP, megatron/model/distributed.py)
     grad_accumulation_fusion: bool = True
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    # the software stack (sim.stack.Stack) whose overlap physics ``overlap="stack"`` follows;
+    # None: no stack (the bounds max/sum only); see sim.stack.apply.apply_stack
+    stack: object = None
 
     @property
     def world_size(self) -> int:
@@ -67,7 +70,9 @@ class ParallelPlan:
         return self.global_batch // (self.dp * self.micro_batch)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["stack"] = self.stack.name if self.stack is not None else None
+        return d
 
 
 @dataclass(frozen=True)

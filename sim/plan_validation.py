@@ -29,7 +29,7 @@ from functools import lru_cache
 from sim.errors import PlanError
 from sim.plan import RECOMPUTE_MODES, SCHEDULES, ParallelPlan
 
-OVERLAPS = ("max", "sum")
+OVERLAPS = ("max", "sum", "stack")
 
 
 def resolve_plan(plan: ParallelPlan, n_gpus: int) -> ParallelPlan:
@@ -75,7 +75,7 @@ def _check_enums(model, plan, n_gpus) -> None:
     if plan.recompute not in RECOMPUTE_MODES:
         _fail(f"unknown recompute '{plan.recompute}'", f"use {', '.join(RECOMPUTE_MODES)}")
     if plan.overlap not in OVERLAPS:
-        _fail(f"unknown overlap '{plan.overlap}'", "use max or sum")
+        _fail(f"unknown overlap '{plan.overlap}'", "use max, sum or stack")
     if plan.zero not in (0, 1, 2, 3):
         _fail(f"zero={plan.zero} is not a ZeRO stage", "use 0, 1, 2 or 3")
 

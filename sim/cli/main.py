@@ -18,7 +18,7 @@ from sim.errors import ClusterSimError
 
 COMMANDS = (
     "hardware", "model", "train", "serve", "search", "sweep",
-    "calibrate", "validate", "report", "exercise", "op",
+    "calibrate", "validate", "report", "exercise", "stack", "op",
 )
 
 DESCRIPTION = """\

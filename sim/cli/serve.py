@@ -27,6 +27,7 @@ from sim.cli.serve_inputs import (
     length_spec,
     resolve_workload_flags,
 )
+from sim.cli.stack_flags import add_stack_flags, stack_from_args
 from sim.serving.config import POLICY_NAMES, PREEMPTION, ROUTERS, ServingConfig
 
 EPILOG = """\
@@ -108,6 +109,7 @@ def register(subparsers) -> None:
                    help="price every iteration's exact shape (slow; no interpolation)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--charts", default=None, metavar="DIR", help="write PNG charts here")
+    add_stack_flags(p, "serving")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -122,7 +124,8 @@ def config_from_args(args) -> ServingConfig:
         gpu_memory_utilization=args.gpu_memory_utilization, draft_model=args.draft_model,
         speculative_tokens=args.speculative_tokens, acceptance=args.acceptance_rate,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot,
-        exact_step_times=args.exact_step_times, seed=args.seed)
+        exact_step_times=args.exact_step_times, seed=args.seed,
+        stack=stack_from_args(args, "serving"))
 
 
 def run(args) -> int:

@@ -12,6 +12,7 @@ import argparse
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
 from sim.cli.flags import SEED, float_flag, int_flag, parse_float, parse_int, pos_int
+from sim.cli.stack_flags import add_stack_flags, stack_from_args
 from sim.plan import RECOMPUTE_MODES, SCHEDULES
 
 MAX_GPUS = 2**20  # 1M GPUs: above any cluster built so far; plans beyond are refused, not tried
@@ -58,8 +59,10 @@ def register(subparsers) -> None:
     p.add_argument("--schedule", choices=SCHEDULES, default="1f1b", help="pipeline schedule")
     p.add_argument("--virtual-stages", type=pos_int(1024), default=1,
                    help="model chunks per GPU (interleaved schedule)")
-    p.add_argument("--overlap", choices=("max", "sum"), default="max",
-                   help="max: comm overlaps compute where it can; sum: no overlap")
+    p.add_argument("--overlap", choices=("stack", "max", "sum"), default="stack",
+                   help="stack (default): what overlaps follows the software stack, with "
+                        "contention; max: perfect overlap (optimistic bound); sum: no "
+                        "overlap (pessimistic bound)")
     p.add_argument("--engine", choices=("analytic", "des"), default="analytic")
     p.add_argument("--trace", metavar="FILE", help="(des) write a Chrome trace of the step")
     p.add_argument("--timeline", metavar="FILE.png", help="(des) draw the per-GPU timeline")
@@ -77,6 +80,7 @@ def register(subparsers) -> None:
                    help="(des) Zipf exponent of --routing zipf (default 1.0; larger = more skew)")
     p.add_argument("--seed", type=SEED, default=0, metavar="N",
                    help="(des) seed of the routing draws; same seed, same timeline (default 0)")
+    add_stack_flags(p, "training")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -135,14 +139,15 @@ def run(args) -> int:
     from sim.fileio import check_output
     from sim.model import get_model
     from sim.plan_validation import resolve_plan
+    from sim.stack.apply import apply_stack
 
     for flag in ("trace", "timeline"):
         check_output(getattr(args, flag), f"--{flag}", inputs=(args.model, args.system))
     if args.trace and args.timeline:
         check_output(args.trace, "--trace", inputs=(args.timeline,))
-    model = get_model(args.model)
     cluster = Cluster.for_gpus(get_system(args.system), args.gpus)
-    plan = resolve_plan(plan_from_args(args), args.gpus)
+    model, plan = apply_stack(get_model(args.model), resolve_plan(plan_from_args(args), args.gpus),
+                              stack_from_args(args, "training"))
     if args.engine == "des":
         from sim.cli.train_limits import check_des_work
 
@@ -159,10 +164,13 @@ def render(doc: dict) -> str:
     p = cfg["plan"]
     plan = (f"tp={p['tp']} pp={p['pp']} dp={p['dp']} ep={p['ep']} cp={p['cp']} "
             f"zero={p['zero']} mb={p['micro_batch']} gb={p['global_batch']} seq={p['seq_len']} "
-            f"{p['schedule']} recompute={p['recompute']} overlap={p['overlap']}")
+            f"{p['schedule']} recompute={p['recompute']} overlap={p['overlap']}"
+            + (f" stack={p['stack']}" if p.get("stack") else ""))
     rows = [
         ("model", cfg["model"]["name"]), ("system", f"{cfg['system']} x {cfg['n_gpus']} GPUs"),
         ("plan", plan), ("step time", fmt_time(doc["step_time_s"])),
+        ("  likely range", f"{fmt_time(doc['step_time_s_low'])} - "
+                           f"{fmt_time(doc['step_time_s_high'])} (validation residuals)"),
         ("  compute", fmt_time(t["compute"])),
         ("  exposed communication", fmt_time(t["communication_exposed"])),
         ("  pipeline bubble", fmt_time(t["pipeline_bubble"])),

@@ -49,6 +49,10 @@ def register(subparsers) -> None:
                         "measurements in --data (writes OUT_DIR/kernels.md and kernels.json)")
     p.add_argument("--data", default="../shared/data", metavar="DIR",
                    help="measured data folder for --kernels (default ../shared/data)")
+    p.add_argument("--published", action="store_true",
+                   help="predicted vs published measurements (SC'21, Llama 3, vTrain, DistServe/"
+                        "vLLM), each under its software stack; writes validation/published.json "
+                        "and docs/published-validation.md")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -79,9 +83,25 @@ def run_kernels(args) -> int:
     return 0
 
 
+def run_published(args) -> int:
+    from sim.published_report import write
+    from sim.published_sets import run_published as compute
+
+    doc = compute()
+    write(doc, Path(args.out_dir) / "published.json", Path("docs/published-validation.md"))
+    if args.json:
+        return emit_json(json.loads(dumps(doc)))
+    for key, st in doc["sets"].items():
+        print(f"{key:10s} n={st['count']:5d} MAPE {st['mape']:6.1%}  median {st['median_signed_error']:+6.1%}"
+              f"  Spearman {st['spearman']:.3f}")
+    return 0
+
+
 def run(args) -> int:
     if args.kernels:
         return run_kernels(args)
+    if args.published:
+        return run_published(args)
     from sim.cli.calibrate import check_device
     from sim.validation.report import markdown_report, scatter_chart, text_report
     from sim.validation.runner import run_validation

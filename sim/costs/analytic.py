@@ -26,9 +26,15 @@ from functools import lru_cache
 
 from sim import __version__
 from sim.costs import analytic_layers as layers
-from sim.costs.analytic_comm import CommCost, data_parallel_parts, pipeline_p2p_cost
+from sim.costs.analytic_comm import (
+    CommCost,
+    data_parallel_parts,
+    pipeline_p2p_cost,
+    stack_data_parallel_parts,
+)
 from sim.costs.analytic_pipeline import bubble_time
 from sim.costs.analytic_result import TrainResult
+from sim.costs.stack_effects import OPTIMIZER_UNFUSED_TRAFFIC
 from sim.plan_validation import resolve_plan, stage_layers, validate_plan
 
 
@@ -119,12 +125,14 @@ def estimate_train(model, plan, cluster) -> TrainResult:
     """Analytic estimate of one training step of ``model`` under ``plan`` on ``cluster``."""
     from sim.costs.memory import memory_per_gpu
 
-    plan = resolve_plan(plan, cluster.n_gpus)
+    plan = _with_stack(resolve_plan(plan, cluster.n_gpus))
     validate_plan(model, plan, cluster.n_gpus)
     v = plan.virtual_stages if plan.schedule == "interleaved" else 1
-    stages = _stages(model, plan, cluster, _chunk_sizes(model.n_layers, plan.pp * v))
+    sizes = _chunk_sizes(model.n_layers, plan.pp * v)
+    stages = _stages(model, plan, cluster, sizes)
+    n_stage = max(sizes) * v  # layers on the busiest stage (ZeRO-3 per-layer gathers)
     memo: dict = {}
-    per_stage = [memo.get(id(s)) or memo.setdefault(id(s), _stage_step(plan, cluster, s))
+    per_stage = [memo.get(id(s)) or memo.setdefault(id(s), _stage_step(plan, cluster, s, n_stage))
                  for s in stages]
     slow = max(range(plan.pp), key=lambda i: per_stage[i]["total"])
     mf, hf = _flops(layers._ident(model), plan.micro_batch, plan.global_batch, plan.seq_len,
@@ -135,18 +143,32 @@ def estimate_train(model, plan, cluster) -> TrainResult:
                              __version__)
 
 
+def _with_stack(plan):
+    """``overlap="stack"`` without a stack follows the training default stack."""
+    if plan.overlap != "stack" or plan.stack is not None:
+        return plan
+    from dataclasses import replace
+
+    from sim.stack import TRAINING_DEFAULT, get_stack
+
+    return replace(plan, stack=get_stack(TRAINING_DEFAULT))
+
+
 @lru_cache(maxsize=4096)
 def _chunk_sizes(n_layers: int, chunks: int) -> tuple[int, ...]:
     return tuple(stage_layers(n_layers, chunks))
 
 
-def _stage_step(plan, cluster, stage) -> dict:
+def _stage_step(plan, cluster, stage, n_layers: int = 1) -> dict:
     """Time components of one step on a stage (seconds): the microbatch-independent parts
-    are cached, then scaled by the number of microbatches m."""
+    are cached, then scaled by the number of microbatches m. A stack's per-iteration
+    framework overhead is counted as compute (it occupies the step like a kernel would)."""
     parts = _stage_parts(layers._ident(stage), layers._ident(cluster), plan.dp, plan.cp,
                          plan.tp, plan.pp, plan.ep, plan.zero, plan.overlap, plan.schedule,
-                         plan.virtual_stages, plan.optimizer)
+                         plan.virtual_stages, plan.optimizer, plan.stack, n_layers)
     c_mb, comm_mb, t_opt, bubble, dp_fixed, dp_mb = parts
+    if plan.stack is not None:
+        t_opt += plan.stack.iteration_overhead_s
     m = plan.n_microbatches
     dp = CommCost(dp_fixed.total + m * dp_mb.total, dp_fixed.exposed + m * dp_mb.exposed)
     compute = m * c_mb + t_opt
@@ -156,19 +178,26 @@ def _stage_step(plan, cluster, stage) -> dict:
 
 
 @lru_cache(maxsize=65536)
-def _stage_parts(skey, ckey, dp, cp, tp, pp, ep, zero, overlap, schedule, v, optimizer):
+def _stage_parts(skey, ckey, dp, cp, tp, pp, ep, zero, overlap, schedule, v, optimizer,
+                 stack=None, n_layers=1):
     from sim.plan import ParallelPlan
 
     (cost, (dense, expert)), cluster = layers._KEEP[skey], layers._KEEP[ckey]
     plan = ParallelPlan(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, zero=zero, overlap=overlap,
-                        schedule=schedule, virtual_stages=v, optimizer=optimizer)
+                        schedule=schedule, virtual_stages=v, optimizer=optimizer, stack=stack)
     acc = cluster.accelerator
     shard = dp * cp if zero >= 1 else 1  # distributed optimizer over dp x cp
     opt_bytes = (dense + expert) / shard * _optimizer_bytes_per_param(optimizer)
+    if stack is not None and not stack.fused_optimizer:
+        opt_bytes *= OPTIMIZER_UNFUSED_TRAFFIC
     t_opt = opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
     t_bwd = cost.bwd_input + cost.bwd_weight + cost.recompute
-    dp_fixed, dp_mb = data_parallel_parts(plan, cluster, dense, expert, cost.fwd, t_bwd)
-    comm_mb = cost.comm_exposed(overlap)
+    if overlap == "stack":
+        dp_fixed, dp_mb = stack_data_parallel_parts(plan, cluster, dense, expert, cost.fwd,
+                                                    t_bwd, n_layers)
+    else:
+        dp_fixed, dp_mb = data_parallel_parts(plan, cluster, dense, expert, cost.fwd, t_bwd)
+    comm_mb = cost.comm_exposed(overlap, stack)
     bubble = bubble_time(schedule, pp, v, cost.fwd + cost.recompute, cost.bwd_input,
                          cost.bwd_weight)
     bubble *= (cost.compute + comm_mb) / cost.compute if cost.compute else 1.0

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from sim.costs.comm import _CLUSTERS, _ckey, collective_time, group_ranks
+from sim.dtypes import dtype_bytes
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def data_parallel_cost(plan, cluster, dense_params: float, expert_params: float,
 def p2p_message_bytes(model, plan) -> float:
     # activation of one microbatch at a stage boundary: b * (s/cp) * h elements, 1/tp per rank
     elements = plan.micro_batch * (plan.seq_len // plan.cp) * model.hidden
-    return elements * _dtype_bytes(plan.dtype) / plan.tp
+    return elements * dtype_bytes(plan.dtype) / plan.tp
 
 
 def pipeline_p2p_cost(model, plan, cluster) -> CommCost:
@@ -123,14 +124,94 @@ def pipeline_p2p_cost(model, plan, cluster) -> CommCost:
     t_msg = collective_time("send_recv", p2p_message_bytes(model, plan), ranks[:2], cluster)
     v = plan.virtual_stages if plan.schedule == "interleaved" else 1
     total = plan.n_microbatches * 2 * v * t_msg
+    if plan.overlap == "stack" and plan.stack is not None:
+        return CommCost(total, stack_p2p_exposed(plan, total, t_msg))
     exposed = total if plan.overlap == "sum" else 2 * (plan.pp - 1) * t_msg
     return CommCost(total, exposed)
 
 
-_DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp4": 0.5}
+# --- overlap = "stack": the software stack's overlap physics (sim.costs.analytic_overlap) -------
+def stack_data_parallel_parts(plan, cluster, dense_params: float, expert_params: float,
+                              t_fwd: float, t_bwd: float, layers: int) -> tuple[CommCost, CommCost]:
+    """As ``data_parallel_parts`` under ``plan.stack``: buckets, per-layer ZeRO-3 gathers with
+    the stack's prefetch, per-call pricing, contention slowdown folded into the exposed part."""
+    from sim.costs.comm import group_ranks
+
+    st, gb = plan.stack, plan.optimizer.grad_bytes
+    sets = [(dense_params, tuple(group_ranks(plan, "dp_cp")))]
+    if expert_params > 0:
+        sets.append((expert_params, tuple(group_ranks(plan, "edp"))))
+    sets = tuple((p, r) for p, r in sets if p > 0 and len(r) > 1)
+    if not sets:
+        return CommCost(0.0, 0.0), CommCost(0.0, 0.0)
+    return _stack_sync(plan.zero, st, gb, sets, _ckey(cluster), t_fwd, t_bwd, max(layers, 1))
 
 
-def _dtype_bytes(dtype: str) -> float:
-    return _DTYPE_BYTES.get(dtype, 2)
+@lru_cache(maxsize=65536)
+def _stack_sync(zero, st, gb, sets, ckey, t_fwd, t_bwd, layers):
+    from sim.costs.analytic_overlap import gather_exposed, reduce_exposed
+
+    cluster, s = _CLUSTERS[ckey], st.overlap_slowdown
+    if zero == 3:
+        return CommCost(0.0, 0.0), _zero3(st, gb, sets, cluster, t_fwd, t_bwd, layers)
+    fixed, per_mb = [0.0, 0.0], [0.0, 0.0]
+    for params, ranks in sets:
+        size = params * gb
+        kind = "all_reduce" if zero == 0 else "reduce_scatter"
+        n, t, t_last = _calls(kind, size, st, ranks, cluster)
+        red = ((n - 1) * t + t_last, reduce_exposed(n, t, t_last, t_bwd, st.overlap_grad_reduce))
+        target = per_mb if zero == 2 else fixed
+        _add(target, red, s)
+        if zero >= 1:
+            n, t, _ = _calls("all_gather", size, st, ranks, cluster)
+            _add(fixed, (n * t, gather_exposed(n, t, t_fwd, st.overlap_param_gather)), s)
+    return CommCost(*fixed), CommCost(*per_mb)
 
 
+def _calls(kind, size, st, ranks, cluster) -> tuple[int, float, float]:
+    from sim.costs.analytic_overlap import coll_time, split_buckets
+
+    n, b, last = split_buckets(size, st.bucket_bytes(len(ranks), 1))
+    algos = st.collective_algorithms
+    return n, coll_time(kind, b, ranks, cluster, algos), coll_time(kind, last, ranks, cluster,
+                                                                 algos)
+
+
+def _add(acc: list, cost: tuple[float, float], slowdown: float) -> None:
+    total, exposed = cost
+    acc[0] += total
+    acc[1] += exposed + slowdown * max(0.0, total - exposed)
+
+
+# Parameter tensors per transformer layer when ZeRO-3 gathers per parameter: QKV, output
+# projection, two MLP matrices and two norms, each a weight and a bias (GPT-2/Megatron GPT
+# layer, Radford et al. 2019): 12 calls (DeepSpeed 2021 partition_parameters.py gathers each).
+TENSORS_PER_LAYER = 12
+
+
+def _zero3(st, gb, sets, cluster, t_fwd, t_bwd, layers) -> CommCost:
+    from sim.costs.analytic_overlap import coll_time, layerwise_exposed
+
+    calls = TENSORS_PER_LAYER if st.zero3_granularity == "parameter" else 1
+    ag = rs = 0.0
+    for params, ranks in sets:
+        size = params * gb / layers / calls  # one call's full (unsharded) buffer
+        ag += calls * coll_time("all_gather", size, ranks, cluster, st.collective_algorithms)
+        rs += calls * coll_time("reduce_scatter", size, ranks, cluster,
+                                st.collective_algorithms)
+    d = st.zero3_prefetch
+    fwd = layerwise_exposed(layers, ag, t_fwd / layers, d)
+    bwd = layerwise_exposed(layers, ag, t_bwd / layers, d, rs, st.overlap_grad_reduce)
+    total = layers * (2 * ag + rs)
+    exposed = fwd + bwd
+    return CommCost(total, exposed + st.overlap_slowdown * max(0.0, total - exposed))
+
+
+def stack_p2p_exposed(plan, total: float, t_msg: float) -> float:
+    """Pipeline p2p under ``plan.stack``: asynchronous sends expose only the 2(p-1) hops of
+    fill and drain (plus contention on the rest); blocking ones expose every hop."""
+    st = plan.stack
+    if not st.pp_async_p2p:
+        return total
+    fill = min(total, 2 * (plan.pp - 1) * t_msg)
+    return fill + st.overlap_slowdown * (total - fill)

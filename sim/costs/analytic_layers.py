@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
+from sim.costs import stack_effects
 from sim.costs.comm import collective_time, group_ranks
 from sim.plan import Shape
 
@@ -42,10 +43,24 @@ class PartCost:
     def compute(self) -> float:
         return self.fwd + self.bwd_input + self.bwd_weight + self.recompute
 
-    def comm_exposed(self, overlap: str) -> float:
+    def comm_exposed(self, overlap: str, stack=None) -> float:
+        if overlap == "stack" and stack is not None:
+            return self._stack_exposed(stack)
         cp = self.comm.get("cp", 0.0)
         hidden_cp = cp if overlap == "sum" else max(0.0, cp - self.attention)
         return sum(t for g, t in self.comm.items() if g != "cp") + hidden_cp
+
+    def _stack_exposed(self, stack) -> float:
+        """TP collectives block unless the stack overlaps them with the GEMMs around them
+        (TransformerEngine userbuffers); the CP exchange hides behind attention; whatever is
+        hidden slows the compute beside it by the stack's ``overlap_slowdown``."""
+        s, out = stack.overlap_slowdown, 0.0
+        for g, t in self.comm.items():
+            window = (self.compute if g == "tp" and stack.tp_comm_overlap
+                      else self.attention if g == "cp" else 0.0)
+            hid = min(t, window)
+            out += t - hid + s * hid
+        return out
 
     def __add__(self, o: PartCost) -> PartCost:
         comm = dict(self.comm)
@@ -67,7 +82,8 @@ ZERO = PartCost()
 def plan_key(plan) -> tuple:
     """The plan fields a layer's per-rank cost depends on (see module docstring)."""
     return (plan.micro_batch, plan.seq_len, plan.tp, plan.cp, plan.ep, plan.sequence_parallel,
-            plan.recompute, plan.dtype, plan.flash_attention, plan.grad_accumulation_fusion)
+            plan.recompute, plan.dtype, plan.flash_attention, plan.grad_accumulation_fusion,
+            plan.stack)
 
 
 def canonical_plan(plan):
@@ -82,17 +98,32 @@ def _price(ops, plan, cluster, acc) -> PartCost:
     times = dict.fromkeys(("fwd", "bwd_input", "bwd_weight", "recompute"), 0.0)
     comm: dict[str, float] = {}
     attention = 0.0
+    st = plan.stack
     for op in ops:
         if op.is_comm:
             ranks = group_ranks(plan, op.group)
-            t = collective_time(op.collective, op.bytes, ranks, cluster) * op.count
+            t = _comm_time(op, ranks, cluster, st) * op.count
             comm[op.group] = comm.get(op.group, 0.0) + t
             continue
         t = op_time(op, acc, plan.dtype)
+        if st is not None:
+            t = stack_effects.op_factor(op, st, plan.flash_attention) * t
         times[_PASS_OF.get(op.pass_, "fwd")] += t
         if op.kind == "attention" and op.pass_ != "recompute":
             attention += t
+    if st is not None:
+        for pass_, extra in stack_effects.unfused_extra(ops, st, acc).items():
+            times[pass_] += extra
+        times = stack_effects.eager_floor(ops, times, _PASS_OF, st.launch_overhead_s)
     return PartCost(attention=attention, comm=comm, **times)
+
+
+def _comm_time(op, ranks, cluster, stack) -> float:
+    if stack is None:
+        return collective_time(op.collective, op.bytes, ranks, cluster)
+    from sim.costs.analytic_overlap import coll_time
+
+    return coll_time(op.collective, op.bytes, tuple(ranks), cluster, stack.collective_algorithms)
 
 
 @lru_cache(maxsize=8192)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sim.bands import train_band
+
 BOTTLENECKS = ("compute", "communication", "bubble", "memory")
 
 
@@ -48,6 +50,7 @@ class TrainResult:
         out["memory_breakdown_bytes"] = dict(self.memory_breakdown_bytes)
         out["time_breakdown_s"] = dict(self.time_breakdown_s)
         out.update(self.extras)
+        out.update(train_band(out))
         return out
 
     @classmethod
@@ -86,8 +89,12 @@ def _bottleneck(breakdown: dict, fits: bool) -> str:
 
 
 def _config(model, plan, cluster, version) -> dict:
-    return {"model": model.to_dict(), "plan": plan.to_dict(), "system": cluster.system.name,
-            "n_gpus": cluster.n_gpus, "engine": "analytic", "version": version}
+    out = {"model": model.to_dict(), "plan": plan.to_dict(), "system": cluster.system.name,
+           "n_gpus": cluster.n_gpus, "engine": "analytic", "version": version,
+           "overlap": plan.overlap}
+    if plan.stack is not None:
+        out["stack"] = {"name": plan.stack.name, **plan.stack.knobs()}
+    return out
 
 
 def _extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory) -> dict:
@@ -104,7 +111,7 @@ def _extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory) -> dict:
         "stage_times_s": [st["total"] for st in per_stage],
         "communication_by_group_s": issued,
         "communication_exposed_by_group_s": {
-            "tp_ep_cp": m * cost.comm_exposed(plan.overlap), "dp": s["dp"].exposed,
+            "tp_ep_cp": m * cost.comm_exposed(plan.overlap, plan.stack), "dp": s["dp"].exposed,
             "pp": p2p.exposed},
         "optimizer_step_s": s["optimizer"],
         "memory_capacity_bytes": cluster.accelerator.memory_bytes,

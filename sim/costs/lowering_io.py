@@ -17,23 +17,15 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from sim.costs.flops import NORM_FLOPS
-from sim.errors import ConfigError, PlanError
+from sim.dtypes import DTYPE_BYTES, dtype_bytes  # noqa: F401 (re-exported)
+from sim.errors import PlanError
 from sim.model.config import ModelConfig
 from sim.ops import Op
 from sim.plan import ParallelPlan, Shape
 
-# bytes per element of each dtype (IEEE 754 / OCP FP8 & MX formats)
-DTYPE_BYTES = {"fp64": 8, "fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "fp4": 0.5}
 _CONJUGATE = {"all_reduce": "all_reduce", "all_gather": "reduce_scatter",
               "reduce_scatter": "all_gather", "all_to_all": "all_to_all",
               "send_recv": "send_recv", "broadcast": "broadcast"}
-
-
-def dtype_bytes(dtype: str) -> float:
-    try:
-        return DTYPE_BYTES[dtype]
-    except KeyError:
-        raise ConfigError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPE_BYTES)}") from None
 
 
 class LayerKey(NamedTuple):

@@ -17,7 +17,10 @@ in forward order and cut into byte-range buckets of Megatron-Core's default size
   at most one ahead, at higher stream priority than gradient traffic), the gathered copy
   lives in HBM only while the part runs, and gradients are reduce-scattered per part.
 
-With ``overlap="sum"`` every collective blocks the compute stream where it is issued. When a
+With ``overlap="sum"`` every collective blocks the compute stream where it is issued; with
+``overlap="stack"`` what the stack does not overlap blocks (gradient buckets, weight gathers),
+buckets take the stack's size, ZeRO-3 prefetches ``zero3_prefetch`` parts ahead (0: on the
+critical path) in one call per part or per parameter tensor. When a
 straggler replica is simulated, each bucket's collective starts only when every simulated
 replica has reached it (a synchronous collective waits for its slowest member).
 """
@@ -63,10 +66,18 @@ class DataParallel:
         buffers = [[b for b in bufs if len(b.ranks) > 1] for bufs in buffers]  # dp=1: nothing
         self.buffers, self.barrier, self.grads_in = buffers, barrier, grads_in  # per stage
         self.zero, self.sum = plan.zero, plan.overlap == "sum"
+        st = plan.stack if plan.overlap == "stack" else None
+        # under a stack: what it does not overlap blocks (sim.costs.analytic_overlap)
+        self.block_grads = self.sum or (st is not None and not st.overlap_grad_reduce)
+        self.block_params = self.sum or (st is not None and not st.overlap_param_gather)
+        self.prefetch = 0 if self.sum else (st.zero3_prefetch if st is not None else 1)
+        self.calls = 12 if st is not None and st.zero3_granularity == "parameter" else 1
         self.m = plan.n_microbatches
         self.pending: list = [[] for _ in gpus]  # gradient collectives per stage
         self._ready = [set() for _ in gpus]
         size = bucket_bytes  # Megatron-Core default bucket (elements x grad bytes)
+        if st is not None:  # the stack's bucket (0: the whole buffer in one call)
+            size = lambda dp, gb: st.bucket_bytes(dp, gb) or float("inf")  # noqa: E731
         self._buckets = [{b.name: b.buckets(size(len(b.ranks), plan.optimizer.grad_bytes))
                           for b in bufs} for bufs in buffers]
         self._step_gathers: list[dict] = [{} for _ in gpus]
@@ -91,7 +102,7 @@ class DataParallel:
         """Wait for this part's weights (ZeRO-1/2: microbatch 0's forward; ZeRO-3: every
         forward and backward, with a one-part-ahead prefetch unless overlap is off)."""
         if self.zero in (1, 2) and task.kind == "F" and task.mb == 0:
-            procs = (sum(self._step_gathers[s].values(), []) if self.sum
+            procs = (sum(self._step_gathers[s].values(), []) if self.block_params
                      else self._step_gathers[s].get(part, []))
             yield self.env.all_of(procs)
         elif self.zero == 3 and task.kind in ("F", "B"):
@@ -151,7 +162,7 @@ class DataParallel:
 
     def _zero3_wait(self, s, part, task, parts):
         key = (s, task.mb, task.kind)
-        if self.sum:  # no prefetch: gather right here, on the critical path
+        if self.prefetch == 0:  # no prefetch: gather right here, on the critical path
             self._z3.setdefault(key, {})[part] = (None, 0.0)
             yield from self._zero3_gather(s, part, task, key)
             return
@@ -163,11 +174,11 @@ class DataParallel:
         self._z3[("started",) + key][part].succeed()
 
     def _zero3_chain(self, s, task, parts):
-        """Gather parts in order, at most one part ahead of the compute stream (prefetch)."""
+        """Gather parts in order, at most ``prefetch`` parts ahead of the compute stream."""
         key = (s, task.mb, task.kind)
         for k, part in enumerate(parts):
-            if k > 0:
-                yield self._z3[("started",) + key][parts[k - 1]]
+            if k >= self.prefetch:
+                yield self._z3[("started",) + key][parts[k - self.prefetch]]
             yield from self._zero3_gather(s, part, task, key)
             self._z3[key][part][0].succeed()
 
@@ -175,9 +186,11 @@ class DataParallel:
         gathered = 0.0
         for buf in self.buffers[s]:
             nb = dict(zip(buf.parts, buf.nbytes, strict=True)).get(part, 0.0)
-            if nb > 0:  # S = the part's full weights; this rank already holds 1/n of them
+            for c in range(self.calls if nb > 0 else 0):  # one call per layer or tensor
+                # S = the part's full weights; this rank already holds 1/n of them
                 yield self.env.process(self._collective(
-                    s, "all_gather", nb, buf, ("z3", buf.name, part, task.mb, task.kind), 0))
+                    s, "all_gather", nb / self.calls, buf,
+                    ("z3", buf.name, part, task.mb, task.kind, c), 0))
                 gathered += nb * (1 - 1 / len(buf.ranks))
         self.gpus[s].hbm.alloc(gathered, f"gathered weights {part}", "zero3_gathered")
         event = self._z3[key][part][0]

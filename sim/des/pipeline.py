@@ -44,9 +44,11 @@ class Segment:
 class PipelineRun:
     """Runs every stage's tasks; ``work`` supplies segments, bytes and ranks (see train.py)."""
 
-    def __init__(self, env, net, gpus, work, schedule, recorder, *, overlap="max", dp=None):
+    def __init__(self, env, net, gpus, work, schedule, recorder, *, overlap="max", dp=None,
+                 stack=None):
         self.env, self.net, self.gpus, self.work = env, net, gpus, work
         self.schedule, self.rec, self.overlap, self.dp = schedule, recorder, overlap, dp
+        self.stack = stack if overlap == "stack" else None
         self.p = len(gpus)
         self._arrivals: dict[tuple, simpy.Event] = {}
         self.done = [env.event() for _ in gpus]
@@ -99,7 +101,7 @@ class PipelineRun:
                 yield from self.run_segment(gpu, seg, task)
             if hooks:
                 launched = self.dp.after_layer(s, part, task)
-                if self.overlap == "sum" and launched:
+                if self.dp.block_grads and launched:
                     yield self.env.all_of(launched)
         if task.kind == self.work.frees_activations_at:
             gpu.hbm.free(act, f"activations {label}", "activations")
@@ -107,7 +109,8 @@ class PipelineRun:
     def run_segment(self, gpu, seg: Segment, task: Task):
         start = self.env.now
         if seg.kind == "compute":
-            yield self.env.timeout(seg.duration * gpu.slowdown + seg.comm_s)
+            yield self.env.timeout(seg.duration * gpu.slowdown * self._contention(gpu)
+                                   + seg.comm_s)
         elif seg.kind == "ring_attention":
             yield from self._ring_attention(gpu, seg, task)
             return
@@ -115,6 +118,15 @@ class PipelineRun:
             yield from self.net.collective(seg.collective, seg.nbytes, seg.ranks)
         self.rec.add(gpu.rank, seg.stream, seg.kind, seg.name, start, self.env.now,
                      seg.nbytes, seg.flops, task.mb, task.kind, seg.ops, gpu.slowdown)
+
+    def _contention(self, gpu) -> float:
+        """1 + the stack's overlap slowdown while a DP or PP collective runs beside this
+        compute segment (collective kernels take SMs and HBM; sim.costs.analytic_overlap)."""
+        st = self.stack
+        if st is None or not st.overlap_slowdown:
+            return 1.0
+        busy = any(gpu.streams[k].users for k in ("dp", "pp") if k in gpu.streams)
+        return 1.0 + st.overlap_slowdown if busy else 1.0
 
     def _ring_attention(self, gpu, seg: Segment, task: Task):
         """Ring attention (Liu et al. 2023, Sec. 3): cp blocks of the attention; block i
@@ -148,7 +160,7 @@ class PipelineRun:
         else:
             return
         proc = self.env.process(self._p2p(s, to, self.work.p2p_bytes(vs), key, task))
-        if self.overlap == "sum":
+        if self.overlap == "sum" or (self.stack is not None and not self.stack.pp_async_p2p):
             yield proc
 
     def _p2p(self, s: int, to: int, nbytes: float, key: tuple, task: Task):

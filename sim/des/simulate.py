@@ -58,6 +58,9 @@ class DesResult:
         out.update(self.fields)
         out["config"] = dict(out["config"], engine="des")
         out["analytic_step_time_s"] = self.analytic.step_time_s
+        from sim.bands import train_band
+
+        out.update(train_band(out))  # the band around the DES's own step time
         return out
 
     @property

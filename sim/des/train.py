@@ -110,7 +110,7 @@ class _Replica:
         self.dp = DataParallel(env, net, self.gpus, rec, plan, buffers,
                                grads_in=self.work.grads_in, barrier=barrier)
         self.pipe = PipelineRun(env, net, self.gpus, self.work, schedule, rec,
-                                overlap=plan.overlap, dp=self.dp)
+                                overlap=plan.overlap, dp=self.dp, stack=plan.stack)
         self.env, self.rec = env, rec
         self.t_opt = _optimizer_times(analytic, buffers)
         self.end = [None] * p

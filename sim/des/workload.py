@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.costs import moe as moe_costs
+from sim.costs import stack_effects
 from sim.des.pipeline import Segment
 from sim.plan import Shape
 
@@ -170,12 +171,21 @@ class TrainWork:
         if op.is_comm:
             ranks = self.group_of(op.group, stage)
             return self.net.ideal_time(op.collective, op.bytes, ranks) * op.count
-        return self._op_time(op, self.cluster.accelerator, self.plan.dtype)
+        t = self._op_time(op, self.cluster.accelerator, self.plan.dtype)
+        st = self.plan.stack
+        return t * stack_effects.op_factor(op, st, self.plan.flash_attention) if st else t
 
     def _compute(self, run: list, part: int, stage: int = 0) -> list[Segment]:
         if not run:
             return []
         timed = tuple((op, self._time(op, stage)) for op in run)
+        st = self.plan.stack
+        if st is not None and st.launch_overhead_s:  # eager launch floor (stack_effects)
+            floor = len(run) * st.launch_overhead_s
+            busy = sum(t for op, t in timed if not op.is_comm)
+            if busy < floor:
+                timed = tuple((op, t if op.is_comm else t * floor / busy if busy else t)
+                              for op, t in timed)
         comm = sum(t for op, t in timed if op.is_comm)
         name = f"L{part} {run[0].pass_} x{len(run)}"
         return [Segment("compute", name, sum(t for _, t in timed) - comm, timed,

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass, field
 
 import hardware
-from sim.cli.common import fmt_time
+from sim.formatting import fmt_time
 from sim.model import get_model
 from sim.model.config import AttentionConfig, MLAConfig, ModelConfig
 

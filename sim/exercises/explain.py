@@ -42,6 +42,12 @@ def sig(id_, kinds, lo, hi, message, misconception=None) -> Signature:
 
 
 CATALOGUE: tuple[Signature, ...] = (
+    sig("flat-scaling", "zero3_scaling", 1.6, INF,
+        "Far too high: you assumed throughput per GPU stays flat, as if every gather hid behind "
+        "compute. At a fixed global batch each GPU computes fewer sequences while it still "
+        "gathers every layer's full weights per micro-batch (and pays each call's latency), so "
+        "the communication that was hidden comes out.", "parallelism-is-data-splitting"),
+
     sig("flops-vs-macs", FLOP_KINDS, 0.45, 0.55,
         "About half: you counted multiply-adds, not FLOPs. One multiply-add is 2 FLOPs, so an "
         "(m x k) @ (k x n) GEMM costs 2mkn FLOPs."),

@@ -14,11 +14,12 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sim import resources
 from sim.errors import ConfigError, UnknownNameError
 from sim.exercises.registry import get_query
 from sim.report.lesson import check_lesson, check_misconceptions
 
-EXERCISE_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "exercises"
+EXERCISE_DIR = resources.exercises_dir()  # repository checkout or installed package data
 
 # display unit -> SI scale (the learner answers in the display unit)
 UNITS = {

@@ -57,4 +57,5 @@ def _load_all() -> None:
     import sim.exercises.queries_attention
     import sim.exercises.queries_moe
     import sim.exercises.queries_scale
-    import sim.exercises.queries_serving  # noqa: F401 (registers the queries)
+    import sim.exercises.queries_serving
+    import sim.exercises.queries_stack  # noqa: F401 (registers the queries)

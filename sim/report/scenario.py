@@ -28,13 +28,13 @@ from types import ModuleType
 
 import pandas as pd
 
-from sim import __version__
+from sim import __version__, resources
 from sim.errors import ConfigError, UnknownNameError
 from sim.report.lesson import LESSONS, MISCONCEPTIONS, check_lesson, check_misconceptions
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SCENARIO_DIR = REPO_ROOT / "scenarios"
-REPORTS_DIR = REPO_ROOT / "reports"
+REPO_ROOT = resources.CHECKOUT_ROOT  # the source tree (or site-packages when installed)
+SCENARIO_DIR = resources.scenarios_dir()
+REPORTS_DIR = resources.default_reports_dir()
 META_NAMES = {"LESSON", "TOPIC", "REFUTES"}
 KNOB_TYPES = (int, float, str, bool, tuple, list, dict)
 
@@ -77,8 +77,8 @@ def scenario_names(directory: Path = SCENARIO_DIR) -> list[str]:
 def load_scenario(name: str, directory: Path = SCENARIO_DIR) -> ModuleType:
     """Import ``scenarios/<name>.py`` (scenarios are scripts, not an installed package)."""
     path = directory / f"{name}.py"
-    if str(REPO_ROOT) not in sys.path:  # scenarios import the working tree's packages
-        sys.path.insert(0, str(REPO_ROOT))
+    if resources.in_checkout() and str(REPO_ROOT) not in sys.path:  # the working tree's
+        sys.path.insert(0, str(REPO_ROOT))  # packages, not an older installed copy
     if not path.is_file():
         raise UnknownNameError("scenario", name, scenario_names(directory))
     mod_name = f"clustersim_scenarios.{name}"

@@ -8,7 +8,7 @@ slower (+52 ms per step): pipeline bubble +61 ms, exposed communication -9 ms, c
 
 from __future__ import annotations
 
-from sim.cli.common import fmt_bytes
+from sim.formatting import fmt_bytes
 
 PLAN_FIELDS = ("tp", "pp", "dp", "cp", "ep", "zero", "micro_batch", "schedule",
                "virtual_stages", "recompute", "sequence_parallel")

@@ -32,7 +32,11 @@ class ServingResult:
     kv: KVBudget
 
     def to_dict(self) -> dict:
-        return {**self.summary, "config": self.config.to_dict()}
+        from sim.bands import serve_band
+
+        out = {**self.summary, "config": self.config.to_dict()}
+        out.update(serve_band(out))
+        return out
 
 
 def _model(name_or_cfg):
@@ -80,35 +84,51 @@ def simulate_serving(config: ServingConfig | None = None, *, workload: Workload 
     ``config`` fields can be overridden by keyword (``policy="chunked"``); ``model``/``draft``
     accept a ModelConfig instead of the preset named in the config, ``cluster`` a built
     ``hardware.Cluster``, and ``forward_time`` another pricing function (tests use it).
+    Names are resolved here; ``serve`` does the work on the objects.
     """
     cfg = replace(config or ServingConfig(), **overrides).validate()
+    target, plan, cluster, small = resolve(cfg, model=model, draft=draft, cluster=cluster)
+    if workload is None:
+        workload = build_workload(cfg, num_requests, arrival_rate, prompt_tokens,
+                                  output_tokens, arrival, trace)
+    return serve(target, plan, cluster, cfg, workload, draft=small, forward_time=forward_time)
+
+
+def resolve(cfg: ServingConfig, *, model=None, draft=None, cluster=None) -> tuple:
+    """(model, plan, cluster, draft) objects for a configuration: presets looked up by name
+    unless given, the plan from the config's tp/pp/ep/dtype, the cluster sized to hold every
+    replica's GPUs."""
     target, small = _model(model or cfg.model), _model(draft or cfg.draft_model)
-    _check_plan(target, cfg)
-    if small is not None:
-        _check_plan(small, replace(cfg, ep=1))
+    _check_plan(target, cfg)  # before sizing a cluster for it: the plan error is the clearer
     if cluster is None:
         from hardware import Cluster
 
         cluster = Cluster.for_gpus(cfg.system, cfg.n_replicas * cfg.gpus_per_replica)
-    kv = budget(target, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
-                block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=small)
-    timer = StepTimer(target, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
-                      exact=cfg.exact_step_times, draft=small, spec_k=cfg.speculative_tokens,
-                      forward_time=forward_time)
-    if workload is None:
-        workload = build_workload(cfg, num_requests, arrival_rate, prompt_tokens,
-                                  output_tokens, arrival, trace)
+    return target, cfg.plan(), cluster, small
+
+
+def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, draft=None,
+          forward_time=None) -> ServingResult:
+    """Serve ``workload`` with ``model`` laid out by ``plan`` (tp, pp, ep, dtype of one
+    replica) on ``cluster``, batching and deploying as ``config`` says (as training takes
+    model, plan and cluster objects)."""
+    cfg = replace(config, tp=plan.tp, pp=plan.pp, ep=plan.ep, dtype=plan.dtype).validate()
+    _check_plan(model, cfg)
+    if draft is not None:
+        _check_plan(draft, replace(cfg, ep=1))
+    kv = budget(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
+                block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=draft)
+    timer = StepTimer(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
+                      exact=cfg.exact_step_times, draft=draft, spec_k=cfg.speculative_tokens,
+                      forward_time=forward_time, stack=cfg.stack)
     return run_simulation(cfg, workload, timer, kv, cluster)
 
 
 def _check_plan(model, cfg: ServingConfig) -> None:
     """tp must divide the heads, pp fit the layers, ep divide the experts (PlanError)."""
-    from sim.plan import ParallelPlan
     from sim.plan_validation import validate_plan
 
-    plan = ParallelPlan(tp=cfg.tp, pp=cfg.pp, dp=cfg.ep, ep=cfg.ep, global_batch=cfg.ep,
-                        dtype=cfg.dtype)
-    validate_plan(model, plan, cfg.gpus_per_replica)
+    validate_plan(model, cfg.plan(), cfg.gpus_per_replica)
 
 
 def run_simulation(cfg: ServingConfig, workload: Workload, timer, kv: KVBudget,

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from sim.errors import ConfigError
+from sim.serving.deployments import DEPLOYMENTS, deployment_for
+from sim.serving.policies import POLICIES
 
-POLICY_NAMES = ("static", "continuous", "chunked", "disaggregated")
+# --policy: a batching policy on colocated replicas, or a deployment that sets its own
+POLICY_NAMES = (*POLICIES, *(name for name in DEPLOYMENTS if name != "colocated"))
 ROUTERS = ("round-robin", "least-outstanding")
 PREEMPTION = ("recompute", "swap")
 # PCIe 5.0 x16: 32 GT/s x 16 lanes, 128b/130b => ~63 GB/s per direction (PCI-SIG PCIe 5.0 spec)
@@ -44,6 +47,7 @@ class ServingConfig:
     slo_tpot_s: float = 0.1
     exact_step_times: bool = False
     seed: int = 0
+    stack: object = None  # sim.stack.Stack of the serving engine (None: GPU time only)
 
     def validate(self) -> ServingConfig:
         for name in ("tp", "pp", "ep", "replicas", "max_batch", "block_size", "chunk_tokens",
@@ -69,13 +73,27 @@ class ServingConfig:
         return self.tp * self.pp * self.ep  # ep attention groups of tp x pp GPUs
 
     @property
+    def deployment(self) -> str:
+        """The ``sim.serving.deployments`` entry this configuration runs."""
+        return deployment_for(self.policy)
+
+    @property
     def n_replicas(self) -> int:
-        if self.policy == "disaggregated":
-            return self.prefill_replicas + self.decode_replicas
-        return self.replicas
+        return DEPLOYMENTS[self.deployment].n_replicas(self)
+
+    def plan(self):
+        """The replica's parallel layout as a ``ParallelPlan`` (tp x pp GPUs per attention
+        group, ep groups sharing the experts; one sequence-batch per group)."""
+        from sim.plan import ParallelPlan
+
+        return ParallelPlan(tp=self.tp, pp=self.pp, dp=self.ep, ep=self.ep,
+                            global_batch=self.ep, dtype=self.dtype)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["stack"] = ({"name": self.stack.name, **self.stack.knobs()}
+                      if self.stack is not None else None)
+        return d
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> None:

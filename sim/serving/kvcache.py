@@ -15,7 +15,10 @@ and KV share the same HBM.
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import simpy
 
@@ -58,7 +61,7 @@ class KVBudget:
 def kv_bytes_per_gpu_token(model, tp: int, pp: int, dtype: str) -> float:
     """KV bytes one token costs on the busiest GPU: its stage's layers, its tp shard."""
     from sim.costs.kvcache import kv_bytes_per_token_layer
-    from sim.costs.lowering_io import dtype_bytes
+    from sim.dtypes import dtype_bytes
 
     per_layer = kv_bytes_per_token_layer(model, dtype_bytes(dtype), tp)
     return per_layer * -(-model.n_layers // pp)
@@ -126,6 +129,20 @@ class BlockPool:
 
     def give(self, n: int) -> None:
         self.available += n
+
+    def take_while(self, queue: deque, need: Callable[[Any], int],
+                   limit: int | None = None) -> list[tuple[Any, int]]:
+        """Pop items off the head of ``queue`` while the blocks each needs (``need(item)``)
+        fit in the free pool, at most ``limit`` of them, and take their blocks. A head that
+        does not fit blocks the rest (FCFS, as vLLM's scheduler). Returns (item, blocks)."""
+        out: list[tuple[Any, int]] = []
+        while queue and (limit is None or len(out) < limit):
+            n = need(queue[0])
+            if n > self.available:
+                break
+            self.take(n)
+            out.append((queue.popleft(), n))
+        return out
 
     def settle(self) -> None:
         """Apply the net change to the Container (synchronously: the level is available)."""

@@ -19,9 +19,8 @@ prompts prefilled alongside the decodes.
 per iteration; decodes go first, the rest of the budget is filled with prompt chunks, so one
 long prompt never stalls the decodes for its whole prefill.
 
-``disaggregated`` (Zhong et al. 2024, DistServe; Patel et al. 2024, Splitwise): prefill
-replicas only prefill; decode replicas pull each request's KV (``DecodeOnly``) over the
-cluster's links once they have blocks for it, then decode with iteration-level batching.
+Each replica gets its own policy instance (state such as static batching's reservation lives
+on ``self``); deployments (``sim.serving.deployments``) choose which policy each pool runs.
 """
 
 from __future__ import annotations
@@ -103,25 +102,6 @@ class Chunked(Continuous):
         return Iteration(chunks, decode=rep.run.n > 0, extra_s=extra)
 
 
-class DecodeOnly(Continuous):
-    """The decode pool of a disaggregated deployment: pulls KV in, then batches decodes."""
-
-    name = "decode"
-
-    def _pull(self, rep, room: int) -> int:
-        """Start KV transfers of prefilled requests, oldest first, while blocks allow."""
-        while rep.kv_wait and room > 0:
-            req = rep.kv_wait[0]
-            blocks = rep.pool.blocks_for(req.todo)
-            if blocks > rep.pool.available:
-                break
-            rep.kv_wait.popleft()
-            rep.pool.take(blocks)
-            rep.sim.start_transfer(req, rep, blocks)
-            room -= 1
-        return room
-
-
 class Static:
     name = "static"
     paged = False
@@ -129,10 +109,7 @@ class Static:
 
     def __init__(self, cfg):
         self.max_batch, self.timeout = cfg.max_batch, cfg.batch_timeout_s
-        self.state: dict[int, dict] = {}
-
-    def _st(self, rep) -> dict:
-        return self.state.setdefault(rep.idx, {"reserved": 0, "slots": 0, "pad": 0})
+        self.reserved = self.slots = self.pad = 0  # this replica's current batch
 
     def wait(self, rep):
         """Hold until B requests wait or the oldest has waited ``batch_timeout_s``."""
@@ -149,38 +126,49 @@ class Static:
                 get.cancel()
 
     def schedule(self, rep) -> Iteration | None:
-        st = self._st(rep)
         if rep.run.n or rep.prefilling:
             top = int(rep.run.gbase[: rep.run.n].max()) + rep.run.k  # the longest's context
-            return Iteration(decode=True, cost_kv=np.full(st["slots"], st["pad"] + top - 1))
-        batch = self._form(rep, st)
+            return Iteration(decode=True, cost_kv=np.full(self.slots, self.pad + top - 1))
+        batch = self._form(rep)
         if not batch:
             return None
-        return Iteration([(r, r.todo, 0) for r in batch], cost_chunks=[(st["pad"], 0)] * len(batch))
+        return Iteration([(r, r.todo, 0) for r in batch], cost_chunks=[(self.pad, 0)] * len(batch))
 
-    def _form(self, rep, st) -> list:
+    def _form(self, rep) -> list:
         """FIFO requests while B x (longest prompt + longest output) slots fit in memory."""
-        batch, p, o = [], 0, 0
-        for req in list(rep.waiting)[: self.max_batch]:
-            p2, o2 = max(p, req.todo), max(o, req.output - req.generated)
-            blocks = rep.pool.blocks_for((len(batch) + 1) * (p2 + o2))
-            if blocks > rep.pool.available:
-                break
-            batch.append(req)
-            p, o, st["reserved"] = p2, o2, blocks
+        taken = rep.pool.take_while(rep.waiting, _PaddedBatch(rep.pool), self.max_batch)
+        batch = [r for r, _ in taken]
         for req in batch:
-            rep.waiting.popleft()
             req.scheduled, req.done_prefill = rep.env.now, 0
             rep.prefilling.append(req)
-        rep.pool.take(st["reserved"] if batch else 0)
-        st["slots"], st["pad"] = len(batch), p
+        self.reserved = sum(b for _, b in taken)
+        self.slots, self.pad = len(batch), max((r.todo for r in batch), default=0)
         return batch
 
     def committed(self, rep) -> None:
-        st = self._st(rep)
-        if st["reserved"] and not rep.run.n and not rep.prefilling:
-            rep.pool.give(st["reserved"])
-            st["reserved"] = 0
+        if self.reserved and not rep.run.n and not rep.prefilling:
+            rep.pool.give(self.reserved)
+            self.reserved = 0
+
+
+class _PaddedBatch:
+    """``need`` for ``BlockPool.take_while`` when a batch pads every slot to its longest
+    prompt + longest output: the extra blocks the next request costs. Each call after the
+    first means the previous candidate was taken (take_while stops at the first refusal)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.held = (0, 0, 0, 0)  # requests, longest prompt, longest output, blocks
+        self.pending: tuple | None = None
+
+    def __call__(self, req) -> int:
+        if self.pending is not None:
+            self.held = self.pending
+        n, p, o, blocks = self.held
+        p2, o2 = max(p, req.todo), max(o, req.output - req.generated)
+        total = self.pool.blocks_for((n + 1) * (p2 + o2))
+        self.pending = (n + 1, p2, o2, total)
+        return total - blocks
 
 
 POLICIES = {"static": Static, "continuous": Continuous, "chunked": Chunked}

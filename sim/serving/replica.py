@@ -42,8 +42,9 @@ class Iteration:
 
 
 class Replica:
-    def __init__(self, sim, idx: int, policy, role: str = "both", blocks: int = 0):
-        self.sim, self.env, self.idx, self.policy, self.role = sim, sim.env, idx, policy, role
+    def __init__(self, sim, idx: int, policy, blocks: int = 0, hand_off=None):
+        self.sim, self.env, self.idx, self.policy = sim, sim.env, idx, policy
+        self.hand_off = hand_off  # None: decode here; else hand_off(req, rep) after prefill
         self.inbox = sim.store()
         self.waiting: deque[Request] = deque()
         self.kv_wait: deque[Request] = deque()  # disaggregated decode: KV to pull in
@@ -171,8 +172,8 @@ class Replica:
             self.free(req.blocks)
             req.blocks = 0
             self.sim.finished(req, self)
-        elif self.role == "prefill":
-            self.sim.hand_off(req, self)
+        elif self.hand_off is not None:  # a prefill pool: the deployment moves it on
+            self.hand_off(req, self)
         else:
             self.join(req)
 
@@ -222,34 +223,24 @@ class Replica:
     def swap_in(self, room: int, adv: int) -> tuple[float, int]:
         """Bring swapped sequences back (oldest first) while blocks and batch room allow."""
         t = 0.0
-        while self.swapped and room > 0:
-            req = self.swapped[0]
-            blocks = self.pool.blocks_for(req.swapped_ctx + adv)  # with this step's write
-            if blocks > self.pool.available:
-                break
-            self.swapped.popleft()
-            self.pool.take(blocks)
+        back = self.pool.take_while(self.swapped, lambda r: self.pool.blocks_for(
+            r.swapped_ctx + adv), limit=max(room, 0))  # with this step's write
+        for req, blocks in back:
             self.dec_blocks += blocks
             self.run.add(req, req.swapped_ctx)
             t += self.sim.swap_time(req.swapped_ctx)
-            room -= 1
-        return t, room
+        return t, room - len(back)
 
     def admit(self, room: int, max_new: int | None = None) -> int:
         """Admit waiting requests FCFS while their prefill's blocks fit (head of line
         blocks the rest, as vLLM's FCFS scheduler does). Returns the batch room left."""
-        admitted = 0
-        while self.waiting and room > 0 and (max_new is None or admitted < max_new):
-            req = self.waiting[0]
-            blocks = self.pool.blocks_for(req.todo)
-            if blocks > self.pool.available:
-                break
-            self.waiting.popleft()
-            self.pool.take(blocks)
+        limit = max(room, 0) if max_new is None else max(min(room, max_new), 0)
+        now = self.env.now
+        for req, blocks in self.pool.take_while(
+                self.waiting, lambda r: self.pool.blocks_for(r.todo), limit):
             req.blocks, req.done_prefill = blocks, 0
             if req.scheduled != req.scheduled:
-                req.scheduled = self.env.now
+                req.scheduled = now
             self.prefilling.append(req)
             room -= 1
-            admitted += 1
         return room

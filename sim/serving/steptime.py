@@ -106,10 +106,16 @@ class StepTimer:
     """
 
     def __init__(self, model, hw, *, tp=1, pp=1, ep=1, dtype="bf16", exact=False,
-                 draft=None, spec_k=0, forward_time=None):
+                 draft=None, spec_k=0, forward_time=None, stack=None):
         if forward_time is None:
             from sim.costs.inference import forward_time
         self._fwd = forward_time
+        self.stack = stack  # sim.stack.Stack of the engine (sim.serving.stackcost), or None
+        self._n_ops = 0
+        if stack is not None:
+            from sim.serving.stackcost import ops_per_iteration
+
+            self._n_ops = ops_per_iteration(model, tp, pp)
         self.model, self.hw, self.draft, self.spec_k = model, hw, draft, spec_k
         self.kw = {"tp": tp, "pp": pp, "ep": ep, "dtype": dtype}
         self.exact, self.groups = exact, ep
@@ -210,4 +216,8 @@ class StepTimer:
         self.calls += 1
         cost = self._fwd(model, self.hw, prefill_lens=p_lens, prefill_ctx=p_ctx,
                          decode_kv_lens=kv, **self.kw)
-        return _seconds(cost)
+        if self.stack is None:
+            return _seconds(cost)
+        from sim.serving.stackcost import iteration_time
+
+        return iteration_time(_seconds(cost), self.stack, self._n_ops)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.cli.common import dumps
 from sim.errors import ConfigError
+from sim.formatting import dumps
 
 FORMATS = (".parquet", ".csv")
 

@@ -1,0 +1,69 @@
+"""End-to-end validation against published measurements, and the error bands it feeds."""
+
+import pandas as pd
+import pytest
+
+from sim.bands import interval, serve_band, train_band
+from sim.published_sets import (
+    is_calibration_row,
+    residual_bands,
+    serving_table,
+    spearman,
+    vtrain_raw,
+    vtrain_table,
+)
+
+
+def test_the_vtrain_slice_is_the_full_1440_runs_with_80_calibration_rows():
+    raw = vtrain_raw()
+    assert len(raw) == 1440
+    assert sum(is_calibration_row(r) for r in raw.itertuples(index=False)) == 80
+
+
+def test_vtrain_rows_are_predicted_within_a_factor_of_two_and_in_rank_order():
+    df = vtrain_table(limit=40)
+    assert len(df) == 40 and df["error"].abs().max() < 1.0
+    assert spearman(df["predicted"], df["measured"]) > 0.8
+
+
+def test_spearman_is_the_rank_correlation():
+    a = pd.Series([1.0, 2.0, 3.0, 4.0])
+    assert spearman(a, a ** 3) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+
+
+def test_serving_fits_are_compared_on_both_phases_of_both_engines():
+    df = serving_table()
+    assert set(df["set"]) == {"distserve", "vllm"}
+    assert set(df["phase"]) == {"prefill", "decode"}
+    assert (df["predicted"] > 0).all() and (df["measured"] > 0).all()
+
+
+def test_residual_bands_use_step_time_errors_per_dominating_component():
+    train = pd.DataFrame({"error": [0.1] * 30 + [0.5] * 5,
+                          "time_error": [None] * 35,
+                          "bottleneck": ["compute"] * 30 + ["bubble"] * 5})
+    serve = pd.DataFrame({"error": [-0.2, -0.1, 0.0], "phase": ["prefill"] * 3})
+    bands = residual_bands(train, serve)
+    assert bands["training"]["compute"]["q10"] == pytest.approx(0.1)
+    assert bands["training"]["bubble"]["fallback"] == "all"  # 5 rows < 20
+
+
+def test_a_band_brackets_the_prediction_by_the_residual_percentiles():
+    low, high = interval(1.0, {"q10": -0.2, "q90": 0.25})
+    assert (low, high) == pytest.approx((0.8, 1.25))
+
+
+def test_every_train_document_gets_a_band_around_its_step_time():
+    doc = {"step_time_s": 2.0, "time_breakdown_s": {"compute": 1.5,
+                                                      "communication_exposed": 0.5,
+                                                      "pipeline_bubble": 0.0}}
+    band = train_band(doc)
+    assert band["step_time_s_low"] < 2.0 < band["step_time_s_high"]  # committed bands
+    assert band["step_time_band"]["component"] == "compute"
+
+
+def test_serve_bands_cover_ttft_and_tpot():
+    band = serve_band({"ttft_s": {"mean": 0.1}, "tpot_s": {"mean": 0.02}})
+    assert band["ttft_s_band"]["component"] == "prefill"
+    assert band["tpot_s_band"]["low"] <= band["tpot_s_band"]["high"]
