@@ -34,11 +34,9 @@ SMALL = 64 * 1024
 
 
 def _before_kernels(rows: pd.DataFrame) -> np.ndarray:
-    out = []
-    for _, row in rows.iterrows():
-        acc = hardware.get_accelerator(str(BEFORE / f"{row['gpu']}.toml"))
-        out.append(op_time(row_op(row, "fp16"), acc, "fp16"))
-    return np.array(out)
+    accs = {g: hardware.get_accelerator(str(BEFORE / f"{g}.toml")) for g in rows["gpu"].unique()}
+    return np.array([op_time(row_op(row, "fp16"), accs[row["gpu"]], "fp16")
+                     for _, row in rows.iterrows()])
 
 
 def _before_collectives(rows: pd.DataFrame, system_name: str) -> np.ndarray:
