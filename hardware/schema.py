@@ -60,6 +60,7 @@ EFFICIENCY = {
     # optional shape terms of calibrated profiles (hardware.types.EfficiencyModel)
     "matmul_half_dim": F("nonneg", False), "matmul_memory_bandwidth": F("fraction", False),
     "gemv_memory_bandwidth": F("fraction", False),
+    "gemv_row": F("qty", False, arg="time"), "repeat_call": F("qty", False, arg="time"),
     "gemm": F("table", False, GEMM), "memory": F("table", False, MEMORY_KERNELS),
     "attention": F("table", False, ATTENTION_KERNELS),
 }

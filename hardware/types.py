@@ -77,6 +77,13 @@ class EfficiencyModel:
     matmul_half_dim: float = 0.0
     matmul_memory_bandwidth: float | None = None
     gemv_memory_bandwidth: float | None = None
+    # Optional CPU call terms (calibrated CPU profiles; 0 = off for every catalog GPU): a
+    # one-row GEMM (GEMV) pays gemv_row_s per output row on top of its roofline (BLAS GEMV is
+    # a dot product per output row; Dongarra et al. 1988, ACM TOMS 14(1)), and an op repeated
+    # count > 1 times (MoE experts) pays repeat_call_s per extra repetition (a CPU has no
+    # grouped GEMM kernel: one BLAS call per expert slice; a GPU runs one grouped launch).
+    gemv_row_s: float = 0.0
+    repeat_call_s: float = 0.0
     # Per-architecture kernel models (hardware.kernel_models; sim.costs.kernels prices them):
     # None keeps the saturating matmul_efficiency / flat memory_bandwidth above (CPU profiles).
     gemm: GemmModel | None = None

@@ -58,6 +58,9 @@ def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
     for key in ("matmul_memory_bandwidth", "gemv_memory_bandwidth"):
         if getattr(e, key) is not None:
             raw["efficiency"][key] = float(getattr(e, key))
+    for key in ("gemv_row", "repeat_call"):  # optional CPU call terms: written only when set
+        if getattr(e, f"{key}_s") > 0:
+            raw["efficiency"][key] = q(getattr(e, f"{key}_s"), "time")
     raw["efficiency"].update(kernel_models_raw(e))
     if a.compute_units is not None:
         raw["compute_units"] = a.compute_units

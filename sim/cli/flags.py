@@ -150,11 +150,11 @@ class CliParser(argparse.ArgumentParser):
         if m:
             flag, why = _flag_of(m.group(1)), m.group(2)
             raise FlagError(f"{flag}: {why}; see `{self.prog} --help`", flag=flag)
-        flag = _first_flag(message)
+        flag = first_flag(message)
         raise FlagError(f"{message}; see `{self.prog} --help`", flag=flag)
 
 
-def _first_flag(message: str) -> str | None:
+def first_flag(message: str) -> str | None:
     m = re.search(r"(--[a-z][a-z0-9-]*)", message)
     if m:
         return m.group(1)

@@ -119,7 +119,7 @@ def _from_trace(args) -> WorkloadFlags:
                          lengths["output_tokens"], sources)
 
 
-def _mean_tokens(spec: str, trace_mean: float) -> float:
+def mean_tokens(spec: str, trace_mean: float) -> float:
     from sim.serving.workload import LengthSpec
 
     s = LengthSpec.parse(spec)
@@ -135,7 +135,7 @@ def check_work(w: WorkloadFlags, args) -> None:
         from sim.serving.workload import read_trace
 
         trace_mean = float(read_trace(args.trace)["output_tokens"].mean())
-    per_request = 3 + _mean_tokens(w.output_tokens, trace_mean) * (1 + args.speculative_tokens)
+    per_request = 3 + mean_tokens(w.output_tokens, trace_mean) * (1 + args.speculative_tokens)
     check_events(w.num_requests * per_request, "this serving run",
                  "--num-requests or --output-tokens")
     check_memory(w.num_requests * 4096.0, "this serving run's request records",

@@ -99,17 +99,32 @@ def _estimate(args, model, plan, cluster) -> dict:
     if args.engine == "des":
         from sim.des import simulate_train
 
-        opts = {k: getattr(args, k) for k in ("trace", "timeline") if getattr(args, k)}
+        opts = {}
         straggler = _straggler(args)
         if straggler is not None:
             opts["straggler"] = straggler
         result = simulate_train(model, plan, cluster, seed=args.seed, routing=args.routing,
                                 zipf_s=args.zipf_s, **opts)
+        _write_des_outputs(args, result, cluster)
     else:
         from sim.costs.analytic import estimate_train
 
         result = estimate_train(model, plan, cluster)
     return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def _write_des_outputs(args, result, cluster) -> None:
+    """``--trace`` (Perfetto JSON) and ``--timeline`` (Gantt + HBM PNG) from the DES records:
+    the engine returns records, the CLI writes and draws them."""
+    if getattr(args, "trace", None):
+        from sim.des.trace import write_chrome_trace
+
+        write_chrome_trace(result.ops, result.memory, args.trace)
+    if getattr(args, "timeline", None):
+        from sim.plots.timeline import plot_timeline
+
+        plot_timeline(result.ops, result.memory, args.timeline,
+                      capacity=cluster.accelerator.memory_bytes)
 
 
 def _straggler(args):

@@ -26,6 +26,7 @@ examples:
   clustersim validate --out-dir validation    # the full table, committed as data
   clustersim validate --device cuda --json
   clustersim validate --system calibrated-cpu.toml   # reuse a profile, skip calibration
+  clustersim validate --previous run1.json --previous run2.json  # third run lists all three
 
 Exit status 0 even when timing targets are missed (they are reported); 1 when an exact check
 fails (a real disagreement between the simulator and PyTorch).
@@ -49,12 +50,32 @@ def register(subparsers) -> None:
                         "measurements in --data (writes OUT_DIR/kernels.md and kernels.json)")
     p.add_argument("--data", default="../shared/data", metavar="DIR",
                    help="measured data folder for --kernels (default ../shared/data)")
+    p.add_argument("--previous", metavar="FILE", action="append", default=[],
+                   help="JSON of an earlier run (repeatable): the table lists each earlier "
+                        "run's errors and every row's run-to-run spread")
     p.add_argument("--published", action="store_true",
                    help="predicted vs published measurements (SC'21, Llama 3, vTrain, DistServe/"
                         "vLLM), each under its software stack; writes validation/published.json "
                         "and docs/published-validation.md")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def _slim(path: str) -> dict:
+    """The parts of an earlier run's JSON the multi-run table needs."""
+    from sim.errors import ConfigError
+
+    try:
+        doc = json.loads(Path(path).read_text())
+        keep = ("name", "metric", "kind", "measured", "rel_error", "spread")
+        return {"stem": doc["stem"], "machine": {k: doc["machine"][k] for k in (
+                    "loadavg_start", "loadavg_end")},
+                "timing_median_abs_rel_error": doc["timing_median_abs_rel_error"],
+                "timing_max_abs_rel_error": doc["timing_max_abs_rel_error"],
+                "cases": [{k: c.get(k) for k in keep} for c in doc["cases"]]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--previous {path!r}: not a readable clustersim validate JSON "
+                          f"({exc}); pass a DIR/STEM.json an earlier run wrote") from exc
 
 
 def _progress(enabled: bool):
@@ -114,9 +135,11 @@ def run(args) -> int:
 
         raise ConfigError(f"--stages {args.stages!r}: unknown {unknown or 'empty'}; "
                           f"choose from {', '.join(STAGES)}")
+    previous = [_slim(p) for p in args.previous]
     show = not args.json and sys.stderr.isatty()
     result = run_validation(args.device, args.quick, args.system, args.threads, args.out_dir,
                             args.repeats, _progress(show), stages)
+    result["previous_runs"] = previous
     out = Path(args.out_dir)
     result["chart"] = scatter_chart(result, out / f"{result['stem']}.png")
     (out / f"{result['stem']}.json").write_text(dumps(result) + "\n")

@@ -56,7 +56,9 @@ def wave_efficiency(m: int, n: int, sms: int, count: int = 1) -> float:
 
 def _matmul_efficiency(op: Op, acc: Accelerator) -> float:
     eff = acc.efficiency.matmul_efficiency(op.flops)
-    if op.mnk is not None:  # optional small-dimension term (1.0 unless the profile sets it)
+    if op.mnk is not None and not _is_gemv(op, acc.efficiency):
+        # optional small-dimension term (1.0 unless the profile sets it); a GEMV priced by
+        # its own per-row term does not pack the weight, so the GEMM packing term is not its
         eff *= acc.efficiency.small_dim_factor(min(op.mnk))
     sms = acc.compute_units  # from the hardware catalog, with its source
     if op.mnk is None or sms is None:
@@ -114,21 +116,36 @@ def _kernel_model(op: Op, acc: Accelerator, dtype: str) -> tuple[float, float, f
 def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
     """Seconds the kernel(s) of ``op`` run on the GPU (all ``op.count`` repetitions), without
     the launch gap: the kernel models where the catalog has them, else the roofline max of
-    compute and memory time (Williams et al. 2009)."""
+    compute and memory time (Williams et al. 2009) plus the optional CPU per-call terms."""
     _check(op)
     modelled = _kernel_model(op, accelerator, dtype)
     if modelled is not None:
         return op.count * modelled[0]
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
-    return op.count * max(t_compute, t_memory)
+    return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency))
 
 
 def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
     """Seconds for ``op`` (all ``op.count`` repetitions): ``kernel_time`` plus one kernel
     launch overhead. Repetitions (the experts of a rank) run as one grouped kernel (Gale et
     al. 2022, MegaBlocks), so they pay one launch but keep the per-GEMM efficiency of their
-    size."""
-    return kernel_time(op, accelerator, dtype) + accelerator.efficiency.kernel_overhead_s
+    size; a CPU profile may set ``repeat_call_s``, the cost of each extra BLAS call (no grouped
+    kernel there)."""
+    eff = accelerator.efficiency
+    return (kernel_time(op, accelerator, dtype) + eff.kernel_overhead_s
+            + (op.count - 1) * eff.repeat_call_s)
+
+
+def _is_gemv(op: Op, eff) -> bool:
+    """A one-token-row GEMM on a profile with the GEMV per-row term (CPU profiles only)."""
+    return (eff.gemv_row_s > 0 and op.kind in ("matmul", "router") and op.mnk is not None
+            and op.mnk[0] == 1)
+
+
+def _call_terms(op: Op, eff) -> float:
+    """Optional CPU term of ONE repetition (0 unless the profile sets it): a one-row GEMM
+    (GEMV, BLAS Level 2; Dongarra et al. 1988) pays ``gemv_row_s`` per output row."""
+    return eff.gemv_row_s * op.mnk[1] if _is_gemv(op, eff) else 0.0
 
 
 def ops_time(ops, accelerator: Accelerator, dtype: str = "bf16") -> float:

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sim.plan import RECOMPUTE_MODES, ParallelPlan
+from sim.schedules import get_schedule, schedule_names
 
 ZERO_STAGES = (0, 1, 2, 3)
 
@@ -62,9 +63,10 @@ def schedules(model, pp: int) -> list[tuple[str, int]]:
     """(schedule, virtual stages) choices for ``pp`` stages."""
     if pp == 1:
         return [("1f1b", 1)]  # one stage: every schedule is the same plain loop
-    out = [("gpipe", 1), ("1f1b", 1), ("zb-h1", 1)]
+    entries = [get_schedule(name) for name in schedule_names()]
+    out = [(e.name, 1) for e in entries if not e.interleaves]
     per_stage = model.n_layers // pp if model.n_layers % pp == 0 else 0
-    out += [("interleaved", v) for v in divisors(per_stage) if v >= 2]
+    out += [(e.name, v) for e in entries if e.interleaves for v in divisors(per_stage) if v >= 2]
     return out
 
 

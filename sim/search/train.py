@@ -171,10 +171,10 @@ def search_train(model, clusters, global_batch: int, seq: int, *, objective="thr
         raise ConfigError(f"--top {top}: ask for at least 1 result")
     out, found = TrainSearch(objective), []
     jobs = [(c, lay) for c in clusters for lay in space.layouts(model, c.n_gpus)]
-    walkers = {id(c): _Walker(model, c, global_batch, seq, out) for c in clusters}
+    walkers = {c: _Walker(model, c, global_batch, seq, out) for c in clusters}
     for cluster, lay in tqdm(jobs, desc="plans", unit="layout", disable=not progress,
                              leave=False):
-        walkers[id(cluster)].layout(lay)
+        walkers[cluster].layout(lay)
     for w in walkers.values():
         found += w.found
     out.evaluated = len(found)

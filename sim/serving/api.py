@@ -99,7 +99,7 @@ def resolve(cfg: ServingConfig, *, model=None, draft=None, cluster=None) -> tupl
     unless given, the plan from the config's tp/pp/ep/dtype, the cluster sized to hold every
     replica's GPUs."""
     target, small = _model(model or cfg.model), _model(draft or cfg.draft_model)
-    _check_plan(target, cfg)  # before sizing a cluster for it: the plan error is the clearer
+    check_plan(target, cfg)  # before sizing a cluster for it: the plan error is the clearer
     if cluster is None:
         from hardware import Cluster
 
@@ -113,9 +113,9 @@ def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, dr
     replica) on ``cluster``, batching and deploying as ``config`` says (as training takes
     model, plan and cluster objects)."""
     cfg = replace(config, tp=plan.tp, pp=plan.pp, ep=plan.ep, dtype=plan.dtype).validate()
-    _check_plan(model, cfg)
+    check_plan(model, cfg)
     if draft is not None:
-        _check_plan(draft, replace(cfg, ep=1))
+        check_plan(draft, replace(cfg, ep=1))
     kv = budget(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
                 block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=draft)
     timer = StepTimer(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
@@ -124,7 +124,7 @@ def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, dr
     return run_simulation(cfg, workload, timer, kv, cluster)
 
 
-def _check_plan(model, cfg: ServingConfig) -> None:
+def check_plan(model, cfg: ServingConfig) -> None:
     """tp must divide the heads, pp fit the layers, ep divide the experts (PlanError)."""
     from sim.plan_validation import validate_plan
 

@@ -1,51 +1,63 @@
 """Calibration: microbenchmark this machine and write a catalog-format system profile.
 
+Every microbenchmark (``sim.validation.microbench``) runs in ONE batch under the measurement
+protocol of ``sim.validation.protocol`` (fixed threads, warm-up, round-robin interleaving of
+all cases, each timing paired with a reference GEMM, lower-quantile estimator; Chen & Revels
+2016), which also measures every validation case, so both sides share one time scale: the
+reference GEMM's estimate here, set with ``protocol.set_scale``.
+
 The simulator prices a GEMM with the roofline of ``sim.costs.timing``: compute at
 ``peak * matmul_efficiency(F) * d / (d + matmul_half_dim)`` (d = smallest GEMM dimension),
-memory at ``memory_bandwidth * matmul_memory_bandwidth``. We time fp32 matmuls over a grid of
-shapes (square, rectangular and few-row ones as in decode; median of 11 repeats, fixed thread
-count) and fit R, the per-call cost b and the small-dimension half point h together
-(``sim.validation.matmul_fit``: the per-row roofline); ``peak = R``, ``matmul_max = 1`` and
-``half_flops = (b - overhead) * R``. The remaining knobs are measured directly:
+memory at ``memory_bandwidth * matmul_memory_bandwidth``. The hot GEMM grid is fitted for R,
+the per-call cost b and the small-dimension half point h together (``sim.validation.matmul_fit``:
+the per-row roofline); ``peak = R``, ``matmul_max = 1``, ``half_flops = (b - overhead) * R``.
+The remaining knobs:
 
-- memory bandwidth: copy and add over 1-16 MiB working sets (``elementwise_bandwidth``); the
-  best is the profile's bandwidth, median / best the elementwise efficiency; the cold weight
-  stream of 2-16-row GEMMs and of one-row GEMMs (GEMV) over it are the GEMM and GEMV operand
-  efficiencies (measured apart: on a CPU an in-cache add streams ~10x faster than a GEMM
-  reads a cold weight);
-- per-op overhead: the reference transformer block at ~zero FLOPs (hidden 8, one token),
-  forward + backward, divided by the number of compute ops the lowering prices for it
-  (eager PyTorch spends several aten dispatches and Python calls per simulated op); the
-  no-grad figure and a single aten op's cost are recorded too; median of 3 rounds of 101
-  repeats, so one noisy round does not move it;
+- memory bandwidth: copy and add over 1-16 MiB (best = the profile's bandwidth, median / best
+  the elementwise efficiency); R-row GEMMs over cold weights = the GEMM operand efficiency;
+- GEMV (one-row GEMM): ``t = gemv_row_s * N + bytes / W`` fitted over cold N x K shapes, W
+  over the best bandwidth = ``gemv_memory_bandwidth`` (BLAS GEMV: one dot product per output
+  row, so short-and-many rows cost more than the bytes say);
+- per-op overhead: a full-width reference block (hidden 256; forward + backward on 8 tokens,
+  no-grad forward on 1): measured time minus the roofline time the fitted model gives its
+  lowered ops, over the number of ops the lowering prices (pooled over both); eager PyTorch
+  spends several aten dispatches and Python calls per simulated op. Earlier profiles used a
+  hidden-8 block (the op count is right there, but the per-op cost of full-width tensors is
+  not);
+- ``repeat_call_s``: the reference grouped linear over 16 vs 1 tiny expert slices, the slope
+  per slice over its 3 GEMM calls (fwd, dX, dW), less their roofline time;
+- the reference server's per-iteration overhead outside model forwards (``serving.
+  iteration_overhead`` on the small serving model and workloads of its own): recorded for a
+  software stack of the reference implementation, not a hardware knob;
 - attention_max: eager attention (two bmms + softmax) at a few shapes, achieved / peak;
 - communication: ``torch.distributed`` all-reduce on gloo between 2 local processes over
   sizes 4 KiB-8 MiB; ring all-reduce over n=2 costs ``2 alpha + S / B`` (NCCL bus-bandwidth
-  convention, ``sim.costs.comm``), so a linear fit gives the link latency alpha and B.
+  convention, ``sim.costs.comm``), so a two-point fit gives alpha and B;
+- node contention: the same full-width block in both gloo processes at once vs in one alone
+  (CPU time): the slowdown two workers sharing the machine's cores and caches cause each
+  other, written as a second profile for runs that keep both workers busy (``-busy.toml``).
 
-On a 1-thread CPU run every figure is the process's own CPU time (``sim.validation.clock``),
-so neighbours' load does not enter the profile except through shared caches and SMT.
+On a 1-thread CPU run every figure is the process's own CPU time (``sim.validation.clock``).
 The profile is a ``hardware.System`` whose "GPUs" are the 2 local processes (one node); it is
 written with ``hardware.to_toml`` and can be passed to every command as ``--system FILE``.
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 import torch
 
+from sim.validation import microbench as mb
+from sim.validation import protocol
 from sim.validation.clock import now
-from sim.validation.matmul_fit import (
-    cold_stream_bandwidth,
-    elementwise_bandwidth,
-    fit_affine,
-    fit_matmul,
-)
+from sim.validation.matmul_fit import fit_affine, fit_matmul, small_dim_factor
 
-__all__ = ["calibrate", "fit_affine", "median_time", "time_matmul", "Calibration"]
+__all__ = ["calibrate", "fit_affine", "fit_gemv", "median_time", "time_matmul", "Calibration"]
 
 MATMUL_GRID = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
                (1024, 1024, 1024), (256, 1024, 256), (1024, 256, 1024), (128, 512, 2048),
@@ -56,6 +68,7 @@ MATMUL_GRID = [(64, 64, 64), (128, 128, 128), (256, 256, 256), (512, 512, 512),
                (128, 1376, 512)]
 QUICK_GRID = MATMUL_GRID[:4] + MATMUL_GRID[9:11] + [MATMUL_GRID[i] for i in (13, 15, 17)]
 ALLREDUCE_SIZES = [4 << 10, 64 << 10, 512 << 10, 2 << 20, 8 << 20]
+ROUNDS = {"quick": 5, "full": 9}
 
 
 def sync(device: str) -> None:
@@ -85,97 +98,6 @@ def time_matmul(m: int, n: int, k: int, device: str, dtype=torch.float32, repeat
     return median_time(lambda: torch.mm(a, b), device, repeats, warmup=1)
 
 
-REFERENCE_GEMM = (256, 256, 256)
-
-
-def paired_ratio(fn, device: str, repeats: int = 15, warmup: int = 2) -> tuple[float, list]:
-    """(median of t(fn) / t(reference GEMM), the reference times): each run of ``fn`` is timed
-    back to back with ``REFERENCE_GEMM``, so a slow phase of a shared machine slows both
-    halves of a pair alike and cancels in the ratio."""
-    a, b = (torch.randn(REFERENCE_GEMM[0], REFERENCE_GEMM[2], device=device) for _ in range(2))
-    ratios, refs = [], []
-    for i in range(warmup + repeats):
-        t_fn = median_time(fn, device, repeats=1, warmup=0)
-        t_ref = median_time(lambda: torch.mm(a, b), device, repeats=1, warmup=0)
-        if i >= warmup:
-            ratios.append(t_fn / t_ref)
-            refs.append(t_ref)
-    return statistics.median(ratios), refs
-
-
-def paired_time(fn, device: str, ref_s: float, repeats: int = 15, warmup: int = 2) -> float:
-    """Load-normalised seconds of ``fn()``: ``paired_ratio`` scaled by ``ref_s``, the matmul
-    grid's median paired reference time, so knobs measured at different moments (overhead,
-    attention, the matmul grid) share one time scale."""
-    return paired_ratio(fn, device, repeats, warmup)[0] * ref_s
-
-
-def _rounds(fn, device: str, ref_s: float, rounds: int = 3, repeats: int = 51) -> float:
-    """Median over ``rounds`` of ``paired_time`` (robust to one noisy round)."""
-    return statistics.median(paired_time(fn, device, ref_s, repeats=repeats, warmup=5)
-                             for _ in range(rounds))
-
-
-def layer_overhead(device: str, ref_s: float) -> tuple[float, float]:
-    """(training, inference) seconds per *simulated* op of a transformer layer with ~zero
-    FLOPs (hidden 8, one token): the reference block's forward+backward time divided by the
-    number of compute ops ``lower_layer`` + ``lower_layer_backward`` price for it (and the
-    no-grad forward over the forward ops). Eager PyTorch issues several aten ops and Python
-    calls per simulated op, so this, not one aten launch, is the fixed cost per op."""
-    import dataclasses
-
-    from sim.costs.lowering import lower_layer, lower_layer_backward
-    from sim.model import get_model
-    from sim.plan import ParallelPlan, Shape
-    from sim.validation.layers import Context
-    from sim.validation.reference import Block
-
-    cfg = dataclasses.replace(get_model("tiny-llama"), hidden=8, n_heads=2, n_kv_heads=1,
-                              head_dim=4, ffn_hidden=8)
-    plan = ParallelPlan(seq_len=1, dtype="fp32", flash_attention=False)
-    n_fwd = sum(o.count for o in lower_layer(cfg, 0, Shape(1, 1), plan) if not o.is_comm)
-    n_bwd = sum(o.count for o in lower_layer_backward(cfg, 0, Shape(1, 1), plan) if not o.is_comm)
-    block = Block(cfg, 0).to(device)
-    x = torch.randn(1, 1, 8, device=device, requires_grad=True)
-    ctx = Context(cfg, 0, 1, device, torch.float32)
-    train = _rounds(lambda: block(x, ctx).sum().backward(), device, ref_s)
-    with torch.no_grad():
-        infer = _rounds(lambda: block(x, ctx), device, ref_s)
-    return train / (n_fwd + n_bwd), infer / n_fwd
-
-
-def op_overhead(device: str, chain: int = 64) -> float:
-    """Seconds per priced op: a chain of ``chain`` 1x1 matmuls forward + backward, which the
-    lowering prices as 3 GEMMs each (forward, dX, dW); the chain amortises backward()'s own
-    fixed cost as a real training step does."""
-    w = torch.ones(1, 1, device=device, requires_grad=True)
-    x0 = torch.ones(1, 1, device=device, requires_grad=True)
-
-    def step():
-        x = x0
-        for _ in range(chain):
-            x = x @ w
-        x.sum().backward()
-
-    return median_time(step, device, repeats=30, warmup=3) / (3 * chain)
-
-
-def attention_efficiency(device: str, peak: float, quick: bool, ref_s: float) -> float:
-    """Achieved / peak of eager attention (scores, softmax, AV) over a few shapes, each timed
-    in pairs with the reference GEMM (``paired_time``)."""
-    from sim.validation.layers import eager_attention
-
-    shapes = [(2, 4, 128, 32), (2, 8, 256, 32)] + ([] if quick else [(4, 8, 256, 64)])
-    effs = []
-    for b, h, s, d in shapes:
-        q, k, v = (torch.randn(b, h, s, d, device=device) for _ in range(3))
-        blocked = torch.zeros(s, s, dtype=torch.bool, device=device)
-        t = paired_time(lambda q=q, k=k, v=v, blocked=blocked: eager_attention(q, k, v, blocked),
-                        device, ref_s)
-        effs.append(4 * b * h * s * s * d / t / peak)  # QK^T and AV: 2*s*s*d each per head
-    return float(statistics.median(effs))
-
-
 @dataclass(frozen=True)
 class Calibration:
     device: str
@@ -183,9 +105,9 @@ class Calibration:
     peak_fp32: float
     peak_bf16: float
     matmul_fixed_s: float
-    kernel_overhead_s: float  # per simulated op, training (fwd+bwd) layer
-    inference_overhead_s: float  # per simulated op, no-grad forward (reported, not used)
-    aten_op_overhead_s: float  # one aten op with autograd (reported, not used)
+    kernel_overhead_s: float  # per simulated op, pooled over the two full-width blocks
+    inference_overhead_s: float  # per simulated op, no-grad block alone (reported)
+    aten_op_overhead_s: float  # per simulated op, forward+backward block alone (reported)
     memory_bandwidth: float  # best elementwise (copy/add) bandwidth over 1-16 MiB
     memory_efficiency: float  # median / best elementwise bandwidth
     attention_max: float
@@ -197,27 +119,21 @@ class Calibration:
     gemm_memory_efficiency: float | None = None  # cold 2-16-row GEMM weight stream / bandwidth
     gemv_memory_efficiency: float | None = None  # cold one-row GEMM (GEMV) stream / bandwidth
     matmul_fit_rms_log_error: float = 0.0  # of the fitted GEMM model over the grid
+    gemv_row_s: float = 0.0  # per output row of a GEMV
+    repeat_call_s: float = 0.0  # per extra BLAS call of a repeated op (MoE expert slice)
+    node_contention: float = 1.0  # slowdown of each of 2 workers busy at once
+    reference_s: float = 0.0  # the reference GEMM's estimate: the shared time scale
+    # the reference server's own seconds per iteration outside model forwards (Python
+    # scheduling, KV-slot bookkeeping); recorded for the reference-implementation stack
+    reference_iteration_overhead_s: float = 0.0
+    spreads: dict = field(default_factory=dict)  # microbenchmark -> (median - low) / low
+    loadavg: tuple = ()  # 1-minute load average at start and end
     machine: str = platform.processor() or platform.machine()
     torch_version: str = torch.__version__
 
     @property
     def matmul_half_flops(self) -> float:
         return max(self.matmul_fixed_s - self.kernel_overhead_s, 0.0) * self.peak_fp32
-
-
-def measure_matmuls(device: str, quick: bool) -> tuple[tuple, float]:
-    """(((m, n, k, seconds), ...), reference seconds) over the grid; each shape paired with
-    the reference GEMM and put on the scale of the median reference time of the whole grid
-    (``paired_ratio``); every other paired knob uses the same scale."""
-    grid = QUICK_GRID if quick else MATMUL_GRID
-    ratios, refs = [], []
-    for m, n, k in grid:
-        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
-        ratio, ref = paired_ratio(lambda a=a, b=b: torch.mm(a, b), device, 7 if quick else 11)
-        ratios.append(ratio)
-        refs += ref
-    scale = statistics.median(refs)
-    return tuple((m, n, k, r * scale) for (m, n, k), r in zip(grid, ratios, strict=True)), scale
 
 
 def bf16_peak(device: str, fallback: float, n: int = 1024) -> float:
@@ -228,33 +144,110 @@ def bf16_peak(device: str, fallback: float, n: int = 1024) -> float:
         return fallback
 
 
+def fit_gemv(shapes, times) -> tuple[float, float]:
+    """(seconds per output row c, bytes/s W) of ``t = c N + 4 N K / W`` over one-row GEMMs of
+    N x K fp32 weights; least squares on relative error, c >= 0."""
+    n = np.array([s[0] for s in shapes], dtype=float)
+    nbytes = np.array([4.0 * s[0] * s[1] for s in shapes])
+    t = np.asarray(times, dtype=float)
+    (c, inv_w), *_ = np.linalg.lstsq(np.stack([n / t, nbytes / t], 1), np.ones_like(t),
+                                     rcond=None)
+    if c < 0 or inv_w <= 0:  # no per-row cost visible: bytes alone
+        c, inv_w = 0.0, float(np.sum(nbytes / t) / np.sum((nbytes / t) ** 2))
+    return float(c), float(1.0 / inv_w)
+
+
+def _batch(device: str, quick: bool) -> dict:
+    """Every microbenchmark of the calibration, one dict (``sim.validation.microbench``)."""
+    pool = torch.randn(mb.POOL_BYTES // 4, device=device)
+    cases = mb.matmul_cases(QUICK_GRID if quick else MATMUL_GRID, device)
+    cases |= mb.elementwise_cases((1, 4) if quick else (1, 4, 16), device)
+    cases |= mb.stream_cases(pool, mb.STREAM_ROWS, device)
+    cases |= mb.gemv_cases(pool, mb.QUICK_GEMV if quick else mb.GEMV_SHAPES, device)
+    cases |= mb.attention_cases(device, quick)
+    cases |= mb.block_cases(device) | mb.grouped_cases(device)
+    return cases
+
+
+def _bandwidths(t: dict) -> dict:
+    ew = [mb.elementwise_bytes(k) / v for k, v in t.items() if k.split()[0] in ("copy", "add")]
+    best = max(ew)
+    n = 2048
+    streams = [4.0 * mb.sweep_weights(n, n) * n * n / t[f"stream rows={r}"]
+               for r in mb.STREAM_ROWS]
+    shapes = [tuple(int(x) for x in k.split()[1].split("x")) for k in t if k.startswith("gemv")]
+    per_weight = [t[f"gemv {n}x{k}"] / mb.sweep_weights(n, k) for n, k in shapes]
+    row_s, gemv_bw = fit_gemv(shapes, per_weight)
+    return {"memory_bandwidth": best, "memory_efficiency": statistics.median(ew) / best,
+            "gemm_memory_efficiency": min(1.0, statistics.median(streams) / best),
+            "gemv_memory_efficiency": min(1.0, gemv_bw / best), "gemv_row_s": row_s}
+
+
+def _matmul(t: dict) -> tuple[tuple, object]:
+    points = tuple((*(int(x) for x in k.split()[1].split("x")), v) for k, v in t.items()
+                   if k.startswith("mm "))
+    return points, fit_matmul(points)
+
+
+def _attention(t: dict, peak: float) -> float:
+    effs = [mb.attention_flops(k) / v / peak for k, v in t.items() if k.startswith("attention")]
+    return min(1.0, float(statistics.median(effs)))
+
+
+def _repeat_call(t: dict, fit) -> float:
+    """Seconds per extra BLAS call: the grouped linear's slope per expert slice (3 calls:
+    forward, dX, dW) less the roofline time of those 3 tiny GEMMs."""
+    lo, hi = mb.GROUPED
+    slope = (t[f"grouped {hi}"] - t[f"grouped {lo}"]) / (hi - lo)
+    w, r = mb.GROUPED_WIDTH, mb.GROUPED_ROWS
+    work = 3 * 2.0 * r * w * w / (fit.rate * small_dim_factor(r, fit.half_dim))
+    return max((slope - work) / 3, 0.0)
+
+
 def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Calibration:
     """Run every microbenchmark (module docstring) with ``threads`` intra-op threads."""
-    from sim.validation.allreduce import measure_allreduce
     from sim.validation.clock import default_clock, set_clock
 
     torch.set_num_threads(threads)
     set_clock(default_clock(device, threads))
     torch.manual_seed(0)
-    points, ref_s = measure_matmuls(device, quick)
-    best_bw, median_bw = elementwise_bandwidth(device, (1, 4) if quick else (1, 4, 16))
-    weights = 6 if quick else 12
-    gemv_eff = min(1.0, cold_stream_bandwidth(device, (1,), weights=weights) / best_bw)
-    gemm_eff = min(1.0, cold_stream_bandwidth(device, (2, 4, 16), weights=weights) / best_bw)
-    fit = fit_matmul(points)
-    attention = attention_efficiency(device, fit.rate, quick, ref_s)  # before gloo runs
-    overhead, infer_overhead = layer_overhead(device, ref_s)
-    sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
-    bw, alpha, ar_points = measure_allreduce(sizes, threads, repeats=5 if quick else 15)
-    return Calibration(
+    load0 = os.getloadavg()[0]
+    protocol.set_scale(None)
+    ref_s = protocol.reference_estimate(device)
+    protocol.set_scale(ref_s)
+    timed = protocol.interleaved(_batch(device, quick), rounds=ROUNDS["quick" if quick else
+                                                                       "full"], device=device)
+    t = {k: v[""].seconds for k, v in timed.items()}
+    points, fit = _matmul(t)
+    cal = Calibration(
         device=device, threads=threads, peak_fp32=fit.rate,
         peak_bf16=bf16_peak(device, fit.rate, 256 if quick else 1024),
-        matmul_fixed_s=fit.fixed_s, kernel_overhead_s=overhead,
-        inference_overhead_s=infer_overhead, aten_op_overhead_s=op_overhead(device),
-        memory_bandwidth=best_bw, memory_efficiency=median_bw / best_bw,
-        attention_max=min(1.0, attention),
-        link_bandwidth=bw, link_latency=alpha, matmul_points=points, allreduce_points=ar_points,
-        matmul_half_dim=fit.half_dim, gemm_memory_efficiency=gemm_eff,
-        gemv_memory_efficiency=gemv_eff,
-        matmul_fit_rms_log_error=fit.rms_log_error,
-    )
+        matmul_fixed_s=fit.fixed_s, kernel_overhead_s=0.0, inference_overhead_s=0.0,
+        aten_op_overhead_s=0.0, attention_max=_attention(t, fit.rate), link_bandwidth=1.0,
+        link_latency=0.0, matmul_points=points, allreduce_points=(),
+        matmul_half_dim=fit.half_dim, matmul_fit_rms_log_error=fit.rms_log_error,
+        repeat_call_s=_repeat_call(t, fit), reference_s=ref_s,
+        spreads={k: v[""].spread for k, v in timed.items()}, **_bandwidths(t))
+    cal = _with_overhead(cal, t)
+    return _with_gloo(cal, threads, quick, load0)
+
+
+def _with_overhead(cal: Calibration, t: dict) -> Calibration:
+    from sim.validation.overhead import block_overhead
+    from sim.validation.serving import iteration_overhead
+
+    pooled, train, infer = block_overhead(cal, t["block train"], t["block infer"])
+    rate = protocol.paired_rate(cal.device)
+    loop = protocol.low([iteration_overhead(cal.device, seed) for seed in (1, 2, 3)]) * rate
+    return replace(cal, kernel_overhead_s=pooled, aten_op_overhead_s=train,
+                   inference_overhead_s=infer, reference_iteration_overhead_s=loop)
+
+
+def _with_gloo(cal: Calibration, threads: int, quick: bool, load0: float) -> Calibration:
+    from sim.validation.allreduce import measure_allreduce, measure_contention
+
+    sizes = ALLREDUCE_SIZES[:3] if quick else ALLREDUCE_SIZES
+    bw, alpha, ar_points = measure_allreduce(sizes, threads, repeats=5 if quick else 15)
+    contention = measure_contention(threads, rounds=5 if quick else 9)
+    return replace(cal, link_bandwidth=bw, link_latency=alpha, allreduce_points=ar_points,
+                   node_contention=contention, loadavg=(load0, os.getloadavg()[0]))

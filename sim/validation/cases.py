@@ -21,6 +21,7 @@ class Case:
     kind: str = "exact"  # "exact" | "tolerance" | "timing" | "info"
     tolerance: float = 0.0  # allowed |rel_error| for kind "tolerance"
     note: str = ""
+    spread: float | None = None  # timing rows: (median - estimate) / estimate of the samples
 
     @property
     def rel_error(self) -> float:

@@ -39,14 +39,17 @@ def now(kind: str | None = None) -> float:
 
 
 class Clock:
-    """A timeline that starts at 0; ``sleep_until`` really sleeps only on the wall clock."""
+    """A timeline that starts at 0; ``sleep_until`` really sleeps only on the wall clock.
+    ``rate`` converts elapsed seconds to the shared time scale of ``sim.validation.protocol``
+    (the calibration's reference time over the reference time measured now), so a server
+    that runs against fixed arrival times sees its own computation at calibration speed."""
 
-    def __init__(self, kind: str | None = None):
-        self.kind = kind or _KIND["value"]
-        self.offset = -now(self.kind)
+    def __init__(self, kind: str | None = None, rate: float = 1.0):
+        self.kind, self.rate = kind or _KIND["value"], rate
+        self.start, self.offset = now(self.kind), 0.0
 
     def now(self) -> float:
-        return now(self.kind) + self.offset
+        return (now(self.kind) - self.start) * self.rate + self.offset
 
     def sleep_until(self, t: float) -> None:
         wait = t - self.now()

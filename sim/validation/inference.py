@@ -7,7 +7,8 @@
   sequence (``SlotCache``: the step writes one K/V column and reads the cache once);
   predicted with ``decode_kv_lens``.
 
-Both in fp32, no autograd, median of repeats. The model is a small Llama-style config large
+Both in fp32, no autograd; all prefill and decode cases measured together under the protocol
+of ``sim.validation.protocol`` (interleaved rounds, paired reference GEMM, lower quantile). The model is a small Llama-style config large
 enough that a decode step reads tens of MB of weights (memory-bound, as on a GPU).
 """
 
@@ -41,21 +42,15 @@ def predict_forward(cfg: ModelConfig, system, **mix) -> float:
     return forward_time(cfg, system.accelerator, dtype="fp32", **mix).time_s
 
 
-def measure_prefill(model, cfg: ModelConfig, batch: int, prompt: int, device: str) -> float:
-    from sim.validation.calibrate import median_time
+def prefill_case(model, cfg: ModelConfig, batch: int, prompt: int, device: str):
     from sim.validation.layers import KVCache
     from sim.validation.measure import tokens
 
     tok = tokens(cfg, batch, prompt, device=device)
-
-    def run():
-        model(tok, KVCache(cfg.n_layers), last_only=True)
-
-    return median_time(run, device, repeats=5)
+    return lambda: model(tok, KVCache(cfg.n_layers), last_only=True)
 
 
-def measure_decode(model, cfg: ModelConfig, batch: int, context: int, device: str) -> float:
-    from sim.validation.calibrate import median_time
+def decode_case(model, cfg: ModelConfig, batch: int, context: int, device: str):
     from sim.validation.kvslots import SlotCache
     from sim.validation.measure import tokens
 
@@ -68,22 +63,36 @@ def measure_decode(model, cfg: ModelConfig, batch: int, context: int, device: st
         model(tok, cache)
         cache.lengths[:] = context  # the same step again, not a longer one
 
-    return median_time(run, device, repeats=9)
+    return run
+
+
+def _grid(quick: bool):
+    return ([("prefill", b, p) for b, p in (QUICK_PREFILL if quick else PREFILL_GRID)]
+            + [("decode", b, c) for b, c in (QUICK_DECODE if quick else DECODE_GRID)])
+
+
+def _name(kind: str, b: int, n: int) -> str:
+    return f"prefill b={b} prompt={n}" if kind == "prefill" else f"decode b={b} context={n}"
+
+
+def _predict(cfg, system, kind: str, b: int, n: int) -> float:
+    if kind == "prefill":
+        return predict_forward(cfg, system, prefill_lens=[n] * b)
+    return predict_forward(cfg, system, decode_kv_lens=[n] * b)
 
 
 @torch.no_grad()
-def inference_cases(system, device: str = "cpu", quick: bool = False) -> list[Case]:
+def inference_cases(system, device: str = "cpu", quick: bool = False, rounds: int = 7
+                    ) -> list[Case]:
+    from sim.validation.protocol import interleaved_seconds
     from sim.validation.reference import build_model
 
     cfg = serving_model(quick)
     model = build_model(cfg, device=device).eval()
-    rows = []
-    for b, p in QUICK_PREFILL if quick else PREFILL_GRID:
-        rows.append(Case(f"prefill b={b} prompt={p}", "prefill_s",
-                         predict_forward(cfg, system, prefill_lens=[p] * b),
-                         measure_prefill(model, cfg, b, p, device), kind="timing"))
-    for b, c in QUICK_DECODE if quick else DECODE_GRID:
-        rows.append(Case(f"decode b={b} context={c}", "decode_step_s",
-                         predict_forward(cfg, system, decode_kv_lens=[c] * b),
-                         measure_decode(model, cfg, b, c, device), kind="timing"))
-    return rows
+    make = {"prefill": prefill_case, "decode": decode_case}
+    cases = {_name(k, b, n): make[k](model, cfg, b, n, device) for k, b, n in _grid(quick)}
+    measured = interleaved_seconds(cases, rounds=rounds, warmup=2, device=device)
+    return [Case(_name(k, b, n), f"{k}_s" if k == "prefill" else "decode_step_s",
+                 _predict(cfg, system, k, b, n), measured[_name(k, b, n)].seconds,
+                 kind="timing", spread=measured[_name(k, b, n)].spread)
+            for k, b, n in _grid(quick)]

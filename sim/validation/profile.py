@@ -29,7 +29,8 @@ def accelerator(cal, name: str, memory_bytes: int) -> Accelerator:
                           kernel_overhead_s=cal.kernel_overhead_s, source=src,
                           matmul_half_dim=cal.matmul_half_dim,
                           matmul_memory_bandwidth=cal.gemm_memory_efficiency,
-                          gemv_memory_bandwidth=cal.gemv_memory_efficiency)
+                          gemv_memory_bandwidth=cal.gemv_memory_efficiency,
+                          gemv_row_s=cal.gemv_row_s, repeat_call_s=cal.repeat_call_s)
     peaks = {"fp32": cal.peak_fp32, "tf32": cal.peak_fp32, "bf16": cal.peak_bf16,
              "fp16": cal.peak_bf16}
     sources = {"memory": "physical memory of the machine", "memory_bandwidth": src,
@@ -37,7 +38,7 @@ def accelerator(cal, name: str, memory_bytes: int) -> Accelerator:
     sources.update({f"efficiency.{k}": src for k in (
         "matmul_max", "matmul_half_flops", "attention_max", "memory_bandwidth",
         "kernel_overhead", "matmul_half_dim", "matmul_memory_bandwidth",
-        "gemv_memory_bandwidth")})
+        "gemv_memory_bandwidth", "gemv_row", "repeat_call")})
     return Accelerator(name=name, vendor=cal.device, peak_flops=peaks, memory_bytes=memory_bytes,
                        memory_bandwidth=cal.memory_bandwidth, efficiency=eff, sources=sources)
 
@@ -65,12 +66,69 @@ def system(cal, name: str = "calibrated") -> System:
                   scale_out=ScaleOut(topology="fat-tree", nodes_per_leaf=1), sources=sources)
 
 
-def write_profile(cal, path: str | Path, name: str = "calibrated") -> System:
-    """Write the profile as catalog TOML and read it back through the loader (a round trip
-    that proves every command can use it); returns the loaded ``System``."""
+def busy_calibration(cal):
+    """The calibration as each worker sees it while both workers of the node compute
+    (``allreduce.measure_contention``): rates divided, fixed costs multiplied by it."""
+    from dataclasses import replace
+
+    f = cal.node_contention
+    return replace(cal, peak_fp32=cal.peak_fp32 / f, peak_bf16=cal.peak_bf16 / f,
+                   memory_bandwidth=cal.memory_bandwidth / f,
+                   matmul_fixed_s=cal.matmul_fixed_s * f,
+                   kernel_overhead_s=cal.kernel_overhead_s * f, gemv_row_s=cal.gemv_row_s * f,
+                   repeat_call_s=cal.repeat_call_s * f)
+
+
+def busy_path(path: str | Path) -> Path:
+    """Where ``write_profile`` puts the both-workers-busy profile beside ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-busy{path.suffix}")
+
+
+def _write(system_: System, path: Path) -> System:
     from hardware import get_system, to_toml
 
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_toml(system(cal, name)))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(to_toml(system_))
+    tmp.replace(path)
     return get_system(str(path))
+
+
+def write_profile(cal, path: str | Path, name: str = "calibrated") -> System:
+    """Write the profile as catalog TOML and read it back through the loader (a round trip
+    that proves every command can use it), plus the both-workers-busy profile beside it
+    (``busy_path``) and the calibration itself as JSON (``scale_path``: the protocol's time
+    scale, for ``validate --system``); returns the loaded ``System``."""
+    import json
+    from dataclasses import asdict
+
+    path = Path(path)
+    _write(system(busy_calibration(cal), f"{name}-busy"), busy_path(path))
+    tmp = scale_path(path).with_name(scale_path(path).name + ".tmp")
+    tmp.write_text(json.dumps({"reference_s": cal.reference_s, "calibration": asdict(cal)},
+                              indent=1, default=str) + "\n")
+    tmp.replace(scale_path(path))
+    return _write(system(cal, name), path)
+
+
+def scale_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def load_scale(path: str | Path) -> float | None:
+    """The reference time of the calibration that wrote ``path`` (None when unknown)."""
+    import json
+
+    try:
+        return float(json.loads(scale_path(path).read_text())["reference_s"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def load_busy(path: str | Path, fallback: System) -> System:
+    """The busy profile written beside ``path``, or ``fallback`` when there is none."""
+    from hardware import get_system
+
+    busy = busy_path(path)
+    return get_system(str(busy)) if busy.exists() else fallback

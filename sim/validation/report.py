@@ -23,12 +23,40 @@ def _err(case: dict) -> str:
     return "-" if e is None else f"{e:+.1%}"
 
 
-def case_lines(cases: list[dict]) -> list[str]:
-    rows = [("case", "metric", "predicted", "measured", "error", "ok")]
-    rows += [(c["name"], c["metric"], _num(c["predicted"]), _num(c["measured"]), _err(c),
-              "yes" if c["ok"] else "NO") for c in cases]
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+def _spread(case: dict) -> str:
+    s = case.get("spread")
+    return "-" if s is None else f"{s:.0%}"
+
+
+def case_lines(cases: list[dict], previous: list[dict] | None = None) -> list[str]:
+    """The table; with ``previous`` runs (result dicts), each timing row also lists their
+    errors and the run-to-run spread of its measured value ((max - min) / min)."""
+    previous = previous or []
+    head = ("case", "metric", "predicted", "measured", "error", "ok", "spread")
+    head += tuple(f"run {i + 1} error" for i in range(len(previous)))
+    head += ("runs spread",) if previous else ()
+    rows = [head] + [_row(c, previous) for c in cases]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+            for r in rows]
+
+
+def _same(run: dict, case: dict) -> dict | None:
+    return next((c for c in run["cases"] if c["name"] == case["name"]
+                 and c["metric"] == case["metric"]), None)
+
+
+def _row(c: dict, previous: list[dict]) -> tuple:
+    row = (c["name"], c["metric"], _num(c["predicted"]), _num(c["measured"]), _err(c),
+           "yes" if c["ok"] else "NO", _spread(c))
+    if not previous:
+        return row
+    if c["kind"] != "timing":
+        return row + ("",) * (len(previous) + 1)
+    others = [_same(run, c) for run in previous]
+    values = [o["measured"] for o in others if o] + [c["measured"]]
+    runs = f"{(max(values) - min(values)) / min(values):.0%}" if min(values) > 0 else "-"
+    return row + tuple(_err(o) if o else "-" for o in others) + (runs,)
 
 
 def _pct(v) -> str:
@@ -37,6 +65,15 @@ def _pct(v) -> str:
 
 def _met(v, target: float) -> str:
     return "met" if v is not None and v <= target else "NOT met"
+
+
+def runs_lines(previous: list[dict], result: dict) -> list[str]:
+    """One line per run (the previous ones, then this one): its median and max error."""
+    runs = previous + [result]
+    return [f"run {i + 1} ({'this table' if r is result else r['stem']}, load "
+            f"{r['machine']['loadavg_start'][0]:.1f}-{r['machine']['loadavg_end'][0]:.1f}): "
+            f"median |error| {_pct(r['timing_median_abs_rel_error'])}, max |error| "
+            f"{_pct(r['timing_max_abs_rel_error'])}" for i, r in enumerate(runs)]
 
 
 def summary_lines(result: dict) -> list[str]:
@@ -77,8 +114,15 @@ def markdown_report(result: dict) -> str:
              f"- {result['threads']} thread(s), clock `{result['clock']}`, load average at "
              f"start {m['loadavg_start'][0]:.1f}, at end {m['loadavg_end'][0]:.1f}",
              f"- profile: `{result['profile']}`", ""]
-    lines += [f"- {s}" for s in summary_lines(result)] + ["", "```"]
-    lines += case_lines(result["cases"]) + ["```", ""] + published_lines(result["published"])
+    lines += [f"- {s}" for s in summary_lines(result)]
+    previous = result.get("previous_runs") or []
+    if previous:
+        lines += ["", "Runs in a row (this table is the last):"]
+        lines += [f"- {s}" for s in runs_lines(previous, result)]
+    lines += ["", "spread: (median - estimate) / estimate of the row's samples in this run; "
+              "runs spread: (max - min) / min of its measured value over the runs.", "", "```"]
+    lines += case_lines(result["cases"], previous) + ["```", ""]
+    lines += published_lines(result["published"])
     return "\n".join(lines) + "\n"
 
 

@@ -45,7 +45,12 @@ def _profile(device, threads, quick, system_path, out_dir, stem):
     from sim.validation.calibrate import calibrate
     from sim.validation.profile import write_profile
 
-    if system_path:
+    if system_path:  # the calibration's scale when it wrote one, else the reference now
+        from sim.validation.profile import load_scale
+        from sim.validation.protocol import reference_estimate, set_scale
+
+        set_scale(None)
+        set_scale(load_scale(system_path) or reference_estimate(device))
         return get_system(system_path), str(system_path), None
     cal = calibrate(device, threads, quick)
     path = Path(out_dir) / f"{stem}-profile.toml"
@@ -54,12 +59,14 @@ def _profile(device, threads, quick, system_path, out_dir, stem):
 
 def _stages(system, path, device, quick, repeats, threads):
     from sim.validation import comm, exact, inference, serving, speculative, training
+    from sim.validation.profile import load_busy
 
+    busy = load_busy(path, system)
     return [
         ("exact", lambda: exact.exact_cases(quick)),
         ("collectives", comm.comm_cases),
         ("training", lambda: training.training_cases(system, device, quick, repeats)),
-        ("data-parallel", lambda: training.dp_cases(system, quick, repeats, threads)),
+        ("data-parallel", lambda: training.dp_cases(busy, quick, repeats, threads)),
         ("inference", lambda: inference.inference_cases(system, device, quick)),
         ("serving", lambda: serving.serving_cases(system, path, device, quick)),
         ("speculative", lambda: speculative.speculative_cases(system, path, device, quick)),
@@ -90,11 +97,13 @@ def run_validation(device: str = "cpu", quick: bool = False, system_path: str | 
     system, path, cal = _profile(device, threads, quick, system_path, out_dir, stem)
     repeats = repeats or (3 if quick else 5)
     cases: list[Case] = []
+    info["loadavg_stages"] = {}
     for name, stage in _stages(system, path, device, quick, repeats, threads):
         if name not in stages:
             continue
         if progress:
             progress(name)
+        info["loadavg_stages"][name] = os.getloadavg()[0]
         cases += stage()
     info["loadavg_end"] = list(os.getloadavg())
     return {"device": device, "quick": quick, "threads": threads, "clock": clock_kind(),

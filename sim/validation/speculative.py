@@ -10,7 +10,8 @@ all k+1 positions in one forward, the longest agreeing prefix is accepted plus t
 own next token, and both KV caches are truncated to the accepted length.
 
 Measured: the acceptance rate (accepted drafts / proposed drafts), and the speedup = plain
-greedy decode time / speculative decode time for the same prompt and output length. The
+greedy decode time / speculative decode time for the same prompt and output length, both
+timed interleaved under ``sim.validation.protocol``. The
 simulator runs ``simulate_serving`` for one request with and without ``--draft-model`` /
 ``--speculative-tokens k`` at that acceptance rate; its speedup is the e2e ratio.
 """
@@ -18,12 +19,10 @@ simulator runs ``simulate_serving`` for one request with and without ``--draft-m
 from __future__ import annotations
 
 import dataclasses
-import statistics
 
 import torch
 
 from sim.validation.cases import Case
-from sim.validation.clock import now
 
 
 def draft_of(target, draft_layers: int):
@@ -86,16 +85,6 @@ def _propose(draft, cache, seq: list[int], k: int) -> list[int]:
     return out
 
 
-def _timed(fn, repeats: int = 3) -> tuple[float, object]:
-    """(median time on the harness clock, last result) of ``repeats`` calls."""
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = now()
-        result = fn()
-        times.append(now() - t0)
-    return statistics.median(times), result
-
-
 def predicted_speedup(cfg, draft_cfg, system, system_path: str, prompt: int, n_new: int,
                       k: int, rate: float) -> float:
     import numpy as np
@@ -118,6 +107,7 @@ def speculative_cases(system, system_path: str, device: str = "cpu", quick: bool
                       k: int = 4) -> list[Case]:
     from sim.validation.inference import serving_model
     from sim.validation.measure import tokens
+    from sim.validation.protocol import interleaved_seconds
     from sim.validation.reference import build_model
 
     cfg = serving_model(quick)
@@ -125,13 +115,16 @@ def speculative_cases(system, system_path: str, device: str = "cpu", quick: bool
     draft = draft_of(target, 1)
     prompt, n_new = (32, 24) if quick else (64, 64)
     tok = tokens(cfg, 1, prompt, device=device)
-    greedy(target, tok, 4)  # warm-up
-    t_plain, ref = _timed(lambda: greedy(target, tok, n_new))
-    t_spec, (out, acc, prop) = _timed(lambda: speculative(target, draft, tok, n_new, k))
+    ref = greedy(target, tok, n_new)
+    out, acc, prop = speculative(target, draft, tok, n_new, k)
     if out != ref:
         raise RuntimeError("speculative decoding changed the greedy output (a bug)")
     rate = acc / prop
+    t = interleaved_seconds({"plain": lambda: greedy(target, tok, n_new),
+                             "speculative": lambda: speculative(target, draft, tok, n_new, k)},
+                            rounds=3 if quick else 5, warmup=1, device=device)
     pred = predicted_speedup(cfg, draft.cfg, system, system_path, prompt, n_new, k, rate)
     return [Case(f"speculative k={k} acceptance", "acceptance_rate", rate, rate, kind="info"),
             Case(f"speculative k={k} (acceptance {rate:.2f})", "speedup", pred,
-                 t_plain / t_spec, kind="timing")]
+                 t["plain"].seconds / t["speculative"].seconds, kind="timing",
+                 spread=t["plain"].spread + t["speculative"].spread)]
