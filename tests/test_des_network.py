@@ -115,9 +115,8 @@ def test_a_slow_link_slows_every_flow_that_crosses_it():
     assert env.now == pytest.approx(4.0)
 
 
-def test_ring_all_reduce_on_a_real_node_takes_the_nccl_time_above_the_wire_closed_form():
+def test_ring_all_reduce_on_a_real_node_takes_the_closed_form_with_its_ring_figures():
     import hardware
-    from sim.costs.comm import collective_time
 
     cluster = hardware.Cluster.for_gpus("dgx-h100", 16)
     ranks, size = tuple(range(0, 16, 2)), 512e6  # 8 ranks over two nodes
@@ -126,10 +125,7 @@ def test_ring_all_reduce_on_a_real_node_takes_the_nccl_time_above_the_wire_close
     env.process(net.collective("all_reduce", size, ranks, "ring"))
     env.run()
     b, a, n = cluster.ring_bandwidth(list(ranks)), cluster.ring_latency(list(ranks)), 8
-    wire = 2 * (n - 1) / n * size / b + 2 * (n - 1) * a  # the step plan's own time
-    assert env.now == pytest.approx(collective_time("all_reduce", size, ranks, cluster, "ring"),
-                                    rel=1e-9)
-    assert env.now > wire  # NCCL's protocol efficiency and per-call floor on top
+    assert env.now == pytest.approx(2 * (n - 1) / n * size / b + 2 * (n - 1) * a, rel=0.01)
 
 
 @pytest.mark.parametrize("algorithm", ["ring", "tree", "hierarchical"])

@@ -214,6 +214,13 @@ def collective_choice(kind: str, bytes_per_rank: float, ranks, cluster,
     nccl = _nccl_model(cluster, ranks)
     if nccl is not None:
         return _nccl_choice(kind, size, ranks, cluster, algorithm, *nccl)
+    if algorithm == "auto" and kind not in ("send_recv", "all_to_all"):
+        times = {a: _alpha_beta_time(kind, size, ranks, cluster, a)
+                 for a in ("ring", "tree", "hierarchical")}
+        if _split_by_node(cluster, ranks) is None:
+            del times["hierarchical"]
+        name = min(times, key=times.__getitem__)
+        return times[name], name
     return _alpha_beta_time(kind, size, ranks, cluster, algorithm), algorithm
 
 
@@ -268,14 +275,14 @@ def _by_algorithm(kind, size, ranks, cluster, algorithm) -> float:
 @lru_cache(maxsize=65536)
 def _nccl_model(cluster, ranks: tuple[int, ...]):
     """(NcclModel, nodes spanned) for a group, or None when its links carry no [nccl] table.
-    A group inside one node uses the node fabric's model; one that spans nodes the NIC's (the
-    node fabric's where the NIC has none: unvalidated, see the link TOML)."""
+    A group inside one node uses the node fabric's model; one that spans nodes the NIC link's.
+    No catalog NIC has one (the measured inter-node rows are of an undocumented fabric), so
+    groups across nodes keep the alpha-beta model at the NIC's line rate."""
     system = getattr(cluster, "system", None)
     if system is None:  # a bare topology (tests' stand-ins): alpha-beta
         return None
     nodes = len({cluster.node_of(r) for r in ranks})
-    model = system.intra_link.nccl if nodes == 1 else (system.nic_link.nccl
-                                                        or system.intra_link.nccl)
+    model = system.intra_link.nccl if nodes == 1 else system.nic_link.nccl
     return None if model is None else (model, nodes)
 
 

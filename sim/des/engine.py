@@ -86,6 +86,12 @@ class Net:
         return collectives.ideal_time(steps, lambda p: self.price(p)[0],
                                       lambda p: self.price(p)[1])
 
+    def call_time(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        """Uncontended seconds of one collective call: the step plan's wire time plus what the
+        library adds (``library_overhead``), i.e. the analytic per-call time."""
+        return (self.ideal_time(kind, nbytes, ranks, algorithm)
+                + self.library_overhead(kind, nbytes, ranks, algorithm))
+
     def collective(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
         """SimPy process body: run the step plan from ``ranks[0]``'s point of view."""
         rep, off = ranks[0], self._offset(ranks)

@@ -14,7 +14,8 @@ over the groups and group 0 (the largest share) is priced.
 Caching. Long runs repeat shapes, but decode contexts move every iteration, so an exact cache
 would almost never hit (and ``forward_time`` costs ~0.3 ms a call, O(sequences)). In the
 default mode an iteration is reduced to a few numbers and priced by interpolating a cache of
-grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart):
+grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart, and both
+sides of every 64-row GEMM tile boundary up to 1024, where the kernel model steps):
 
 * decode-only: bilinear in (sequences n, mean context m); decode time is close to
   a + b n + c n m, which bilinear interpolation reproduces (measured within 1%);
@@ -53,9 +54,12 @@ def quantize(x: int) -> int:
 
 
 def _grid(per_octave: int) -> list[int]:
-    """0..8 exactly, then ``per_octave`` points per octave."""
-    return sorted({*range(9), *(round(2 ** (k / per_octave)) for k in range(3 * per_octave,
-                                                                            25 * per_octave))})
+    """0..8 exactly, then ``per_octave`` points per octave, plus both sides of every GEMM
+    row-tile boundary up to 1024 (64k and 64k+1: the tile model of sim.costs.kernels steps
+    there, and interpolating across a step would smooth it away)."""
+    tiles = {x for k in range(1, 17) for x in (64 * k, 64 * k + 1)}
+    return sorted({*range(9), *tiles, *(round(2 ** (k / per_octave))
+                                        for k in range(3 * per_octave, 25 * per_octave))})
 
 
 COARSE = _grid(2)  # neighbours at most 41% apart
