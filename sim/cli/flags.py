@@ -43,7 +43,7 @@ def _range_text(lo, hi, lo_open: bool = False) -> str:
 def parse_int(text: str, lo: int | None = None, hi: int | None = None) -> int:
     """A base-10 integer in [lo, hi] (ValueError-free: raises FlagValueError)."""
     s = str(text).strip()
-    if not re.fullmatch(r"[+-]?\d{1,30}", s):
+    if not re.fullmatch(r"[+-]?[0-9]{1,30}", s):  # ASCII digits only
         raise FlagValueError(f"'{text}' is not an integer; must be an integer "
                              f"{_range_text(lo, hi)}")
     v = int(s)
@@ -76,6 +76,7 @@ def int_flag(lo: int | None = None, hi: int | None = None):
     def conv(text: str) -> int:
         return parse_int(text, lo, hi)
     conv.__name__ = "integer"
+    conv.spec = ("int", lo, hi)  # read by the fuzz suite (tests/fuzzkit.py)
     return conv
 
 
@@ -90,6 +91,7 @@ def float_flag(lo: float | None = None, hi: float | None = None, *, lo_open: boo
     def conv(text: str) -> float:
         return parse_float(text, lo, hi, lo_open, hi_open)
     conv.__name__ = "number"
+    conv.spec = ("float", lo, hi, lo_open, hi_open)
     return conv
 
 

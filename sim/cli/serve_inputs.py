@@ -81,6 +81,11 @@ def resolve_workload_flags(args) -> WorkloadFlags:
                 _require(args, name, flag)
         if args.arrival == "trace":
             raise FlagError("--arrival trace needs --trace FILE.csv", flag="--arrival")
+        for name in ("prompt_tokens", "output_tokens"):
+            if getattr(args, name) == "trace":
+                flag = "--" + name.replace("_", "-")
+                raise FlagError(f"{flag} trace needs --trace FILE.csv (or give a length such "
+                                "as 512)", flag=flag)
         w = WorkloadFlags(args.num_requests, args.arrival_rate, args.arrival or "poisson",
                           args.prompt_tokens, args.output_tokens,
                           {k: "flag" for k in ("arrival", "num_requests", "prompt_tokens",

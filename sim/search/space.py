@@ -21,7 +21,9 @@ defaults. Which of these plans is *legal* is decided by ``sim.plan_validation`` 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sim.plan import RECOMPUTE_MODES, ParallelPlan
 from sim.schedules import get_schedule, schedule_names
@@ -29,8 +31,14 @@ from sim.schedules import get_schedule, schedule_names
 ZERO_STAGES = (0, 1, 2, 3)
 
 
+@lru_cache(maxsize=4096)
+def _divisors(n: int) -> tuple[int, ...]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]  # O(sqrt n), not O(n)
+    return tuple(sorted(set(small + [n // d for d in small])))
+
+
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    return list(_divisors(n))
 
 
 @dataclass(frozen=True)

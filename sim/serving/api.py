@@ -8,12 +8,12 @@ per-request and per-iteration DataFrames and the aggregate summary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, PlanError
 from sim.serving import results
 from sim.serving.config import ServingConfig
 from sim.serving.engine import Simulation
@@ -28,8 +28,17 @@ class ServingResult:
     config: ServingConfig
     summary: dict
     requests: pd.DataFrame  # one row per request (``results.COLUMNS``)
-    timeline: pd.DataFrame  # one row per iteration per replica
+    logs: list = field(repr=False)  # (replica index, IterLog) per replica
     kv: KVBudget
+    _timeline: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """One row per stepped iteration or fast-forwarded run per replica (built on first
+        use: a million-request run need not hold it)."""
+        if self._timeline is None:
+            self._timeline = results.timeline(self.logs, self.kv.blocks)
+        return self._timeline
 
     def to_dict(self) -> dict:
         from sim.bands import serve_band
@@ -115,7 +124,12 @@ def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, dr
     cfg = replace(config, tp=plan.tp, pp=plan.pp, ep=plan.ep, dtype=plan.dtype).validate()
     check_plan(model, cfg)
     if draft is not None:
-        check_plan(draft, replace(cfg, ep=1))
+        try:
+            check_plan(draft, replace(cfg, ep=1))
+        except PlanError as exc:  # the draft shares the target's tp/pp: say which model broke
+            raise PlanError(f"--draft-model {draft.name}: {exc} (the draft runs with the "
+                            "target's --tp/--pp; pick a draft whose heads they divide)",
+                            flag="--draft-model") from None
     kv = budget(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
                 block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=draft)
     timer = StepTimer(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
@@ -140,12 +154,11 @@ def run_simulation(cfg: ServingConfig, workload: Workload, timer, kv: KVBudget,
     sim = Simulation(cfg, timer, kv.blocks, kv.kv_bytes_per_token, cluster)
     sim.run(reqs)
     df = results.records(sim.done, sim.rejected)
-    tl = results.timeline(sim.replicas, kv.blocks)
+    logs = [(r.idx, r.log) for r in sim.replicas]
     extra = _extra(sim, kv, timer)
-    extra["batch_size_mean"] = float(tl.batch.mean()) if len(tl) else 0.0  # per iteration
-    extra["kv_cache_mean_utilization"] = float(tl.kv_utilization.mean()) if len(tl) else 0.0
+    extra.update(results.iteration_means(logs, kv.blocks))
     summary = results.summarize(df, cfg, extra)
-    return ServingResult(cfg, summary, df, tl, kv)
+    return ServingResult(cfg, summary, df, logs, kv)
 
 
 def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:
@@ -154,7 +167,7 @@ def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:
     out = {
         "kv_cache_peak_utilization": peak / kv.blocks if kv.blocks else 0.0,
         "kv_cache": kv.to_dict(),
-        "iterations": sum(len(r.log) for r in sim.replicas),
+        "iterations": sum(r.log.iterations for r in sim.replicas),
         "step_time_cache": {"entries": len(timer.cache), "cost_model_calls": timer.calls},
     }
     if sim.spec_k:
