@@ -161,3 +161,8 @@ def _emit(table: dict, prefix: str) -> list[str]:
             else:
                 lines += _emit(value, header + ".")
     return lines
+
+
+def toml_lines(table: dict) -> list[str]:
+    """The TOML lines of a plain table (scalars, then one [header] per sub-table)."""
+    return _emit(table, "")

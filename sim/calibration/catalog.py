@@ -68,9 +68,9 @@ def _pretty(value):
 
 def render(obj) -> str:
     """[efficiency.*] sub-tables of an accelerator, or the [nccl] table of an NcclModel."""
-    from hardware.writer import _emit, kernel_models_raw, nccl_raw
+    from hardware.writer import kernel_models_raw, nccl_raw, toml_lines
 
     if isinstance(obj, hardware.Accelerator):
         raw = {"efficiency": _pretty(kernel_models_raw(obj.efficiency))}
-        return "\n".join(_emit(raw, "")[2:])  # drop the empty [efficiency] header
-    return "\n".join(_emit({"nccl": _pretty(nccl_raw(obj))}, ""))
+        return "\n".join(toml_lines(raw)[2:])  # drop the empty [efficiency] header
+    return "\n".join(toml_lines({"nccl": _pretty(nccl_raw(obj))}))
