@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.common import add_json_flag, emit_json, fmt_time, table
-from sim.cli.flags import FlagValueError, parse_int, pos_int
+from sim.cli.flags import FlagValueError, int_flag, parse_int, pos_int
 
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 DTYPES = ("bf16", "fp16", "fp32", "fp8")
@@ -86,7 +86,7 @@ def _attention(sub) -> None:
     p.add_argument("--batch", type=pos_int(2**16), required=True)
     p.add_argument("--q-len", type=pos_int(2**22), default=None,
                    help="new tokens per sequence (decode: 1)")
-    p.add_argument("--context", type=lambda t: parse_int(t, 0, 2**22), required=True,
+    p.add_argument("--context", type=int_flag(0, 2**22), required=True,
                    help="tokens already in each sequence's KV cache")
     p.add_argument("--tp", type=pos_int(1024), default=1)
     _common(p, dtype="fp16")
