@@ -85,11 +85,10 @@ ANALYSIS = """
 
 def write(doc: dict, json_path: Path, md_path: Path) -> None:
     from sim.bands import BANDS
+    from sim.fileio import atomic_write_text
     from sim.formatting import dumps
 
     for path, text in ((json_path, dumps(doc) + "\n"), (md_path, markdown(doc)),
                        (BANDS, dumps(doc["bands"]) + "\n")):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic_write_text(path, text)

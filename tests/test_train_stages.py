@@ -97,3 +97,18 @@ def test_no_private_name_is_imported_across_modules():
             offenders += [f"{path.relative_to(SIM)}: {n}" for n in names
                           if n.startswith("_") and not n.startswith("__")]
     assert offenders == []
+
+
+def test_nothing_below_the_cli_imports_the_cli():
+    import ast
+
+    offenders = []
+    for path in SIM.rglob("*.py"):
+        if path.relative_to(SIM).parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(SIM)}: {n}" for n in names
+                          if n == "sim.cli" or n.startswith("sim.cli.")]
+    assert offenders == []
