@@ -19,7 +19,7 @@ from sim.errors import ClusterSimError
 
 COMMANDS = (
     "hardware", "model", "train", "serve", "search", "sweep",
-    "calibrate", "validate", "report", "exercise", "stack", "explore", "lab",
+    "calibrate", "validate", "report", "exercise", "stack", "explore", "lab", "op",
 )
 
 DESCRIPTION = """\
