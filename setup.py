@@ -14,7 +14,7 @@ setup(
     package_dir={BUNDLED: "scenarios"},
     package_data={
         "hardware": ["data/**/*.toml"],
-        "sim": ["data/**/*", "model/data/**/*"],
+        "sim": ["data/**/*", "model/data/**/*", "cli/lab/templates/*", "cli/lab/static/*"],
         BUNDLED: ["*.py", "exercises/*.toml", "sweeps/*.toml"],
     },
 )

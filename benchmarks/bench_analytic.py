@@ -2,7 +2,7 @@
 
 A config search calls ``estimate_train`` in a loop over plans; this sweeps a realistic plan
 grid (llama3-70b and mixtral-8x7b on DGX H100 clusters: tp, pp, zero, micro-batch, global batch,
-recompute, schedule, overlap) and reports legal evaluations per second, first pass (per-layer
+recompute, schedule, overlap incl. the default stack) and reports legal evaluations per second, first pass (per-layer
 caches cold) and second pass (warm). Target: >= 10,000 plans/s.
 
     .venv/bin/python benchmarks/bench_analytic.py [--json]
@@ -23,7 +23,7 @@ from sim.plan import ParallelPlan
 
 GRID = dict(tp=(1, 2, 4, 8), pp=(1, 2, 4, 8), zero=(0, 1), micro_batch=(1, 2),
             global_batch=(512, 1024, 2048), recompute=("none", "selective", "full"),
-            schedule=("1f1b", "interleaved"), overlap=("max", "sum"))
+            schedule=("1f1b", "interleaved"), overlap=("max", "sum", "stack"))
 
 
 def plans(n_gpus: int, ep_options=(1,)):

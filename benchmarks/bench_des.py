@@ -1,7 +1,8 @@
 """How fast the training DES simulates one step (issue 4's speed targets).
 
-Two configurations: Llama-3-405B on 16,384 H100s (TP8 x PP16 x DP128, 1F1B, 16 microbatches
-per replica, the Llama 3 paper's 8K-sequence pre-training layout; target <= ~2 s) and
+Three configurations: Llama-3-405B on 16,384 H100s (TP8 x PP16 x DP128, 1F1B, 16 microbatches
+per replica, the Llama 3 paper's 8K-sequence pre-training layout; target <= ~2 s), once under
+the overlap bound and once under the default software stack (``overlap="stack"``), and
 Llama-3-8B on 64 H100s (TP2 x PP4 x DP8; target well under 1 s). Each is run once to warm
 the cost model's caches and then timed over a few repetitions (median wall seconds). Prints
 a table, or one JSON document with --json.
@@ -29,6 +30,10 @@ CASES = {
         "llama3-405b", 16384,
         ParallelPlan(tp=8, pp=16, dp=128, micro_batch=1, global_batch=2048, seq_len=8192,
                      sequence_parallel=True, schedule="1f1b", zero=1)),
+    "llama3-405b_16384xH100_tp8_pp16_dp128_stack": (  # the same under the default stack
+        "llama3-405b", 16384,
+        ParallelPlan(tp=8, pp=16, dp=128, micro_batch=1, global_batch=2048, seq_len=8192,
+                     sequence_parallel=True, schedule="1f1b", zero=1, overlap="stack")),
     "llama3-8b_64xH100_tp2_pp4_dp8": (
         "llama3-8b", 64,
         ParallelPlan(tp=2, pp=4, dp=8, micro_batch=1, global_batch=128, seq_len=4096,

@@ -22,6 +22,7 @@ from sim.model import get_model
 from sim.plan import ParallelPlan
 from sim.plots import charts
 from sim.report import ChartFile, Result, publish
+from sim.schedules import get_schedule, schedule_names
 
 LESSON = "training-and-serving-at-scale"
 TOPIC = "pipeline bubbles vs micro-batches and schedules"
@@ -30,7 +31,7 @@ REFUTES = ("parallelism-is-data-splitting",)
 STAGES = 4  # pipeline stages p
 MICROBATCHES = (4, 8, 16, 32)  # micro-batches per step m
 VIRTUAL_STAGES = 2  # model chunks per GPU for the interleaved schedule
-SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1")
+SCHEDULES = schedule_names()  # every schedule in the registry
 T_F, T_B, T_W = 1.0, 1.0, 1.0  # forward, backward-input, backward-weight per micro-batch (units)
 REAL_MODEL, REAL_SYSTEM = "llama3-8b", "dgx-h100"  # a real step, timelines drawn from it
 REAL_MICROBATCHES = 8
@@ -38,8 +39,9 @@ REAL_SEQ_LEN = 4096  # tokens per sequence
 
 
 def row(schedule: str, m: int) -> dict:
-    v = VIRTUAL_STAGES if schedule == "interleaved" else 1
-    t_w = T_W if schedule == "zb-h1" else 0.0
+    sched = get_schedule(schedule)
+    v = VIRTUAL_STAGES if sched.interleaves else 1
+    t_w = T_W if sched.splits_weight_grad else 0.0
     sim = simulated(schedule, STAGES, m, v, t_fwd=T_F, t_bwd=T_B + T_W, t_w=t_w)
     ratio = closed_form(schedule, STAGES, m, v, T_F, T_B, T_W)  # bubble / useful time
     live = max_live_microbatches(build_schedule(schedule, STAGES, m, v)[0]) / v

@@ -18,6 +18,7 @@ import hardware
 from sim.model import get_model
 from sim.plots import charts
 from sim.report import Result, publish
+from sim.schedules import get_schedule
 from sim.search import search_train
 
 LESSON = "training-and-serving-at-scale"
@@ -35,7 +36,7 @@ def describe(plan) -> str:
     parts = [f"TP{plan.tp}", f"PP{plan.pp}", f"DP{plan.dp}"]
     parts += [f"CP{plan.cp}"] if plan.cp > 1 else []
     parts += [f"ZeRO-{plan.zero}", f"mb{plan.micro_batch}", plan.schedule]
-    parts += [f"v{plan.virtual_stages}"] if plan.schedule == "interleaved" else []
+    parts += [f"v{plan.virtual_stages}"] if get_schedule(plan.schedule).interleaves else []
     parts += [f"recompute={plan.recompute}"] + (["SP"] if plan.sequence_parallel else [])
     return " ".join(parts)
 

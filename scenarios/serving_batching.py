@@ -42,7 +42,7 @@ def row(policy: str, rate: float, keep: dict) -> dict:
     return {"policy": policy, "arrival_rate_rps": rate,
             "throughput_tokens_per_s": s["throughput_tokens_per_s"],
             "ttft_p99_s": s["ttft_s"]["p99"], "e2e_p99_s": s["e2e_s"]["p99"],
-            "tpot_p50_ms": 1e3 * s["tpot_s"]["p50"], "mean_batch": float(r.timeline.batch.mean()),
+            "tpot_p50_ms": 1e3 * s["tpot_s"]["p50"], "mean_batch": float(s["batch_size_mean"]),
             "saturated": bool(s["saturated"])}
 
 

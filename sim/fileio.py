@@ -41,6 +41,7 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -51,6 +52,12 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -114,6 +121,11 @@ def _check_dir(d: Path, flag: str, shown) -> None:
     if probe.exists() and not probe.is_dir():
         raise OutputPathError(f"{flag} '{shown}': '{probe}' is a file, not a directory; "
                               "choose another path", flag=flag)
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{flag} '{shown}': directory '{probe}' is not writable; "
-                              "choose a path you can write", flag=flag)
+    try:  # access() says yes to root everywhere; creating a file is the real test
+        fd, tmp = tempfile.mkstemp(prefix=".clustersim-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise OutputPathError(f"{flag} '{shown}': directory '{probe}' is not writable "
+                              f"({exc.strerror}); choose a path you can write",
+                              flag=flag) from None

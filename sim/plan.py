@@ -8,15 +8,16 @@ tp, cp, dp, pp (expert-parallel groups are carved out of the data-parallel dimen
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
+
+from sim.schedules import SCHEDULES
 
 Phase = Literal["train", "prefill", "decode"]
 Recompute = Literal["none", "selective", "full"]
-Schedule = Literal["gpipe", "1f1b", "interleaved", "zb-h1"]
+Schedule = Literal[SCHEDULES]  # the names in the schedule registry (sim.schedules)
 Overlap = Literal["max", "sum", "stack"]
 
-SCHEDULES = ("gpipe", "1f1b", "interleaved", "zb-h1")
 RECOMPUTE_MODES = ("none", "selective", "full")
 
 
@@ -60,6 +61,16 @@ class ParallelPlan:
     # the software stack (sim.stack.Stack) whose overlap physics ``overlap="stack"`` follows;
     # None: no stack (the bounds max/sum only); see sim.stack.apply.apply_stack
     stack: object = None
+
+    def __hash__(self) -> int:  # hashed once: plans key the cost caches (sim.costs.context)
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:  # string hashes differ between processes: never ship one
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
     @property
     def world_size(self) -> int:

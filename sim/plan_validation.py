@@ -27,7 +27,8 @@ from dataclasses import replace
 from functools import lru_cache
 
 from sim.errors import PlanError
-from sim.plan import RECOMPUTE_MODES, SCHEDULES, ParallelPlan
+from sim.plan import RECOMPUTE_MODES, ParallelPlan
+from sim.schedules import get_schedule, schedule_names
 
 OVERLAPS = ("max", "sum", "stack")
 
@@ -50,16 +51,11 @@ def _resolve(plan: ParallelPlan, n_gpus: int) -> ParallelPlan:
 
 def validate_plan(model, plan: ParallelPlan, n_gpus: int) -> None:
     """Raise PlanError for the first constraint ``plan`` breaks; return None when legal."""
-    _MODELS.setdefault(id(model), model)  # keep alive: its id() keys the cache
-    _validate_cached(id(model), plan, n_gpus)
-
-
-_MODELS: dict = {}
+    _validate_cached(model, plan, n_gpus)
 
 
 @lru_cache(maxsize=65536)
-def _validate_cached(mkey, plan, n_gpus) -> None:
-    model = _MODELS[mkey]
+def _validate_cached(model, plan, n_gpus) -> None:
     for check in (_check_enums, _check_positive, _check_world, _check_heads, _check_ffn,
                   _check_experts, _check_batch, _check_pipeline, _check_sequence, _check_zero):
         check(model, plan, n_gpus)
@@ -70,8 +66,8 @@ def _fail(constraint: str, fix: str) -> None:
 
 
 def _check_enums(model, plan, n_gpus) -> None:
-    if plan.schedule not in SCHEDULES:
-        _fail(f"unknown schedule '{plan.schedule}'", f"use one of {', '.join(SCHEDULES)}")
+    if plan.schedule not in schedule_names():
+        _fail(f"unknown schedule '{plan.schedule}'", f"use one of {', '.join(schedule_names())}")
     if plan.recompute not in RECOMPUTE_MODES:
         _fail(f"unknown recompute '{plan.recompute}'", f"use {', '.join(RECOMPUTE_MODES)}")
     if plan.overlap not in OVERLAPS:
@@ -146,16 +142,18 @@ def _check_pipeline(model, plan, n_gpus) -> None:
     if chunks > model.n_layers:
         _fail(f"pp*virtual_stages = {chunks} exceeds n_layers={model.n_layers} "
               "(every pipeline chunk needs at least one layer)", "lower pp or virtual_stages")
-    if plan.schedule != "interleaved":
+    if not get_schedule(plan.schedule).interleaves:
         if plan.virtual_stages != 1:
-            _fail(f"virtual_stages={plan.virtual_stages} needs --schedule interleaved",
-                  "use --schedule interleaved or --virtual-stages 1")
+            interleaving = [s for s in schedule_names() if get_schedule(s).interleaves]
+            _fail(f"virtual_stages={plan.virtual_stages} needs --schedule "
+                  f"{' or '.join(interleaving)}",
+                  f"use --schedule {interleaving[0]} or --virtual-stages 1")
         return
     if plan.pp < 2 or plan.virtual_stages < 2:
-        _fail("the interleaved schedule needs pp > 1 and virtual_stages > 1",
+        _fail(f"the {plan.schedule} schedule needs pp > 1 and virtual_stages > 1",
               "raise --pp/--virtual-stages or pick --schedule 1f1b")
     if plan.n_microbatches % plan.pp:
-        _fail(f"interleaved schedule needs the number of microbatches "
+        _fail(f"{plan.schedule} schedule needs the number of microbatches "
               f"({plan.n_microbatches}) divisible by pp={plan.pp} (Megatron-LM)",
               f"make global_batch/(dp*micro_batch) a multiple of {plan.pp}")
 
@@ -182,12 +180,7 @@ def _divisors(n: int) -> str:
 
 
 def stage_layers(n_layers: int, chunks: int) -> list[int]:
-    """Layers per pipeline chunk: floor(L/chunks) each, the remainder to the middle chunks
-    so the first and last (embedding, LM head) are lighter; 126 over 16 -> 7, 8 x 14, 7."""
-    if not 1 <= chunks <= n_layers:
-        raise PlanError(f"{chunks} pipeline chunks for {n_layers} layers; need 1..{n_layers}")
-    base, extra = divmod(n_layers, chunks)
-    light = chunks - extra  # chunks that keep only `base` layers: taken from both ends
-    order = [i // 2 if i % 2 == 0 else chunks - 1 - i // 2 for i in range(chunks)]
-    light_set = set(order[:light])
-    return [base + (i not in light_set) for i in range(chunks)]
+    """Layers per pipeline chunk (``sim.costs.layout.chunk_layers``, the one rule)."""
+    from sim.costs.layout import chunk_layers
+
+    return list(chunk_layers(n_layers, chunks))

@@ -64,9 +64,10 @@ def test_expert_parallel_splits_routed_experts_only():
     assert e1 == 32 * 8 * 3 * 4096 * 14336
 
 
-def test_uneven_stages_give_the_extra_layers_to_the_first_stages():
-    assert [len(layers_on_stage(10, 4, s)) for s in range(4)] == [3, 3, 2, 2]
-    assert list(layers_on_stage(10, 4, 2)) == [6, 7]
+def test_uneven_stages_give_the_extra_layers_to_the_middle_stages_as_the_step_time_does():
+    plan = ParallelPlan(pp=4, global_batch=4)
+    assert [len(layers_on_stage(llama(n_layers=10), plan, s)) for s in range(4)] == [2, 3, 3, 2]
+    assert list(layers_on_stage(llama(n_layers=10), plan, 2)) == [5, 6, 7]
 
 
 def test_live_microbatches_per_schedule():

@@ -7,8 +7,10 @@ import pytest
 import hardware
 from sim.des import simulate_train
 from sim.des.metrics import OP_COLUMNS
+from sim.des.trace import write_chrome_trace
 from sim.model import get_model
 from sim.plan import ParallelPlan
+from sim.plots.timeline import plot_timeline
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +19,9 @@ def run(tmp_path_factory):
     model = get_model("tiny-llama")
     cluster = hardware.Cluster.for_gpus("dgx-h100", 8)
     plan = ParallelPlan(tp=2, pp=2, dp=2, global_batch=8, micro_batch=1, seq_len=256)
-    res = simulate_train(model, plan, cluster, trace=out / "step.json",
-                         timeline=out / "step.png")
+    res = simulate_train(model, plan, cluster)
+    write_chrome_trace(res.ops, res.memory, out / "step.json")
+    plot_timeline(res.ops, res.memory, out / "step.png", capacity=cluster.accelerator.memory_bytes)
     return res, out
 
 

@@ -41,3 +41,19 @@ def test_zero3_prefetch_and_granularity_change_the_des_step():
     t = _des(plan, st).step_time_s
     assert _des(plan, none).step_time_s > t
     assert _des(plan, per_param).step_time_s > t
+
+
+def test_an_overlap_stack_plan_without_a_stack_follows_the_default_in_the_des():
+    m = get_model("llama3-8b")
+    res = simulate_train(m, replace(DP, overlap="stack"),
+                         Cluster.for_gpus(get_system("dgx-h100"), 16))
+    assert res.to_dict()["config"]["stack"]["name"] == "megatron-core-2024"
+
+
+def test_tp_comm_overlap_shortens_the_des_step_as_in_the_analytic_backend():
+    plan = ParallelPlan(tp=8, pp=1, dp=1, global_batch=4, seq_len=4096)
+    st = get_stack("megatron-core-2024")
+    on = with_overrides(st, {"tp_comm_overlap": True})
+    off_r, on_r = _des(plan, st, gpus=8), _des(plan, on, gpus=8)
+    assert on_r.step_time_s < off_r.step_time_s
+    assert on_r.step_time_s == pytest.approx(on_r.analytic.step_time_s, rel=0.1)

@@ -106,7 +106,7 @@ def test_unknown_model_exits_2_with_suggestion_as_one_json_error(capsys):
 
 def test_non_positive_seq_is_a_config_error(capsys):
     assert main(["model", "show", "llama3-8b", "--seq", "0"]) == 2
-    assert "--seq must be a positive number of tokens" in capsys.readouterr().err
+    assert "--seq: 0 is out of range; must be an integer in [1, 16777216]" in capsys.readouterr().err
 
 
 def test_console_script_prints_one_json_document():

@@ -67,3 +67,20 @@ def test_serve_bands_cover_ttft_and_tpot():
     band = serve_band({"ttft_s": {"mean": 0.1}, "tpot_s": {"mean": 0.02}})
     assert band["ttft_s_band"]["component"] == "prefill"
     assert band["tpot_s_band"]["low"] <= band["tpot_s_band"]["high"]
+
+
+@pytest.mark.slow
+def test_the_committed_published_table_is_current_for_sc21_and_llama3():
+    import json
+    from pathlib import Path
+
+    from sim.published_sets import published_tables
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "validation" /
+                      "published.json").read_text())
+    fresh = published_tables()
+    committed = doc["rows"]["sc21"] + doc["rows"]["llama3"]
+    assert [r["predicted"] for r in committed] == pytest.approx(
+        list(fresh["predicted"]), rel=1e-9), (
+        "costs changed: rerun `clustersim validate --published` and commit validation/, "
+        "docs/published-validation.md and sim/data/bands.json")

@@ -13,6 +13,9 @@ import argparse
 import sys
 
 from sim.cli.common import add_json_flag, emit_json, fmt_time, table
+from sim.cli.flags import pos_int
+
+MAX_THREADS = 1024  # intra-op threads; torch refuses 0 and more threads than cores only slow it
 
 EPILOG = """\
 examples:
@@ -29,7 +32,7 @@ def register(subparsers) -> None:
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--out", metavar="FILE", help="profile path (default: calibrated-DEVICE.toml)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    p.add_argument("--threads", type=pos_int(MAX_THREADS), default=1, help="intra-op threads (default 1)")
     p.add_argument("--quick", action="store_true", help="fewer shapes and sizes (seconds)")
     p.add_argument("--name", default=None, help="system name in the profile")
     add_json_flag(p)
@@ -53,15 +56,13 @@ def check_device(device: str) -> None:
 def run(args) -> int:
     from dataclasses import asdict
 
+    from sim.fileio import check_output
     from sim.validation.calibrate import calibrate
     from sim.validation.profile import write_profile
 
+    out = f"calibrated-{args.device}.toml" if args.out is None else args.out
+    check_output(out, "--out")
     check_device(args.device)
-    if args.threads < 1:
-        from sim.errors import ConfigError
-
-        raise ConfigError("--threads must be >= 1")
-    out = args.out or f"calibrated-{args.device}.toml"
     cal = calibrate(args.device, args.threads, args.quick)
     system = write_profile(cal, out, name=args.name or f"calibrated-{args.device}")
     doc = {"profile": out, "system": system.name, **asdict(cal),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.common import add_json_flag, emit_json, table
+from sim.cli.flags import SEED, float_flag
 
 HELP = """\
 Answers "is my mental model of this cost right?". Each exercise asks for one number (memory
@@ -33,14 +34,14 @@ def register(sub) -> None:
     show.set_defaults(func=run_show)
     chk = inner.add_parser("check", help="compare your answer with the simulator's")
     _common(chk)
-    chk.add_argument("--answer", type=float, required=True, metavar="VALUE",
+    chk.add_argument("--answer", type=float_flag(-1e30, 1e30), required=True, metavar="VALUE",
                      help="your prediction, in the unit the prompt asks for")
     chk.set_defaults(func=run_check)
 
 
 def _common(p) -> None:
     p.add_argument("id", metavar="ID", help="exercise id (see `clustersim exercise list`)")
-    p.add_argument("--seed", type=int, default=None, metavar="N",
+    p.add_argument("--seed", type=SEED, default=None, metavar="N",
                    help="draw variant N (your own numbers); omit for the base setup")
     add_json_flag(p)
 

@@ -43,7 +43,7 @@ def _range_text(lo, hi, lo_open: bool = False) -> str:
 def parse_int(text: str, lo: int | None = None, hi: int | None = None) -> int:
     """A base-10 integer in [lo, hi] (ValueError-free: raises FlagValueError)."""
     s = str(text).strip()
-    if not re.fullmatch(r"[+-]?\d{1,30}", s):
+    if not re.fullmatch(r"[+-]?[0-9]{1,30}", s):  # ASCII digits only
         raise FlagValueError(f"'{text}' is not an integer; must be an integer "
                              f"{_range_text(lo, hi)}")
     v = int(s)
@@ -150,11 +150,11 @@ class CliParser(argparse.ArgumentParser):
         if m:
             flag, why = _flag_of(m.group(1)), m.group(2)
             raise FlagError(f"{flag}: {why}; see `{self.prog} --help`", flag=flag)
-        flag = _first_flag(message)
+        flag = first_flag(message)
         raise FlagError(f"{message}; see `{self.prog} --help`", flag=flag)
 
 
-def _first_flag(message: str) -> str | None:
+def first_flag(message: str) -> str | None:
     m = re.search(r"(--[a-z][a-z0-9-]*)", message)
     if m:
         return m.group(1)

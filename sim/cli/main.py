@@ -18,7 +18,7 @@ from sim.errors import ClusterSimError
 
 COMMANDS = (
     "hardware", "model", "train", "serve", "search", "sweep",
-    "calibrate", "validate", "report", "exercise", "stack",
+    "calibrate", "validate", "report", "exercise", "stack", "explore", "lab",
 )
 
 DESCRIPTION = """\
@@ -114,9 +114,9 @@ def _guess_flag(message: str) -> str | None:
     """The flag a message names: ``--flag`` in its text, else a plan key (``tp=3``)."""
     import re
 
-    from sim.cli.flags import _first_flag
+    from sim.cli.flags import first_flag
 
-    flag = _first_flag(message)
+    flag = first_flag(message)
     if flag:
         return flag
     m = re.search(r"\b(" + "|".join(PLAN_KEYS) + r")\s*=", message)

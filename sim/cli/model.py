@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, table
+from sim.cli.flags import pos_int
 from sim.errors import ConfigError
 
 DESCRIPTION = """\
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
     sp = sub.add_parser("show", help="one model: params, architecture, FLOPs/token, KV cache",
                         description=DESCRIPTION, formatter_class=fmt)
     sp.add_argument("model", metavar="NAME|PATH", help="preset name or HF config.json path")
-    sp.add_argument("--seq", type=int, default=2048,
+    sp.add_argument("--seq", type=pos_int(2**24), default=2048,
                     help="sequence length S for FLOPs per token (default 2048)")
     add_json_flag(sp)
     p.set_defaults(func=run, _parser=p)

@@ -32,8 +32,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from sim.fileio import check_output
     from sim.report.runner import run_report
 
+    check_output(args.out, "--out", directory=True)
     progress = not args.json and sys.stderr.isatty()
     summary = run_report(args.out, args.only, progress=progress)
     status = 1 if summary["failed"] else 0

@@ -24,6 +24,7 @@ from sim.cli.flags import (
     pos_int,
 )
 from sim.errors import ConfigError
+from sim.schedules import get_schedule
 
 MAX_GPUS, MAX_BATCH, MAX_SEQ = 2**20, 2**24, 2**24  # as sim.cli.train
 SERVE_POLICIES = ("continuous", "chunked", "static", "disaggregated")  # sim.search.serve.POLICIES
@@ -107,7 +108,7 @@ def short_plan(p: dict) -> str:
     s = f"tp{p['tp']} pp{p['pp']} dp{p['dp']}"
     s += "".join(f" {k}{p[k]}" for k in ("cp", "ep") if p[k] > 1)
     s += f" z{p['zero']} mb{p['micro_batch']} {p['schedule']}"
-    s += f"x{p['virtual_stages']}" if p["schedule"] == "interleaved" else ""
+    s += f"x{p['virtual_stages']}" if get_schedule(p["schedule"]).interleaves else ""
     return s + f" rc={p['recompute']}" + (" sp" if p["sequence_parallel"] else "")
 
 
@@ -226,10 +227,10 @@ def workload_spec(text: str) -> str:
 
 def check_serve_search_work(args, workload) -> None:
     """Refuse a serving search whose simulations would exceed the event budget."""
-    from sim.cli.serve_inputs import _mean_tokens
+    from sim.cli.serve_inputs import mean_tokens
     from sim.limits import check_events
 
-    per_run = workload.num_requests * (3 + _mean_tokens(workload.output_tokens, 128.0))
+    per_run = workload.num_requests * (3 + mean_tokens(workload.output_tokens, 128.0))
     configs = len(args.policies) * len(args.max_batch) * max(1, args.gpus.bit_length()) ** 2
     runs = configs * (24 + args.iterations)  # sim.search.serve.MAX_DOUBLINGS + bisection
     check_events(runs * per_run, "this serving search",

@@ -72,6 +72,9 @@ def register(subparsers) -> None:
                    help="KV block, tokens")
     p.add_argument("--chunk-tokens", type=pos_int(MAX_TOKENS), default=d.chunk_tokens,
                    help="chunked: token budget per iteration")
+    p.add_argument("--max-batched-tokens", type=pos_int(MAX_TOKENS), default=None,
+                   metavar="N", help="tokens one iteration may batch, prefill + decode (vLLM "
+                   "max_num_batched_tokens); prefill-first defaults to max(context, 2048)")
     p.add_argument("--batch-timeout", type=float_flag(0.0, 3600.0), default=d.batch_timeout_s,
                    help="static: seconds the oldest request waits for a full batch")
     p.add_argument("--arrival-rate", type=pos_float(1e7), default=None,
@@ -107,6 +110,12 @@ def register(subparsers) -> None:
                    help="goodput SLO, seconds")
     p.add_argument("--exact-step-times", action="store_true",
                    help="price every iteration's exact shape (slow; no interpolation)")
+    p.add_argument("--no-fast-forward", action="store_true",
+                   help="step every decode iteration (same results as the default "
+                   "fast-forward of decode-only runs, slower; for comparison)")
+    p.add_argument("--requests-out", default=None, metavar="FILE.csv",
+                   help="write one row per request (arrival, first token, finish, prompt "
+                   "and output tokens, preemptions, replica)")
     p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--charts", default=None, metavar="DIR", help="write PNG charts here")
     add_stack_flags(p, "serving")
@@ -124,7 +133,8 @@ def config_from_args(args) -> ServingConfig:
         gpu_memory_utilization=args.gpu_memory_utilization, draft_model=args.draft_model,
         speculative_tokens=args.speculative_tokens, acceptance=args.acceptance_rate,
         slo_ttft_s=args.slo_ttft, slo_tpot_s=args.slo_tpot,
-        exact_step_times=args.exact_step_times, seed=args.seed,
+        exact_step_times=args.exact_step_times, max_batched_tokens=args.max_batched_tokens,
+        fast_forward=not args.no_fast_forward, seed=args.seed,
         stack=stack_from_args(args, "serving"))
 
 
@@ -133,6 +143,8 @@ def run(args) -> int:
     from sim.serving import simulate_serving
 
     check_output(args.charts, "--charts", directory=True,
+                 inputs=(args.trace, args.model, args.system))
+    check_output(args.requests_out, "--requests-out",
                  inputs=(args.trace, args.model, args.system))
     w = resolve_workload_flags(args)
     cfg = config_from_args(args)
@@ -144,6 +156,13 @@ def run(args) -> int:
     doc["config"].update(num_requests=w.num_requests, arrival_rate=w.arrival_rate,
                          arrival=w.arrival, prompt_tokens=w.prompt_tokens,
                          output_tokens=w.output_tokens, trace=args.trace, sources=w.sources)
+    if args.requests_out:
+        from sim.fileio import atomic_write_text
+        from sim.serving.results import request_table
+
+        atomic_write_text(args.requests_out, request_table(result.requests).to_csv(
+            index=False, float_format="%.9g", lineterminator="\n"))
+        doc["requests_out"] = args.requests_out
     if args.charts:
         from sim.plots.serving import write_charts
 

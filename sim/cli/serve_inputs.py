@@ -81,6 +81,11 @@ def resolve_workload_flags(args) -> WorkloadFlags:
                 _require(args, name, flag)
         if args.arrival == "trace":
             raise FlagError("--arrival trace needs --trace FILE.csv", flag="--arrival")
+        for name in ("prompt_tokens", "output_tokens"):
+            if getattr(args, name) == "trace":
+                flag = "--" + name.replace("_", "-")
+                raise FlagError(f"{flag} trace needs --trace FILE.csv (or give a length such "
+                                "as 512)", flag=flag)
         w = WorkloadFlags(args.num_requests, args.arrival_rate, args.arrival or "poisson",
                           args.prompt_tokens, args.output_tokens,
                           {k: "flag" for k in ("arrival", "num_requests", "prompt_tokens",
@@ -119,7 +124,7 @@ def _from_trace(args) -> WorkloadFlags:
                          lengths["output_tokens"], sources)
 
 
-def _mean_tokens(spec: str, trace_mean: float) -> float:
+def mean_tokens(spec: str, trace_mean: float) -> float:
     from sim.serving.workload import LengthSpec
 
     s = LengthSpec.parse(spec)
@@ -135,7 +140,7 @@ def check_work(w: WorkloadFlags, args) -> None:
         from sim.serving.workload import read_trace
 
         trace_mean = float(read_trace(args.trace)["output_tokens"].mean())
-    per_request = 3 + _mean_tokens(w.output_tokens, trace_mean) * (1 + args.speculative_tokens)
+    per_request = 3 + mean_tokens(w.output_tokens, trace_mean) * (1 + args.speculative_tokens)
     check_events(w.num_requests * per_request, "this serving run",
                  "--num-requests or --output-tokens")
     check_memory(w.num_requests * 4096.0, "this serving run's request records",

@@ -9,6 +9,7 @@ per GPU and the bottleneck.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, fmt_time, table
 from sim.cli.flags import SEED, float_flag, int_flag, parse_float, parse_int, pos_int
@@ -18,6 +19,7 @@ from sim.plan import RECOMPUTE_MODES, SCHEDULES
 MAX_GPUS = 2**20  # 1M GPUs: above any cluster built so far; plans beyond are refused, not tried
 MAX_BATCH = 2**24  # sequences per step
 MAX_SEQ = 2**24  # tokens per sequence
+CHART_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 ROUTINGS = ("uniform", "zipf", "balanced")  # sim.des.train.ROUTINGS (not imported: keeps simpy out of --help)
 
 EPILOG = """\
@@ -99,17 +101,32 @@ def _estimate(args, model, plan, cluster) -> dict:
     if args.engine == "des":
         from sim.des import simulate_train
 
-        opts = {k: getattr(args, k) for k in ("trace", "timeline") if getattr(args, k)}
+        opts = {}
         straggler = _straggler(args)
         if straggler is not None:
             opts["straggler"] = straggler
         result = simulate_train(model, plan, cluster, seed=args.seed, routing=args.routing,
                                 zipf_s=args.zipf_s, **opts)
+        _write_des_outputs(args, result, cluster)
     else:
         from sim.costs.analytic import estimate_train
 
         result = estimate_train(model, plan, cluster)
     return result.to_dict() if hasattr(result, "to_dict") else dict(result)
+
+
+def _write_des_outputs(args, result, cluster) -> None:
+    """``--trace`` (Perfetto JSON) and ``--timeline`` (Gantt + HBM PNG) from the DES records:
+    the engine returns records, the CLI writes and draws them."""
+    if getattr(args, "trace", None):
+        from sim.des.trace import write_chrome_trace
+
+        write_chrome_trace(result.ops, result.memory, args.trace)
+    if getattr(args, "timeline", None):
+        from sim.plots.timeline import plot_timeline
+
+        plot_timeline(result.ops, result.memory, args.timeline,
+                      capacity=cluster.accelerator.memory_bytes)
 
 
 def _straggler(args):
@@ -143,6 +160,11 @@ def run(args) -> int:
 
     for flag in ("trace", "timeline"):
         check_output(getattr(args, flag), f"--{flag}", inputs=(args.model, args.system))
+    if args.timeline and Path(args.timeline).suffix.lower() not in CHART_SUFFIXES:
+        from sim.errors import FlagError
+
+        raise FlagError(f"--timeline '{args.timeline}': end the file name with one of "
+                        f"{', '.join(CHART_SUFFIXES)} (the image format)", flag="--timeline")
     if args.trace and args.timeline:
         check_output(args.trace, "--trace", inputs=(args.timeline,))
     cluster = Cluster.for_gpus(get_system(args.system), args.gpus)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from sim.cli.common import add_json_flag, dumps, emit_json
+from sim.cli.flags import pos_int
 
 STAGES = ("exact", "collectives", "training", "data-parallel", "inference", "serving",
           "speculative")  # sim.validation.runner.STAGES (kept here: no torch import at --help)
@@ -40,8 +41,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--quick", action="store_true", help="small grid (CI)")
     p.add_argument("--system", metavar="FILE", help="a calibrated profile (skips calibration)")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per case")
+    p.add_argument("--threads", type=pos_int(1024), default=1, help="intra-op threads (default 1)")
+    p.add_argument("--repeats", type=pos_int(1000), default=None, help="timed repeats per case")
     p.add_argument("--out-dir", default="validation", help="where JSON/markdown/chart go")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of: {', '.join(STAGES)} (default: all)")
@@ -97,9 +98,11 @@ def run(args) -> int:
     if args.published:
         return run_published(args)
     from sim.cli.calibrate import check_device
+    from sim.fileio import check_output
     from sim.validation.report import markdown_report, scatter_chart, text_report
     from sim.validation.runner import run_validation
 
+    check_output(args.out_dir, "--out-dir", directory=True, inputs=(args.system,))
     check_device(args.device)
     stages = tuple(s.strip() for s in args.stages.split(",") if s.strip())
     unknown = sorted(set(stages) - set(STAGES))
@@ -115,8 +118,10 @@ def run(args) -> int:
     result["previous_runs"] = previous
     out = Path(args.out_dir)
     result["chart"] = scatter_chart(result, out / f"{result['stem']}.png")
-    (out / f"{result['stem']}.json").write_text(dumps(result) + "\n")
-    (out / f"{result['stem']}.md").write_text(markdown_report(result))
+    from sim.fileio import atomic_write_text
+
+    atomic_write_text(out / f"{result['stem']}.json", dumps(result) + "\n")
+    atomic_write_text(out / f"{result['stem']}.md", markdown_report(result))
     if args.json:
         emit_json(json.loads(dumps(result)))
     else:

@@ -35,7 +35,6 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
-from sim.costs._ids import ident, obj
 from sim.costs.attention import head_dims
 from sim.costs.flops import expert_slots
 from sim.costs.lowering_io import dtype_bytes
@@ -117,8 +116,7 @@ class _Key(NamedTuple):
 
 
 @lru_cache(maxsize=16384)
-def _per_layer(mk: int, moe_layer: bool, s: int, b: int, k: _Key, reference: str) -> float:
-    model = obj(mk)
+def _per_layer(model, moe_layer: bool, s: int, b: int, k: _Key, reference: str) -> float:
     if reference == "korthikanti":
         return _korthikanti(model, s, b, k.tp, k.sp, k.recompute, k.flash)
     return _clustersim(model, moe_layer, s, b, k)
@@ -135,15 +133,14 @@ def activation_bytes_per_layer(model: ModelConfig, plan: ParallelPlan,
     layer = model.n_layers - 1 if layer is None else layer
     key = _Key(plan.tp, plan.ep, plan.sequence_parallel and plan.tp > 1, plan.recompute,
                plan.flash_attention, plan.dtype)
-    return _per_layer(ident(model), model.is_moe_layer(layer), plan.seq_len // plan.cp,
+    return _per_layer(model, model.is_moe_layer(layer), plan.seq_len // plan.cp,
                       plan.micro_batch, key, reference)
 
 
 @lru_cache(maxsize=65536)
-def _layers_bytes(mk: int, kinds: tuple[tuple[int, int], ...], s: int, b: int, k: _Key,
+def _layers_bytes(model, kinds: tuple[tuple[int, int], ...], s: int, b: int, k: _Key,
                   reference: str) -> float:
-    model = obj(mk)
-    return sum(n * _per_layer(mk, model.is_moe_layer(rep), s, b, k, reference)
+    return sum(n * _per_layer(model, model.is_moe_layer(rep), s, b, k, reference)
                for rep, n in kinds)
 
 
@@ -158,5 +155,5 @@ def activation_bytes_of_layers(model: ModelConfig, plan: ParallelPlan,
         raise PlanError(f"cp={plan.cp} must divide seq_len={plan.seq_len}")
     key = _Key(plan.tp, plan.ep, plan.sequence_parallel and plan.tp > 1, plan.recompute,
                plan.flash_attention, plan.dtype)
-    return _layers_bytes(ident(model), kinds, plan.seq_len // plan.cp, plan.micro_batch, key,
+    return _layers_bytes(model, kinds, plan.seq_len // plan.cp, plan.micro_batch, key,
                          reference)

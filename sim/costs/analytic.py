@@ -13,8 +13,9 @@ A step on the slowest pipeline stage is ``compute + exposed communication + pipe
 - bubble: ``(p-1)/v`` microbatch-times for GPipe/1F1B/interleaved, ZB-H1's
   ``(p-1)(T_F + T_B - T_W)`` (``sim.costs.analytic_pipeline``).
 
-Layers are spread over stages by ``sim.plan_validation.stage_layers``; the first stage also
-runs the embedding, the last the LM head and loss. MFU uses model FLOPs (no recomputation,
+Layers and parameters are spread over stages by ``sim.costs.layout.StageLayout`` (the same
+layout memory, the DES and inference read); the first stage also runs the embedding, the last
+the LM head and loss. MFU uses model FLOPs (no recomputation,
 no MoE padding) and HFU hardware FLOPs (Chowdhery et al. 2022, PaLM, App. B), both from
 ``sim.costs.flops``; ``tflops_per_gpu`` is model FLOPs per second per GPU. Memory comes from
 ``sim.costs.memory``; a plan that does not fit is reported (``fits=False``), not raised.
@@ -22,7 +23,7 @@ no MoE padding) and HFU hardware FLOPs (Chowdhery et al. 2022, PaLM, App. B), bo
 
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import NamedTuple
 
 from sim import __version__
 from sim.costs import analytic_layers as layers
@@ -32,10 +33,12 @@ from sim.costs.analytic_comm import (
     pipeline_p2p_cost,
     stack_data_parallel_parts,
 )
-from sim.costs.analytic_pipeline import bubble_time
 from sim.costs.analytic_result import TrainResult
+from sim.costs.context import CostContext, LayerKey, StageKey
+from sim.costs.layout import StageLayout
 from sim.costs.stack_effects import OPTIMIZER_UNFUSED_TRAFFIC
-from sim.plan_validation import resolve_plan, stage_layers, validate_plan
+from sim.plan_validation import resolve_plan, validate_plan
+from sim.schedules import get_schedule
 
 
 # Adam update touches, per parameter: read grad, master, m, v; write master, m, v, bf16 weight
@@ -50,100 +53,74 @@ def model_counts(model):
     return count_params(model)
 
 
-def _chunks(n_layers_per_chunk) -> list[tuple[int, int]]:
-    """(first layer, layer count) of every pipeline chunk, in layer order."""
-    out, start = [], 0
-    for n in n_layers_per_chunk:
-        out.append((start, n))
-        start += n
-    return out
+class StageCost(NamedTuple):
+    """One stage per microbatch: its ``PartCost``, (dense, expert) params per rank, and the
+    index of the first stage with the same content (the step maths runs once per distinct)."""
+
+    cost: layers.PartCost
+    params: tuple[float, float]
+    distinct: int
 
 
-def _first(model, moe: bool) -> int:
-    return next(i for i in range(model.n_layers) if model.is_moe_layer(i) == moe)
+class LayoutKey(NamedTuple):
+    layer: LayerKey
+    pp: int
+    virtual: int
 
 
-def _chunk_cost(model, plan, cluster, start: int, n: int):
-    n_moe = sum(model.is_moe_layer(i) for i in range(start, start + n)) if model.moe else 0
+def _chunk_cost(ctx, plan, chunk):
     cost = layers.ZERO
-    if n - n_moe:
-        cost = cost + layers.layer_cost(model, _first(model, False), plan, cluster).scaled(n - n_moe)
-    if n_moe:
-        cost = cost + layers.layer_cost(model, _first(model, True), plan, cluster).scaled(n_moe)
+    for rep, n in chunk.kinds:
+        cost = cost + layers.layer_cost(ctx.model, rep, plan, ctx.cluster, ctx).scaled(n)
     return cost
 
 
-def _chunk_params(counts, tp: int, ep: int, start: int, n: int) -> tuple[float, float]:
-    """(dense, expert) parameters of layers start..start+n-1 on one rank (tp/ep sharded)."""
-    lps = counts.layers[start:start + n]
-    return (sum(lp.total - lp.experts for lp in lps) / tp,
-            sum(lp.experts for lp in lps) / (tp * ep))
-
-
-@lru_cache(maxsize=8192)
-def _layout(mkey: int, ckey: int, key: tuple, pp: int, chunk_sizes: tuple) -> tuple:
-    """Per stage: (PartCost per microbatch, (dense, expert) params per rank). Identical stages
-    share one tuple, so the step maths runs once per distinct stage."""
-    model, plan, cluster = layers._CTX[("layout", mkey, key, ckey)]
-    counts = model_counts(model)
-    emb, head = layers.ends_cost(model, plan, cluster)
-    stages = [(layers.ZERO, (0.0, 0.0))] * pp
-    for c, (start, n) in enumerate(_chunks(chunk_sizes)):
-        cost, (d, e) = stages[c % pp]
-        cd, ce = _chunk_params(counts, plan.tp, plan.ep, start, n)
-        stages[c % pp] = (cost + _chunk_cost(model, plan, cluster, start, n), (d + cd, e + ce))
-    first, last = stages[0], stages[-1]
-    stages[0] = (first[0] + emb, (first[1][0] + counts.embedding / plan.tp, first[1][1]))
-    last = stages[-1]
-    tail = (counts.lm_head + counts.final_norm) / plan.tp
-    stages[-1] = (last[0] + head, (last[1][0] + tail, last[1][1]))
+def _stage_costs(ctx: CostContext, plan, lay: StageLayout) -> tuple[StageCost, ...]:
+    emb, head = layers.ends_cost(ctx.model, plan, ctx.cluster, ctx)
+    costs = [layers.ZERO] * lay.pp
+    for c in lay.chunks:
+        costs[c.stage] = costs[c.stage] + _chunk_cost(ctx, plan, c)
+    costs[0] = costs[0] + emb
+    costs[-1] = costs[-1] + head
     seen: dict = {}
-    return tuple(seen.setdefault((s[0].compute, s[0].fwd, s[1]), s) for s in stages)
+    out = []
+    for st in lay.stages:
+        params = (st.dense_params, st.expert_params)
+        first = seen.setdefault((costs[st.stage].compute, costs[st.stage].fwd, params), st.stage)
+        out.append(StageCost(costs[first], params, first))
+    return tuple(out)
 
 
-def _stages(model, plan, cluster, chunk_sizes) -> tuple:
-    mkey, ckey, key = layers._ident(model), layers._ident(cluster), layers.plan_key(plan)
-    ctx_key = ("layout", mkey, key, ckey)
-    if ctx_key not in layers._CTX:
-        layers._CTX[ctx_key] = (model, layers.canonical_plan(plan), cluster)
-    return _layout(mkey, ckey, key, plan.pp, chunk_sizes)
-
-
-@lru_cache(maxsize=8192)
-def _flops(mkey: int, micro_batch: int, global_batch: int, seq: int, recompute: str,
-           flash: bool, dtype: str) -> tuple[float, float]:
-    from sim.costs.flops import hardware_flops_per_step, model_flops_per_step
-    from sim.plan import ParallelPlan
-
-    model = layers._KEEP[mkey]
-    plan = ParallelPlan(micro_batch=micro_batch, global_batch=global_batch, seq_len=seq,
-                        recompute=recompute, flash_attention=flash, dtype=dtype)
-    return model_flops_per_step(model, plan), hardware_flops_per_step(model, plan)
+def stage_costs(model, plan, cluster, ctx: CostContext | None = None) -> tuple[StageCost, ...]:
+    """Per stage of ``plan``'s ``StageLayout``: its cost per microbatch and its parameters."""
+    ctx = ctx or CostContext.of(model, cluster)
+    lay = StageLayout.of(model, plan)
+    key = LayoutKey(LayerKey.of(plan), lay.pp, lay.virtual)
+    return ctx.cached("stage_costs", key, lambda: _stage_costs(ctx, plan, lay))
 
 
 def estimate_train(model, plan, cluster) -> TrainResult:
     """Analytic estimate of one training step of ``model`` under ``plan`` on ``cluster``."""
     from sim.costs.memory import memory_per_gpu
 
-    plan = _with_stack(resolve_plan(plan, cluster.n_gpus))
+    plan = with_stack(resolve_plan(plan, cluster.n_gpus))
     validate_plan(model, plan, cluster.n_gpus)
-    v = plan.virtual_stages if plan.schedule == "interleaved" else 1
-    sizes = _chunk_sizes(model.n_layers, plan.pp * v)
-    stages = _stages(model, plan, cluster, sizes)
-    n_stage = max(sizes) * v  # layers on the busiest stage (ZeRO-3 per-layer gathers)
+    ctx = CostContext.of(model, cluster)
+    stages = stage_costs(model, plan, cluster, ctx)
+    n_stage = max(st.n_layers for st in StageLayout.of(model, plan).stages)  # ZeRO-3 gathers
     memo: dict = {}
-    per_stage = [memo.get(id(s)) or memo.setdefault(id(s), _stage_step(plan, cluster, s, n_stage))
+    per_stage = [memo.get(s.distinct) or
+                 memo.setdefault(s.distinct, _stage_step(ctx, plan, s, n_stage))
                  for s in stages]
     slow = max(range(plan.pp), key=lambda i: per_stage[i]["total"])
-    mf, hf = _flops(layers._ident(model), plan.micro_batch, plan.global_batch, plan.seq_len,
-                    plan.recompute, plan.flash_attention, plan.dtype)
+    mf, hf = train_flops(model, plan, cluster, ctx)
     memory = memory_per_gpu(model, plan, cluster)
-    return TrainResult.build(model, plan, cluster, per_stage, slow, [s[0] for s in stages],
+    return TrainResult.build(model, plan, cluster, per_stage, slow, [s.cost for s in stages],
                              mf, hf, memory, pipeline_p2p_cost(model, plan, cluster),
                              __version__)
 
 
-def _with_stack(plan):
+def with_stack(plan):
     """``overlap="stack"`` without a stack follows the training default stack."""
     if plan.overlap != "stack" or plan.stack is not None:
         return plan
@@ -154,18 +131,34 @@ def _with_stack(plan):
     return replace(plan, stack=get_stack(TRAINING_DEFAULT))
 
 
-@lru_cache(maxsize=4096)
-def _chunk_sizes(n_layers: int, chunks: int) -> tuple[int, ...]:
-    return tuple(stage_layers(n_layers, chunks))
+def train_flops(model, plan, cluster, ctx: CostContext | None = None) -> tuple[float, float]:
+    """(model FLOPs, hardware FLOPs) of one step of ``plan`` (``sim.costs.flops``), memoised."""
+    from sim.costs.flops import hardware_flops_per_step, model_flops_per_step
+
+    ctx = ctx or CostContext.of(model, cluster)
+    return ctx.cached("flops", plan, lambda: (model_flops_per_step(model, plan),
+                                              hardware_flops_per_step(model, plan)))
 
 
-def _stage_step(plan, cluster, stage, n_layers: int = 1) -> dict:
+def optimizer_step_time(plan, cluster, params: float) -> float:
+    """Seconds of the optimizer update on a rank holding ``params`` parameters (before ZeRO):
+    memory-bound Adam over its (distributed-optimizer-sharded) state; an unfused optimizer
+    (``plan.stack``) moves more bytes (``stack_effects.OPTIMIZER_UNFUSED_TRAFFIC``)."""
+    acc, stack = cluster.accelerator, plan.stack
+    shard = plan.dp * plan.cp if plan.zero >= 1 else 1  # distributed optimizer over dp x cp
+    opt_bytes = params / shard * _optimizer_bytes_per_param(plan.optimizer)
+    if stack is not None and not stack.fused_optimizer:
+        opt_bytes *= OPTIMIZER_UNFUSED_TRAFFIC
+    return opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
+
+
+def _stage_step(ctx, plan, stage: StageCost, n_layers: int = 1) -> dict:
     """Time components of one step on a stage (seconds): the microbatch-independent parts
-    are cached, then scaled by the number of microbatches m. A stack's per-iteration
-    framework overhead is counted as compute (it occupies the step like a kernel would)."""
-    parts = _stage_parts(layers._ident(stage), layers._ident(cluster), plan.dp, plan.cp,
-                         plan.tp, plan.pp, plan.ep, plan.zero, plan.overlap, plan.schedule,
-                         plan.virtual_stages, plan.optimizer, plan.stack, n_layers)
+    are memoised per (plan, stage), then scaled by the number of microbatches m. A stack's
+    per-iteration framework overhead is counted as compute (it occupies the step like a
+    kernel would)."""
+    parts = ctx.cached("stage_parts", StageKey(plan, stage.distinct),
+                       lambda: _stage_parts(ctx.cluster, plan, stage, n_layers))
     c_mb, comm_mb, t_opt, bubble, dp_fixed, dp_mb = parts
     if plan.stack is not None:
         t_opt += plan.stack.iteration_overhead_s
@@ -177,28 +170,18 @@ def _stage_step(plan, cluster, stage, n_layers: int = 1) -> dict:
             "optimizer": t_opt, "total": compute + exposed + bubble}
 
 
-@lru_cache(maxsize=65536)
-def _stage_parts(skey, ckey, dp, cp, tp, pp, ep, zero, overlap, schedule, v, optimizer,
-                 stack=None, n_layers=1):
-    from sim.plan import ParallelPlan
-
-    (cost, (dense, expert)), cluster = layers._KEEP[skey], layers._KEEP[ckey]
-    plan = ParallelPlan(tp=tp, pp=pp, dp=dp, ep=ep, cp=cp, zero=zero, overlap=overlap,
-                        schedule=schedule, virtual_stages=v, optimizer=optimizer, stack=stack)
-    acc = cluster.accelerator
-    shard = dp * cp if zero >= 1 else 1  # distributed optimizer over dp x cp
-    opt_bytes = (dense + expert) / shard * _optimizer_bytes_per_param(optimizer)
-    if stack is not None and not stack.fused_optimizer:
-        opt_bytes *= OPTIMIZER_UNFUSED_TRAFFIC
-    t_opt = opt_bytes / (acc.memory_bandwidth * acc.efficiency.memory_bandwidth)
+def _stage_parts(cluster, plan, stage: StageCost, n_layers: int = 1):
+    cost, (dense, expert) = stage.cost, stage.params
+    t_opt = optimizer_step_time(plan, cluster, dense + expert)
     t_bwd = cost.bwd_input + cost.bwd_weight + cost.recompute
-    if overlap == "stack":
+    if plan.overlap == "stack":
         dp_fixed, dp_mb = stack_data_parallel_parts(plan, cluster, dense, expert, cost.fwd,
                                                     t_bwd, n_layers)
     else:
         dp_fixed, dp_mb = data_parallel_parts(plan, cluster, dense, expert, cost.fwd, t_bwd)
-    comm_mb = cost.comm_exposed(overlap, stack)
-    bubble = bubble_time(schedule, pp, v, cost.fwd + cost.recompute, cost.bwd_input,
-                         cost.bwd_weight)
+    comm_mb = cost.comm_exposed(plan.overlap, plan.stack)
+    bubble = get_schedule(plan.schedule).bubble_time(
+        plan.pp, plan.virtual_stages, cost.fwd + cost.recompute, cost.bwd_input,
+        cost.bwd_weight)
     bubble *= (cost.compute + comm_mb) / cost.compute if cost.compute else 1.0
     return cost.compute, comm_mb, t_opt, bubble, dp_fixed, dp_mb

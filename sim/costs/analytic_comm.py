@@ -28,8 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sim.costs.comm import _CLUSTERS, _ckey, collective_time, group_ranks
+from sim.costs.comm import collective_time, group_ranks
 from sim.dtypes import dtype_bytes
+from sim.schedules import get_schedule
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,11 @@ def bucketed_time(kind: str, total_bytes: float, ranks, cluster, bucket: float) 
     """(time of all buckets, time of the last bucket) for ``total_bytes`` sent in buckets."""
     if total_bytes <= 0 or len(ranks) < 2:
         return 0.0, 0.0
-    return _bucketed(kind, total_bytes, tuple(ranks), _ckey(cluster), bucket)
+    return _bucketed(kind, total_bytes, tuple(ranks), cluster, bucket)
 
 
 @lru_cache(maxsize=65536)
-def _bucketed(kind, total_bytes, ranks, ckey, bucket) -> tuple[float, float]:
-    cluster = _CLUSTERS[ckey]
+def _bucketed(kind, total_bytes, ranks, cluster, bucket) -> tuple[float, float]:
     full, rest = divmod(total_bytes, bucket)
     t_full = collective_time(kind, bucket, ranks, cluster) if full else 0.0
     t_rest = collective_time(kind, rest, ranks, cluster) if rest else 0.0
@@ -66,9 +66,8 @@ def _hide(t: float, last: float, window: float, overlap: str) -> float:
 
 @lru_cache(maxsize=65536)
 def _sync_parts(zero: int, overlap: str, grad_bytes: int, params: float, ranks: tuple,
-                ckey: int, t_fwd: float, t_bwd: float) -> tuple[CommCost, CommCost]:
+                cluster, t_fwd: float, t_bwd: float) -> tuple[CommCost, CommCost]:
     """(once per step, per microbatch) parts of one parameter set's DP sync."""
-    cluster = _CLUSTERS[ckey]
     size, bucket, ov = params * grad_bytes, bucket_bytes(len(ranks), grad_bytes), overlap
     ar, ar_last = bucketed_time("all_reduce", size, ranks, cluster, bucket)
     rs, rs_last = bucketed_time("reduce_scatter", size, ranks, cluster, bucket)
@@ -92,11 +91,10 @@ def data_parallel_parts(plan, cluster, dense_params: float, expert_params: float
     divided by tp/ep), as (once per step, per microbatch); ``t_fwd``/``t_bwd`` are one
     microbatch's pass times on its stage (the compute that hides the sync)."""
     args = (plan.zero, plan.overlap, plan.optimizer.grad_bytes)
-    ck = _ckey(cluster)
-    fixed, per_mb = _sync_parts(*args, dense_params, tuple(group_ranks(plan, "dp_cp")), ck,
+    fixed, per_mb = _sync_parts(*args, dense_params, tuple(group_ranks(plan, "dp_cp")), cluster,
                                 t_fwd, t_bwd)
     if expert_params > 0:
-        f2, m2 = _sync_parts(*args, expert_params, tuple(group_ranks(plan, "edp")), ck,
+        f2, m2 = _sync_parts(*args, expert_params, tuple(group_ranks(plan, "edp")), cluster,
                              t_fwd, t_bwd)
         fixed = CommCost(fixed.total + f2.total, fixed.exposed + f2.exposed)
         per_mb = CommCost(per_mb.total + m2.total, per_mb.exposed + m2.exposed)
@@ -122,7 +120,7 @@ def pipeline_p2p_cost(model, plan, cluster) -> CommCost:
         return CommCost(0.0, 0.0)
     ranks = group_ranks(plan, "pp")
     t_msg = collective_time("send_recv", p2p_message_bytes(model, plan), ranks[:2], cluster)
-    v = plan.virtual_stages if plan.schedule == "interleaved" else 1
+    v = get_schedule(plan.schedule).chunks(plan)
     total = plan.n_microbatches * 2 * v * t_msg
     if plan.overlap == "stack" and plan.stack is not None:
         return CommCost(total, stack_p2p_exposed(plan, total, t_msg))
@@ -144,14 +142,14 @@ def stack_data_parallel_parts(plan, cluster, dense_params: float, expert_params:
     sets = tuple((p, r) for p, r in sets if p > 0 and len(r) > 1)
     if not sets:
         return CommCost(0.0, 0.0), CommCost(0.0, 0.0)
-    return _stack_sync(plan.zero, st, gb, sets, _ckey(cluster), t_fwd, t_bwd, max(layers, 1))
+    return _stack_sync(plan.zero, st, gb, sets, cluster, t_fwd, t_bwd, max(layers, 1))
 
 
 @lru_cache(maxsize=65536)
-def _stack_sync(zero, st, gb, sets, ckey, t_fwd, t_bwd, layers):
+def _stack_sync(zero, st, gb, sets, cluster, t_fwd, t_bwd, layers):
     from sim.costs.analytic_overlap import gather_exposed, reduce_exposed
 
-    cluster, s = _CLUSTERS[ckey], st.overlap_slowdown
+    s = st.overlap_slowdown
     if zero == 3:
         return CommCost(0.0, 0.0), _zero3(st, gb, sets, cluster, t_fwd, t_bwd, layers)
     fixed, per_mb = [0.0, 0.0], [0.0, 0.0]

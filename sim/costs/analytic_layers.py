@@ -18,10 +18,10 @@ compute is exposed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 from sim.costs import stack_effects
 from sim.costs.comm import collective_time, group_ranks
+from sim.costs.context import CostContext, LayerKey
 from sim.plan import Shape
 
 _PASS_OF = {"fwd": "fwd", "bwd": "bwd_input", "bwd_input": "bwd_input",
@@ -79,11 +79,9 @@ class PartCost:
 ZERO = PartCost()
 
 
-def plan_key(plan) -> tuple:
+def plan_key(plan) -> LayerKey:
     """The plan fields a layer's per-rank cost depends on (see module docstring)."""
-    return (plan.micro_batch, plan.seq_len, plan.tp, plan.cp, plan.ep, plan.sequence_parallel,
-            plan.recompute, plan.dtype, plan.flash_attention, plan.grad_accumulation_fusion,
-            plan.stack)
+    return LayerKey.of(plan)
 
 
 def canonical_plan(plan):
@@ -99,11 +97,14 @@ def _price(ops, plan, cluster, acc) -> PartCost:
     comm: dict[str, float] = {}
     attention = 0.0
     st = plan.stack
+    comm_by_pass: dict[str, float] = {}
     for op in ops:
         if op.is_comm:
             ranks = group_ranks(plan, op.group)
             t = _comm_time(op, ranks, cluster, st) * op.count
             comm[op.group] = comm.get(op.group, 0.0) + t
+            key = _PASS_OF.get(op.pass_, "fwd")
+            comm_by_pass[key] = comm_by_pass.get(key, 0.0) + t
             continue
         t = op_time(op, acc, plan.dtype)
         if st is not None:
@@ -114,7 +115,8 @@ def _price(ops, plan, cluster, acc) -> PartCost:
     if st is not None:
         for pass_, extra in stack_effects.unfused_extra(ops, st, acc).items():
             times[pass_] += extra
-        times = stack_effects.eager_floor(ops, times, _PASS_OF, st.launch_overhead_s)
+        times = stack_effects.eager_floor(ops, times, _PASS_OF, st.launch_overhead_s,
+                                          comm_by_pass)
     return PartCost(attention=attention, comm=comm, **times)
 
 
@@ -126,9 +128,7 @@ def _comm_time(op, ranks, cluster, stack) -> float:
     return coll_time(op.collective, op.bytes, tuple(ranks), cluster, stack.collective_algorithms)
 
 
-@lru_cache(maxsize=8192)
-def _layer_cost_cached(mkey, moe_layer: bool, key: tuple, ckey) -> PartCost:
-    model, plan, cluster, layer = _CTX[(mkey, moe_layer, key, ckey)]
+def _layer_cost(model, layer: int, plan, cluster) -> PartCost:
     from sim.costs.lowering import lower_layer, lower_layer_backward
 
     shape = Shape(plan.micro_batch, plan.seq_len, "train")
@@ -137,27 +137,19 @@ def _layer_cost_cached(mkey, moe_layer: bool, key: tuple, ckey) -> PartCost:
     return _price(list(fwd) + list(bwd), plan, cluster, cluster.accelerator)
 
 
-_CTX: dict = {}
-_KEEP: dict = {}
+def layer_cost(model, layer: int, plan, cluster, ctx: CostContext | None = None) -> PartCost:
+    """Cost of transformer layer ``layer`` per microbatch on one rank (memoised per layer kind
+    and ``LayerKey`` in the ``CostContext``)."""
+    ctx = ctx or CostContext.of(model, cluster)
+    key = LayerKey.of(plan, model.is_moe_layer(layer))
+    table = ctx.memo("layer_cost")
+    cost = table.get(key)
+    if cost is None:
+        cost = table[key] = _layer_cost(model, layer, canonical_plan(plan), cluster)
+    return cost
 
 
-def _ident(obj) -> int:
-    _KEEP.setdefault(id(obj), obj)  # keep alive so id() stays unique while cached
-    return id(obj)
-
-
-def layer_cost(model, layer: int, plan, cluster) -> PartCost:
-    """Cost of transformer layer ``layer`` per microbatch on one rank (cached by layer kind)."""
-    moe_layer = model.is_moe_layer(layer)
-    k = (_ident(model), moe_layer, plan_key(plan), _ident(cluster))
-    if k not in _CTX:
-        _CTX[k] = (model, canonical_plan(plan), cluster, layer)
-    return _layer_cost_cached(*k)
-
-
-@lru_cache(maxsize=8192)
-def _ends_cost_cached(mkey, key: tuple, ckey) -> tuple[PartCost, PartCost]:
-    model, plan, cluster = _CTX[(mkey, "ends", key, ckey)]
+def _ends_cost(model, plan, cluster) -> tuple[PartCost, PartCost]:
     from sim.costs import lowering
 
     shape = Shape(plan.micro_batch, plan.seq_len, "train")
@@ -174,9 +166,8 @@ def _backward_of(lowering, name, model, shape, plan) -> list:
     return list(fn(model, shape, plan)) if fn else []
 
 
-def ends_cost(model, plan, cluster) -> tuple[PartCost, PartCost]:
+def ends_cost(model, plan, cluster, ctx: CostContext | None = None) -> tuple[PartCost, PartCost]:
     """(embedding on the first stage, LM head + loss on the last stage) per microbatch."""
-    k = (_ident(model), "ends", plan_key(plan), _ident(cluster))
-    if k not in _CTX:
-        _CTX[k] = (model, canonical_plan(plan), cluster)
-    return _ends_cost_cached(k[0], k[2], k[3])
+    ctx = ctx or CostContext.of(model, cluster)
+    return ctx.cached("ends_cost", LayerKey.of(plan),
+                      lambda: _ends_cost(model, canonical_plan(plan), cluster))

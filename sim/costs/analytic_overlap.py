@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sim.costs.comm import _CLUSTERS, _ckey, collective_time
+from sim.costs.comm import collective_time
 
 _ALGO_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "broadcast")
 
@@ -36,7 +36,7 @@ def coll_time(kind: str, size: float, ranks: tuple, cluster, algorithms: tuple) 
     """One call of ``kind`` over ``ranks``: the fastest algorithm the stack offers."""
     if size <= 0 or len(ranks) < 2:
         return 0.0
-    return _coll(kind, float(size), tuple(ranks), _ckey(cluster), tuple(algorithms))
+    return _coll(kind, float(size), tuple(ranks), cluster, tuple(algorithms))
 
 
 # NCCL implements tree only for all-reduce (and broadcast) and ring for all-gather and
@@ -45,8 +45,7 @@ _OFFERED = {"all_gather": ("ring", "hierarchical"), "reduce_scatter": ("ring", "
 
 
 @lru_cache(maxsize=65536)
-def _coll(kind, size, ranks, ckey, algorithms) -> float:
-    cluster = _CLUSTERS[ckey]
+def _coll(kind, size, ranks, cluster, algorithms) -> float:
     if kind not in _ALGO_KINDS:
         return collective_time(kind, size, ranks, cluster)
     usable = [a for a in algorithms if a in _OFFERED.get(kind, algorithms)] or ["ring"]

@@ -1,8 +1,11 @@
 """``TrainResult``: the answer of a training estimate, and its JSON document.
 
 ``to_dict()`` is exactly the ``clustersim train --json`` contract (field names from issue 3)
-followed by extras: communication per group, per-stage times, the bubble fraction. Numbers
-are SI (seconds, bytes, FLOPs); ``tflops_per_gpu`` is model FLOP/s per GPU / 1e12.
+followed by extras: communication per group, per-stage times, the bubble fraction, and
+``stages`` (issue 11: one record per pipeline stage, ``STAGE_FIELDS``, from the one
+``StageLayout``). Numbers are SI (seconds, bytes, FLOPs); ``tflops_per_gpu`` is model FLOP/s
+per GPU / 1e12. ``throughput``, ``bottleneck`` and ``train_config`` are shared with the DES,
+which builds the same document from its own simulated step.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from sim.bands import train_band
 
 BOTTLENECKS = ("compute", "communication", "bubble", "memory")
+STAGE_FIELDS = ("stage", "layers", "params", "weights_bytes", "memory_bytes", "compute_s")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ class TrainResult:
     @property
     def config(self) -> dict:
         """The full effective configuration (model, plan, system, GPUs, engine, version)."""
-        return _config(*self.inputs)
+        return train_config(*self.inputs)
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in (
@@ -50,6 +54,8 @@ class TrainResult:
         out["memory_breakdown_bytes"] = dict(self.memory_breakdown_bytes)
         out["time_breakdown_s"] = dict(self.time_breakdown_s)
         out.update(self.extras)
+        if self.internals:
+            out["stages"] = _stage_records(self.inputs[0], *self.internals[:2])
         out.update(train_band(out))
         return out
 
@@ -60,27 +66,33 @@ class TrainResult:
         breakdown = {"compute": s["compute"], "communication_exposed": s["comm"] + p2p.exposed,
                      "pipeline_bubble": s["bubble"]}
         step = sum(breakdown.values())
-        n, acc = cluster.n_gpus, cluster.accelerator
-        peak = acc.peak(plan.dtype)
         mem = memory.to_dict()
-        fits = memory.total <= acc.memory_bytes
+        fits = memory.total <= cluster.accelerator.memory_bytes
         return cls(
-            step_time_s=step,
-            tokens_per_s=plan.global_batch * plan.seq_len / step,
-            model_flops_per_step=model_flops, hardware_flops_per_step=hw_flops,
-            tflops_per_gpu=model_flops / step / n / 1e12,
-            mfu=model_flops / (step * n * peak), hfu=hw_flops / (step * n * peak),
+            step_time_s=step, **throughput(plan, cluster, model_flops, hw_flops, step),
             memory_per_gpu_bytes=memory.total,
             memory_breakdown_bytes={k: mem[k] for k in
                                     ("weights", "gradients", "optimizer", "activations", "other")},
             fits=fits, time_breakdown_s=breakdown,
-            bottleneck=_bottleneck(breakdown, fits),
+            bottleneck=bottleneck(breakdown, fits),
             inputs=(model, plan, cluster, version),
             internals=(plan, per_stage, slow, stage_costs, p2p, cluster, memory),
         )
 
 
-def _bottleneck(breakdown: dict, fits: bool) -> str:
+def throughput(plan, cluster, model_flops: float, hw_flops: float, step: float) -> dict:
+    """Tokens/s, TFLOP/s per GPU, MFU and HFU of a step (MFU/HFU: Chowdhery et al. 2022,
+    PaLM, App. B), plus the two FLOP counts, for a step of ``step`` seconds."""
+    n, peak = cluster.n_gpus, cluster.accelerator.peak(plan.dtype)
+    return {"tokens_per_s": plan.global_batch * plan.seq_len / step,
+            "model_flops_per_step": model_flops, "hardware_flops_per_step": hw_flops,
+            "tflops_per_gpu": model_flops / step / n / 1e12,
+            "mfu": model_flops / (step * n * peak), "hfu": hw_flops / (step * n * peak)}
+
+
+def bottleneck(breakdown: dict, fits: bool) -> str:
+    """The named bottleneck of a time breakdown: memory when it does not fit, else the
+    largest part."""
     if not fits:
         return "memory"
     names = {"compute": "compute", "communication_exposed": "communication",
@@ -88,13 +100,32 @@ def _bottleneck(breakdown: dict, fits: bool) -> str:
     return names[max(breakdown, key=breakdown.get)]
 
 
-def _config(model, plan, cluster, version) -> dict:
+def train_config(model, plan, cluster, version, engine: str = "analytic") -> dict:
+    """The effective configuration a training result records (reproducible from it alone)."""
     out = {"model": model.to_dict(), "plan": plan.to_dict(), "system": cluster.system.name,
-           "n_gpus": cluster.n_gpus, "engine": "analytic", "version": version,
+           "n_gpus": cluster.n_gpus, "engine": engine, "version": version,
            "overlap": plan.overlap}
     if plan.stack is not None:
         out["stack"] = {"name": plan.stack.name, **plan.stack.knobs()}
     return out
+
+
+def _stage_records(model, plan, per_stage) -> list[dict]:
+    from sim.costs.layout import StageLayout
+    from sim.costs.memory import memory_at_stage
+
+    out = []
+    for st in StageLayout.of(model, plan).stages:
+        mem = memory_at_stage(model, plan, st.stage)
+        out.append(stage_record(st, mem.weights, mem.total, per_stage[st.stage]["compute"]))
+    return out
+
+
+def stage_record(st, weights_bytes: float, memory_bytes: float, compute_s: float) -> dict:
+    """One ``stages`` record: ``st`` is the stage's ``StageSlice`` (layers, params per rank
+    before ZeRO); the bytes and seconds come from the engine that produced the result."""
+    return dict(zip(STAGE_FIELDS, (st.stage, st.n_layers, st.params, weights_bytes,
+                                   memory_bytes, compute_s), strict=True))
 
 
 def _extras(plan, per_stage, slow, stage_costs, p2p, cluster, memory) -> dict:

@@ -109,40 +109,30 @@ def _group_ranks_uncached(sizes: dict[str, int], ep: int, group: str, index: int
     raise PlanError(f"unknown group '{group}'; use tp, cp, dp, pp, ep, edp, dp_cp or world")
 
 
-# --- link parameters, cached per group shape ----------------------------------------------------
-_CLUSTERS: dict[int, object] = {}  # keeps clusters alive so their id() stays unique
-
-
-def _ckey(cluster) -> int:
-    _CLUSTERS.setdefault(id(cluster), cluster)
-    return id(cluster)
+# --- link parameters, cached per (cluster, group shape); a Cluster hashes as one object -------
 
 
 @lru_cache(maxsize=65536)
-def _ring_params(ckey: int, ranks: tuple[int, ...]) -> tuple[float, float]:
-    cluster = _CLUSTERS[ckey]
+def _ring_params(cluster, ranks: tuple[int, ...]) -> tuple[float, float]:
     return cluster.ring_bandwidth(list(ranks)), cluster.ring_latency(list(ranks))
 
 
 @lru_cache(maxsize=65536)
-def _p2p_params(ckey: int, a: int, b: int) -> tuple[float, float]:
+def _p2p_params(cluster, a: int, b: int) -> tuple[float, float]:
     # Every pair at the same boundary sends at once (pipeline stages, CP neighbours), so a
     # message gets the concurrent-pair share of NICs and spine, as the DES prices it too.
-    cluster = _CLUSTERS[ckey]
     return cluster.ring_bandwidth([a, b]), cluster.latency(a, b)
 
 
 @lru_cache(maxsize=65536)
-def _a2a_params(ckey: int, ranks: tuple[int, ...]) -> tuple[float, float]:
-    cluster = _CLUSTERS[ckey]
+def _a2a_params(cluster, ranks: tuple[int, ...]) -> tuple[float, float]:
     return cluster.all_to_all_bandwidth(list(ranks)), cluster.ring_latency(list(ranks))
 
 
 @lru_cache(maxsize=65536)
-def _split_by_node(ckey: int, ranks: tuple[int, ...]):
+def _split_by_node(cluster, ranks: tuple[int, ...]):
     """(one node's ranks, same-local-index ranks across nodes) when the group is uniform
     over its nodes, else None (hierarchical then does not apply)."""
-    cluster = _CLUSTERS[ckey]
     nodes: dict[int, list[int]] = {}
     for r in ranks:
         nodes.setdefault(cluster.node_of(r), []).append(r)
@@ -180,19 +170,19 @@ def _alpha_beta(kind: str, size: float, n: int, bw: float, alpha: float, tree: b
     return steps * alpha + factor * size / bw  # Hockney alpha-beta model
 
 
-def _flat(kind, size, ranks, ckey, tree):
-    bw, alpha = _ring_params(ckey, ranks)
+def _flat(kind, size, ranks, cluster, tree):
+    bw, alpha = _ring_params(cluster, ranks)
     return _alpha_beta(kind, size, len(ranks), bw, alpha, tree)
 
 
-def _hierarchical(kind, size, ranks, ckey) -> float | None:
-    split = _split_by_node(ckey, ranks)
+def _hierarchical(kind, size, ranks, cluster) -> float | None:
+    split = _split_by_node(cluster, ranks)
     if split is None or kind not in ("all_reduce", "all_gather", "reduce_scatter"):
         return None
     intra, inter = split
     g = len(intra)
-    t_intra = _flat("reduce_scatter", size, intra, ckey, False)  # same cost as all-gather
-    t_inter = _flat(kind, size / g, inter, ckey, False)  # each GPU's 1/g shard, over its rail
+    t_intra = _flat("reduce_scatter", size, intra, cluster, False)  # same cost as all-gather
+    t_inter = _flat(kind, size / g, inter, cluster, False)  # each GPU's 1/g shard, over its rail
     if kind == "all_reduce":  # intra RS + inter AR + intra AG
         return 2 * t_intra + t_inter
     return t_intra + t_inter  # AG: inter AG then intra AG; RS: intra RS then inter RS
@@ -213,47 +203,46 @@ def collective_time(kind: str, bytes_per_rank: float, ranks, cluster,
     n, size = len(ranks), float(bytes_per_rank)
     if n < 2 or size <= 0:
         return 0.0
-    ckey = _ckey(cluster)
     if kind == "send_recv":
-        bw, alpha = _p2p_params(ckey, ranks[0], ranks[1])
+        bw, alpha = _p2p_params(cluster, ranks[0], ranks[1])
         return alpha + size / bw
     if kind == "all_to_all":
-        bw, alpha = _a2a_params(ckey, ranks)
+        bw, alpha = _a2a_params(cluster, ranks)
         return (n - 1) * alpha + (n - 1) / n * size / bw  # pairwise exchange, NCCL a2a busbw
-    return _by_algorithm(kind, size, ranks, ckey, algorithm)
+    return _by_algorithm(kind, size, ranks, cluster, algorithm)
 
 
 @lru_cache(maxsize=65536)
-def _hypercube_steps(ckey: int, ranks: tuple[int, ...]) -> tuple[tuple[float, float], ...]:
+def _hypercube_steps(cluster, ranks: tuple[int, ...]) -> tuple[tuple[float, float], ...]:
     """(bandwidth, latency) of each exchange step k, partner at distance 2^k (nearest first),
     with every same-shaped pair exchanging at once (the cluster's contention model)."""
     steps, d = [], 1
     while d < len(ranks):
-        steps.append(_ring_params(ckey, (ranks[0], ranks[d])))
+        steps.append(_ring_params(cluster, (ranks[0], ranks[d])))
         d *= 2
     return tuple(steps)
 
 
-def _tree(kind: str, size: float, ranks: tuple[int, ...], ckey: int) -> float:
+def _tree(kind: str, size: float, ranks: tuple[int, ...], cluster) -> float:
     """Thakur et al. 2005, Sec. 4: recursive halving (reduce-scatter) sends S/2, S/4, ... to
     partners at distance 1, 2, 4, ...; recursive doubling (all-gather) mirrors it; all-reduce
     = both (Rabenseifner). Broadcast (pipelined binomial tree: log2 n latencies, S once) and
     non-powers of two use the aggregate form with the ring's bandwidth."""
     n = len(ranks)
     if n & (n - 1) or kind not in ("all_reduce", "all_gather", "reduce_scatter"):
-        return _flat(kind, size, ranks, ckey, True)
-    steps = _hypercube_steps(ckey, ranks)
+        return _flat(kind, size, ranks, cluster, True)
+    steps = _hypercube_steps(cluster, ranks)
     half = sum(alpha + size / 2 ** (k + 1) / bw for k, (bw, alpha) in enumerate(steps))
     return 2 * half if kind == "all_reduce" else half
 
 
-def _by_algorithm(kind, size, ranks, ckey, algorithm) -> float:
+def _by_algorithm(kind, size, ranks, cluster, algorithm) -> float:
     if algorithm == "ring":
-        return _flat(kind, size, ranks, ckey, False)
+        return _flat(kind, size, ranks, cluster, False)
     if algorithm == "tree":
-        return _tree(kind, size, ranks, ckey)
-    hier = _hierarchical(kind, size, ranks, ckey)
+        return _tree(kind, size, ranks, cluster)
+    hier = _hierarchical(kind, size, ranks, cluster)
     if algorithm == "hierarchical":
-        return hier if hier is not None else _flat(kind, size, ranks, ckey, False)
-    options = [_flat(kind, size, ranks, ckey, False), _tree(kind, size, ranks, ckey)]
+        return hier if hier is not None else _flat(kind, size, ranks, cluster, False)
+    options = [_flat(kind, size, ranks, cluster, False), _tree(kind, size, ranks, cluster)]
     return min(options + ([hier] if hier is not None else []))

@@ -35,7 +35,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import lru_cache
 
-from sim.costs._ids import ident, obj
 from sim.costs.attention import (
     attention_backward_factor,
     attention_core_flops,
@@ -278,9 +277,9 @@ def recompute_flops(model: ModelConfig, shape: Shape, recompute: str, *, flash: 
 
 
 @lru_cache(maxsize=65536)
-def _microbatch_flops(mk: int, mb: int, seq: int, mode: str, flash: bool, recompute: bool,
+def _microbatch_flops(model, mb: int, seq: int, mode: str, flash: bool, recompute: bool,
                       causal_halving: bool, convention: str, padding: bool) -> FlopBreakdown:
-    model, shape = obj(mk), Shape(mb, seq, "train")
+    shape = Shape(mb, seq, "train")
     kw = dict(causal_halving=causal_halving, convention=convention, padding=padding)
     # the flash backward's score recomputation is hardware work, not model work (PaLM App. B)
     one = forward_flops(model, shape, **kw) + backward_flops(
@@ -297,7 +296,7 @@ def step_flops(model: ModelConfig, plan: ParallelPlan, *, recompute: bool = True
     """FLOPs of one training step (global batch): forward + backward (+ recomputation).
     MoE capacity is applied per micro-batch (each rank routes its own micro-batch)."""
     padding = recompute if padding is None else padding
-    one = _microbatch_flops(ident(model), plan.micro_batch, plan.seq_len, plan.recompute,
+    one = _microbatch_flops(model, plan.micro_batch, plan.seq_len, plan.recompute,
                             plan.flash_attention, recompute, causal_halving, convention, padding)
     return one.scaled(plan.global_batch / plan.micro_batch).only(include)
 

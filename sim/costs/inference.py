@@ -33,8 +33,8 @@ from itertools import pairwise
 from hardware.types import Accelerator
 from sim.costs.attention import attention_core_flops, head_dims
 from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer, linear_state_bytes
+from sim.costs.layout import StageLayout
 from sim.costs.lowering import dtype_bytes, lower_embedding, lower_head, lower_layer
-from sim.costs.memory import layers_on_stage
 from sim.costs.moe import expected_experts_touched
 from sim.costs.timing import op_time, op_time_parts
 from sim.errors import ConfigError
@@ -161,8 +161,8 @@ def _layer_kinds(model: ModelConfig, pp: int) -> dict[int, list[int]]:
     """A representative layer of each kind (dense, MoE) -> how many of it each stage holds."""
     kinds: dict[bool, int] = {}
     counts: dict[int, list[int]] = {}
-    for stage in range(pp):
-        for layer in layers_on_stage(model.n_layers, pp, stage):
+    for stage, st in enumerate(StageLayout.split(model, pp).stages):
+        for layer in st.layers:
             rep = kinds.setdefault(model.is_moe_layer(layer), layer)
             counts.setdefault(rep, [0] * pp)[stage] += 1
     return counts

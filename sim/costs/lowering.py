@@ -40,7 +40,6 @@ import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from sim.costs._ids import ident, obj
 from sim.costs.attention import attention_backward_factor, attention_core_flops, head_dims
 from sim.costs.flops import (
     ACT_FLOPS,
@@ -299,8 +298,7 @@ def _mlp_block(c: _Ctx, moe_layer: bool) -> list[Op]:
 
 
 @lru_cache(maxsize=16384)
-def _forward(mk: int, layer: int, shape: Shape, key: LayerKey) -> tuple[Op, ...]:
-    model = obj(mk)
+def _forward(model, layer: int, shape: Shape, key: LayerKey) -> tuple[Op, ...]:
     _check_tp(model, key.tp)
     moe_layer = model.is_moe_layer(layer)
     if moe_layer and model.moe.n_experts % key.ep:
@@ -317,7 +315,7 @@ def lower_layer(model: ModelConfig, layer: int, shape: Shape, plan: ParallelPlan
                 imbalance: float = 1.0) -> list[Op]:
     """Forward ops of transformer layer ``layer`` on one rank (see module docstring).
     ``imbalance`` (max/mean expert load, ``sim.costs.moe``) makes one local expert the hot one."""
-    return list(_forward(ident(model), layer, shape, layer_key(plan, imbalance)))
+    return list(_forward(model, layer, shape, layer_key(plan, imbalance)))
 
 
 def _recompute_ops(fwd: tuple[Op, ...], key: LayerKey) -> list[Op]:
@@ -329,10 +327,9 @@ def _recompute_ops(fwd: tuple[Op, ...], key: LayerKey) -> list[Op]:
 
 
 @lru_cache(maxsize=16384)
-def _backward(mk: int, layer: int, shape: Shape, key: LayerKey) -> tuple[Op, ...]:
-    fwd = _forward(mk, layer, shape, key)
+def _backward(model, layer: int, shape: Shape, key: LayerKey) -> tuple[Op, ...]:
+    fwd = _forward(model, layer, shape, key)
     bwd_in, bwd_w = [], []
-    model = obj(mk)
     for op in reversed(fwd):
         a, b = backward_of(op, attention_backward_factor(key.flash))
         if op.kind == "attention":  # backward_of doubles the bytes; dropout's only repeat once
@@ -362,4 +359,4 @@ def lower_layer_backward(model: ModelConfig, layer: int, shape: Shape, plan: Par
                          imbalance: float = 1.0) -> list[Op]:
     """Recompute ops (per plan.recompute), then ``bwd_input`` ops in reverse layer order, then
     ``bwd_weight`` ops (weight gradients, deferrable by zero-bubble schedules)."""
-    return list(_backward(ident(model), layer, shape, layer_key(plan, imbalance)))
+    return list(_backward(model, layer, shape, layer_key(plan, imbalance)))

@@ -56,12 +56,16 @@ def unfused_extra(ops, stack, acc) -> dict:
     return extra
 
 
-def eager_floor(ops, times: dict, pass_of: dict, launch_s: float) -> dict:
-    """Each pass's time, at least (ops launched in it) x ``launch_s``."""
+def eager_floor(ops, times: dict, pass_of: dict, launch_s: float,
+                comm: dict | None = None) -> dict:
+    """Each pass's compute time, raised so that compute + its blocking communication is at
+    least (ops launched in it) x ``launch_s``: the GPU timeline (kernels and collectives)
+    runs behind the CPU that issues it, so a pass takes max(CPU issue, GPU), not the sum."""
     if launch_s <= 0:
         return times
+    comm = comm or {}
     counts: dict = {}
     for op in ops:
         key = pass_of.get(op.pass_, "fwd")
         counts[key] = counts.get(key, 0) + op.count
-    return {k: max(t, counts.get(k, 0) * launch_s) for k, t in times.items()}
+    return {k: max(t, counts.get(k, 0) * launch_s - comm.get(k, 0.0)) for k, t in times.items()}

@@ -125,3 +125,11 @@ def exposed(iv: Intervals, stream: str) -> float:
     if comm.start.size == 0:
         return 0.0
     return _minus(_iv(comm), _iv(iv.select(iv.compute)))
+
+
+def issued(iv: Intervals, stream: str) -> float:
+    """Seconds ``stream`` is busy on the ranks of ``iv`` (union of its intervals)."""
+    from sim.des.engine import STREAM_CODE
+
+    comm = iv.select(iv.stream == STREAM_CODE[stream])
+    return _length(_iv(comm)) if comm.start.size else 0.0

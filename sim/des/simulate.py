@@ -1,11 +1,15 @@
 """``simulate_train`` and its result: the DES answer in the analytic backend's JSON shape.
 
-The result is built with the analytic backend's own ``TrainResult.build`` (same fields, same
-bottleneck rule), fed with the simulated per-stage times, then extended with what only a
-simulation knows: ``bubble_fraction`` measured on the timeline, ``peak_memory_per_gpu_bytes``
-from the HBM containers, the out-of-memory event if any, MoE routing draws, and the engine's
-own cost (events, wall seconds). ``frames()`` gives the pandas DataFrames (per op, per rank,
-per step); ``trace`` writes Chrome/Perfetto JSON and ``timeline`` a Gantt + memory PNG.
+The DES computes its own step: the step time is when the last simulated stage finishes its
+schedule's tasks, gradient sync and optimizer update; the throughput figures (tokens/s,
+TFLOP/s, MFU, HFU, via ``sim.costs.analytic_result.throughput``) follow from that step and the
+step's FLOPs; memory is what the simulated HBM containers peaked at, split by allocation kind;
+``bubble_fraction`` is measured on the timeline; ``stages`` has one record per simulated
+stage. Everything is priced by the same cost functions and ``CostContext`` as the analytic
+backend, which the result quotes only as ``analytic_step_time_s`` for comparison.
+``frames()`` gives the pandas DataFrames (per op, per rank, per step); ``ops`` and
+``memory`` are what ``sim.des.trace`` and ``sim.plots.timeline`` turn into a Perfetto trace
+and a Gantt chart (the CLI writes them: an engine returns records, never files).
 """
 
 from __future__ import annotations
@@ -16,26 +20,35 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 import simpy
+from simpy.core import NORMAL
 
+from sim import __version__
+from sim.costs.analytic import train_flops, with_stack
+from sim.costs.analytic_result import bottleneck, stage_record, throughput, train_config
 from sim.des import metrics
 from sim.des.engine import Net, Recorder
-from sim.des.schedules import build_schedule
-from sim.des.train import (
-    ROUTINGS,
-    Barrier,
-    Straggler,
-    _Replica,
-    mark_private_groups,
-    stage_rank,
-)
+from sim.des.train import ROUTINGS, Barrier, Replica, Straggler, mark_private_groups, stage_rank
 from sim.des.workload import Routing
 from sim.errors import PlanError
+from sim.schedules import get_schedule
+
+
+class CountingEnvironment(simpy.Environment):
+    """A SimPy environment that counts the events it schedules (``simulated_events``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scheduled = 0
+
+    def schedule(self, event, priority=NORMAL, delay=0) -> None:
+        self.scheduled += 1
+        super().schedule(event, priority, delay)
 
 
 @dataclass
 class DesResult:
-    analytic: object  # sim.costs.analytic_result.TrainResult (the oracle, same fields)
-    fields: dict  # what the simulation measured, replacing the analytic values
+    analytic: object  # sim.costs.analytic_result.TrainResult, quoted for comparison only
+    fields: dict  # the simulated step: every field of the train --json document
     recorder: object
     ranks: pd.DataFrame
     memory: dict = field(default_factory=dict)  # rank -> [(t, bytes, what)]
@@ -54,9 +67,7 @@ class DesResult:
         return dict(self.kind_peaks[self.stage_ranks[stage]])
 
     def to_dict(self) -> dict:
-        out = self.analytic.to_dict()
-        out.update(self.fields)
-        out["config"] = dict(out["config"], engine="des")
+        out = dict(self.fields)
         out["analytic_step_time_s"] = self.analytic.step_time_s
         from sim.bands import train_band
 
@@ -80,33 +91,31 @@ class DesResult:
         return {"ops": self.ops, "ranks": self.ranks, "steps": step}
 
 
-def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=None,
+def simulate_train(model, plan, cluster, *, seed: int = 0,
                    straggler: Straggler | None = None, progress: bool = False,
                    routing: str = "uniform", zipf_s: float = 1.0) -> DesResult:
     """Simulate one training step of ``model`` under ``plan`` on ``cluster`` (see
     docs/design-des.md). Same inputs and seed give the same timeline, byte for byte.
 
-    ``trace``: write a Chrome/Perfetto JSON there; ``timeline``: a Gantt + HBM PNG;
     ``straggler``: one slow GPU or link; ``progress``: a tqdm bar of pipeline tasks on
     stderr; ``routing``: MoE token routing, "uniform" (sampled), "zipf" (Zipf(``zipf_s``)
     shares, sampled) or "balanced" (exact even split), drawn from ``seed``."""
-    from sim.plan_validation import resolve_plan, stage_layers, validate_plan
+    from sim.costs.layout import StageLayout
+    from sim.plan_validation import resolve_plan, validate_plan
 
     if routing not in ROUTINGS:
         raise PlanError(f"unknown routing '{routing}'; use {', '.join(ROUTINGS)}")
     from sim.costs.analytic import estimate_train
 
     wall = time.perf_counter()
-    plan = resolve_plan(plan, cluster.n_gpus)
+    plan = with_stack(resolve_plan(plan, cluster.n_gpus))
     validate_plan(model, plan, cluster.n_gpus)
-    analytic = estimate_train(model, plan, cluster)  # the oracle; also its result shape
-    v = plan.virtual_stages if plan.schedule == "interleaved" else 1
-    sizes = stage_layers(model.n_layers, plan.pp * v)
-    chunks = [list(range(sum(sizes[:i]), sum(sizes[:i + 1]))) for i in range(len(sizes))]
-    schedule = build_schedule(plan.schedule, plan.pp, plan.n_microbatches, v)
-    env, rec = simpy.Environment(), Recorder()
+    layout = StageLayout.of(model, plan)
+    chunks = [list(c.layers) for c in layout.chunks]
+    schedule = get_schedule(plan.schedule).tasks(plan.pp, plan.n_microbatches, layout.virtual)
+    env, rec = CountingEnvironment(), Recorder()
     replicas = _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler,
-                         routing, zipf_s, analytic)
+                         routing, zipf_s)
     from tqdm import tqdm
 
     total = sum(len(t) for t in schedule) * len(replicas)
@@ -116,21 +125,21 @@ def simulate_train(model, plan, cluster, *, seed: int = 0, trace=None, timeline=
             r.pipe.on_task = bar.update
             r.start()
         env.run()
-    out = _result(analytic, replicas, rec)
+    out = _result(model, plan, cluster, layout, replicas, rec)
+    out.analytic = estimate_train(model, plan, cluster)  # for analytic_step_time_s only
     first = replicas[0]
     out.stage_ranks = [g.rank for g in first.gpus]
     out.activations_per_mb = [sum(first.work.activation_bytes(vs) for vs in
                                   range(s, first.work.n_virtual, plan.pp)) for s in range(plan.pp)]
     out.kind_peaks = {g.rank: dict(g.hbm.by_kind_peak) for r in replicas for g in r.gpus}
-    out.events = next(env._eid)  # SimPy numbers every scheduled event
+    out.events = env.scheduled
     out.fields["simulated_events"] = out.events
     out.wall_s = time.perf_counter() - wall  # not in to_dict: outputs must be byte-stable
-    _write_outputs(out, trace, timeline, cluster.accelerator.memory_bytes)
     return out
 
 
 def _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler, routing,
-              zipf_s, analytic):
+              zipf_s):
     slow_links, slow_stage, factor, which = {}, None, 1.0, [0]
     if straggler is not None and not 0 <= straggler.rank < plan.world_size:
         raise PlanError(f"straggler rank {straggler.rank} is outside 0..{plan.world_size - 1}; "
@@ -151,9 +160,9 @@ def _replicas(env, rec, model, plan, cluster, chunks, schedule, seed, straggler,
         if is_slow and straggler.kind == "link":
             _slow_link(net, plan, straggler, d)
         rt = Routing(model, plan, seed, routing, zipf_s) if model.moe else None
-        out.append(_Replica(env, net, rec, model, plan, cluster, chunks, schedule, replica=d,
-                            routing=rt, slow_stage=slow_stage if is_slow else None,
-                            factor=factor, barrier=barrier, analytic=analytic))
+        out.append(Replica(env, net, rec, model, plan, cluster, chunks, schedule, replica=d,
+                           routing=rt, slow_stage=slow_stage if is_slow else None,
+                           factor=factor, barrier=barrier))
     mark_private_groups(net, plan, out)
     return out
 
@@ -188,7 +197,7 @@ def _chooser(cluster):
     return choose
 
 
-def _result(analytic, replicas, rec) -> DesResult:
+def _result(model, plan, cluster, layout, replicas, rec) -> DesResult:
     ops = metrics.intervals_frame(rec)
     step = max(e for r in replicas for e in r.end)
     gpus = [g for r in replicas for g in r.gpus]
@@ -201,36 +210,61 @@ def _result(analytic, replicas, rec) -> DesResult:
     breakdown = {"compute": rows.compute_s[worst], "communication_exposed":
                  rows.comm_exposed_s[worst],
                  "pipeline_bubble": rows.bubble_s[worst] + rows.idle_s[worst]}
-    fields = _des_train_result(analytic, step, breakdown, ops, gpus, replicas, mine)
-    return DesResult(analytic, fields, rec, ranks, {g.rank: g.hbm.samples for g in gpus})
+    fields = _train_fields(model, plan, cluster, step, breakdown, gpus)
+    fields.update(_step_extras(plan, cluster, replicas, slow, rows, worst, mine))
+    fields["stages"] = _stage_records(layout, slow, rows)
+    fields.update(_des_extras(ops, max(gpus, key=lambda g: g.hbm.peak),
+                              next((g.hbm.oom for g in gpus if g.hbm.oom is not None), None),
+                              replicas))
+    return DesResult(None, fields, rec, ranks, {g.rank: g.hbm.samples for g in gpus})
 
 
-def _des_train_result(a, step, breakdown, ops, gpus, replicas, mine) -> dict:
-    """The fields of the analytic result that the simulation replaces. Throughput figures
-    (tokens/s, TFLOP/s, MFU, HFU) are all proportional to 1/step, so they are the analytic
-    ones rescaled by the ratio of step times."""
-    from sim.costs.analytic_result import _bottleneck
-
-    ratio = a.step_time_s / step
+def _train_fields(model, plan, cluster, step, breakdown, gpus) -> dict:
+    """The contract fields of ``clustersim train --json``, from the simulated step."""
     peak_gpu = max(gpus, key=lambda g: g.hbm.peak)
-    oom = next((g.hbm.oom for g in gpus if g.hbm.oom is not None), None)
-    # The breakdown of one GPU (the peak one) at its peak moment: parts from one rank at one
-    # time, so they sum to the peak and "other" (buffers, gathered ZeRO-3 weights) is >= 0.
-    at = peak_gpu.hbm.at_peak
-    mem = {k: float(at.get(k, 0.0)) for k in a.memory_breakdown_bytes if k != "other"}
-    mem["other"] = peak_gpu.hbm.peak - sum(mem.values())
-    fits = oom is None
-    out = {"step_time_s": step, "tokens_per_s": a.tokens_per_s * ratio,
-           "tflops_per_gpu": a.tflops_per_gpu * ratio, "mfu": a.mfu * ratio,
-           "hfu": a.hfu * ratio, "memory_per_gpu_bytes": peak_gpu.hbm.peak,
-           "memory_breakdown_bytes": mem, "fits": fits, "time_breakdown_s": breakdown,
-           "bottleneck": _bottleneck(breakdown, fits)}
-    out.update(_des_extras(ops, peak_gpu, oom, replicas))
+    fits = all(g.hbm.oom is None for g in gpus)
+    mf, hf = train_flops(model, plan, cluster)
+    out = {"step_time_s": step, **throughput(plan, cluster, mf, hf, step),
+           "memory_per_gpu_bytes": peak_gpu.hbm.peak,
+           "memory_breakdown_bytes": _memory_breakdown(peak_gpu), "fits": fits,
+           "time_breakdown_s": breakdown, "bottleneck": bottleneck(breakdown, fits),
+           "config": train_config(model, plan, cluster, __version__, engine="des")}
+    return out
+
+
+def _memory_breakdown(gpu) -> dict:
+    """The peak GPU's HBM by allocation kind at the moment of its peak (one rank at one time,
+    so the parts sum to the peak and ``other``, buffers and gathered ZeRO-3 weights, is >= 0)."""
+    at = gpu.hbm.at_peak
+    out = {k: float(at.get(k, 0.0)) for k in ("weights", "gradients", "optimizer",
+                                              "activations")}
+    out["other"] = gpu.hbm.peak - sum(out.values())
+    return out
+
+
+def _step_extras(plan, cluster, replicas, slow, rows, worst, mine) -> dict:
+    """The analytic document's extras, measured on the simulated timeline."""
     by = {s: metrics.exposed(mine, s) for s in ("tp", "cp", "ep", "dp", "pp")}
     by["tp_ep_cp"] = by["tp"] + by["ep"] + by["cp"]  # the analytic result's grouping
-    out["communication_exposed_by_group_s"] = by
-    out["stage_times_s"] = [max(r.end[i] for r in replicas)
-                            for i in range(len(replicas[0].end))]
+    peak = max(g.hbm.peak for r in replicas for g in r.gpus)
+    return {"n_microbatches": plan.n_microbatches,
+            "slowest_stage": [g.rank for g in slow.gpus].index(worst),
+            "stage_times_s": [max(r.end[i] for r in replicas) for i in range(plan.pp)],
+            "communication_by_group_s": {s: metrics.issued(mine, s)
+                                         for s in ("tp", "cp", "ep", "dp", "pp")},
+            "communication_exposed_by_group_s": by,
+            "optimizer_step_s": slow.t_opt[[g.rank for g in slow.gpus].index(worst)],
+            "memory_capacity_bytes": cluster.accelerator.memory_bytes,
+            "memory_per_gpu_gib": peak / 2**30}
+
+
+def _stage_records(layout, replica, rows) -> list[dict]:
+    """One record per simulated stage (``STAGE_FIELDS``): layers and parameters from the
+    layout the DES ran, bytes and compute seconds from that stage's simulated GPU."""
+    out = []
+    for st, gpu in zip(layout.stages, replica.gpus, strict=True):
+        out.append(stage_record(st, float(gpu.hbm.by_kind_peak.get("weights", 0.0)),
+                                gpu.hbm.peak, float(rows.compute_s[gpu.rank])))
     return out
 
 
@@ -250,14 +284,3 @@ def _des_extras(ops, peak_gpu, oom, replicas) -> dict:
             "max_imbalance": max(d[2] for d in draws),
             "mean_dropped_fraction": sum(d[3] for d in draws) / len(draws)}
     return out
-
-
-def _write_outputs(out: DesResult, trace, timeline, capacity: float) -> None:
-    if trace:
-        from sim.des.trace import write_chrome_trace
-
-        write_chrome_trace(out.ops, out.memory, trace)
-    if timeline:
-        from sim.plots.timeline import plot_timeline
-
-        plot_timeline(out.ops, out.memory, timeline, capacity=capacity)

@@ -15,7 +15,7 @@ import simpy
 from sim.des import metrics
 from sim.des.engine import Gpu, Recorder
 from sim.des.pipeline import PipelineRun, Segment
-from sim.des.schedules import build_schedule
+from sim.des.schedules import build_schedule, get_schedule
 
 
 class UniformWork:
@@ -56,7 +56,8 @@ def run_uniform(schedule: str, p: int, m: int, v: int = 1, t_fwd: float = 1.0,
     """Simulate one step of the synthetic pipeline; returns (records, gpus)."""
     env = simpy.Environment()
     gpus = [Gpu(env, s, s, math.inf) for s in range(p)]
-    work = UniformWork(p, m, v, t_fwd, t_bwd, t_w, split_w=schedule == "zb-h1")
+    split_w = get_schedule(schedule).splits_weight_grad
+    work = UniformWork(p, m, v, t_fwd, t_bwd, t_w, split_w=split_w)
     rec = Recorder()
     run = PipelineRun(env, _FreeNet(env, p2p_s), gpus, work, build_schedule(schedule, p, m, v),
                       rec)

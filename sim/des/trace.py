@@ -44,8 +44,9 @@ def trace_events(ops: pd.DataFrame, memory: dict) -> list[dict]:
 
 
 def write_chrome_trace(ops: pd.DataFrame, memory: dict, path: str | Path) -> Path:
+    from sim.fileio import atomic_write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"traceEvents": trace_events(ops, memory), "displayTimeUnit": "ms"}
-    path.write_text(json.dumps(doc, sort_keys=True, separators=(",", ":")))
+    atomic_write_text(path, json.dumps(doc, sort_keys=True, separators=(",", ":")))
     return path

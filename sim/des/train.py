@@ -90,11 +90,11 @@ def make_group_of(plan, replica: int):
     return group_of
 
 
-class _Replica:
+class Replica:
     """One simulated data-parallel replica: its GPUs, pipeline and DP engine."""
 
     def __init__(self, env, net, rec, model, plan, cluster, chunks, schedule, *, replica,
-                 routing, slow_stage=None, factor=1.0, barrier=None, analytic=None):
+                 routing, slow_stage=None, factor=1.0, barrier=None):
         p, hbm = plan.pp, cluster.accelerator.memory_bytes
         self.gpus = [Gpu(env, stage_rank(plan, s, replica), s, hbm,
                          factor if s == slow_stage else 1.0) for s in range(p)]
@@ -103,7 +103,9 @@ class _Replica:
                 gpu.hbm.alloc(nbytes, kind, kind)
         group_of = make_group_of(plan, replica)
         self.group_of = group_of
-        zb = plan.schedule == "zb-h1"
+        from sim.schedules import get_schedule
+
+        zb = get_schedule(plan.schedule).splits_weight_grad
         self.work = TrainWork(model, plan, cluster, chunks, routing=routing, zb=zb,
                               group_of=group_of, net=net)
         buffers = [_buffers(model, plan, chunks, s, group_of) for s in range(p)]
@@ -112,7 +114,7 @@ class _Replica:
         self.pipe = PipelineRun(env, net, self.gpus, self.work, schedule, rec,
                                 overlap=plan.overlap, dp=self.dp, stack=plan.stack)
         self.env, self.rec = env, rec
-        self.t_opt = _optimizer_times(analytic, buffers)
+        self.t_opt = _optimizer_times(model, plan, cluster)
         self.end = [None] * p
 
     def start(self) -> None:
@@ -148,37 +150,38 @@ def _static_memory(model, plan, stage: int) -> dict:
 
 
 def _buffers(model, plan, chunks, stage, group_of) -> list[Buffer]:
-    """Dense and expert gradient buffers of a stage, parts in forward order."""
-    from sim.costs.analytic import model_counts
+    """Dense and expert gradient buffers of a stage, parts in forward order; parameters per
+    rank as ``sim.costs.layout`` counts them."""
+    from sim.costs.layout import end_params, layer_params
+    from sim.model.params import count_params
 
-    counts, gb, p = model_counts(model), plan.optimizer.grad_bytes, plan.pp
+    counts, gb, p = count_params(model), plan.optimizer.grad_bytes, plan.pp
+    emb, head = end_params(counts, p, plan.tp)
     parts, dense, expert = [], [], []
     for vs in range(stage, len(chunks), p):
         if vs == 0:
-            parts.append(-1), dense.append(counts.embedding / plan.tp * gb), expert.append(0.0)
+            parts.append(-1), dense.append(emb * gb), expert.append(0.0)
         for i in chunks[vs]:
-            lp = counts.layers[i]
-            parts.append(i)
-            dense.append((lp.total - lp.experts) / plan.tp * gb)
-            expert.append(lp.experts / (plan.tp * plan.ep) * gb)
+            d, e = layer_params(counts, i, plan.tp, plan.ep)
+            parts.append(i), dense.append(d * gb), expert.append(e * gb)
         if vs == len(chunks) - 1:
-            parts.append(model.n_layers)
-            dense.append((counts.lm_head + counts.final_norm) / plan.tp * gb)
-            expert.append(0.0)
+            parts.append(model.n_layers), dense.append(head * gb), expert.append(0.0)
     out = [Buffer("dense", group_of("dp_cp", stage), tuple(parts), tuple(dense))]
     if sum(expert) > 0:
         out.append(Buffer("expert", group_of("edp", stage), tuple(parts), tuple(expert)))
     return out
 
 
-def _optimizer_times(analytic, buffers) -> list[float]:
-    """The optimizer update per stage: the analytic backend's time for its slowest stage
-    (memory-bound Adam over the rank's state), shared out in proportion to each stage's
-    parameters (an update's bytes are proportional to them)."""
-    params = [sum(sum(b.nbytes) for b in bufs) for bufs in buffers]
-    ref = params[analytic.extras.get("slowest_stage", 0)]
-    t = analytic.extras.get("optimizer_step_s", 0.0)
-    return [t * p / ref if ref else t for p in params]
+def _optimizer_times(model, plan, cluster) -> list[float]:
+    """The optimizer update of each stage: the cost model's memory-bound Adam over the
+    stage's parameters (``StageLayout``), run on the compute stream after the sync, plus a
+    stack's per-iteration framework overhead (the analytic backend counts it there too)."""
+    from sim.costs.analytic import optimizer_step_time
+    from sim.costs.layout import StageLayout
+
+    extra = plan.stack.iteration_overhead_s if plan.stack is not None else 0.0  # as analytic
+    return [optimizer_step_time(plan, cluster, st.params) + extra
+            for st in StageLayout.of(model, plan).stages]
 
 
 CRITICAL = ("tp", "cp", "ep")  # run one after another by the stage process itself

@@ -1,6 +1,6 @@
 """What each simulated stage runs: the cost model's Ops turned into stream segments.
 
-For every virtual stage (a pipeline chunk: layers from ``sim.plan_validation.stage_layers``;
+For every virtual stage (a pipeline chunk: layers from ``sim.costs.layout.StageLayout``;
 the first also runs the embedding, the last the LM head), and every pass of a schedule task
 (``F`` forward, ``B`` backward = recompute + input gradients (+ weight gradients unless the
 schedule defers them), ``W`` deferred weight gradients), the ops come from
@@ -181,14 +181,20 @@ class TrainWork:
         timed = tuple((op, self._time(op, stage)) for op in run)
         st = self.plan.stack
         if st is not None and st.launch_overhead_s:  # eager launch floor (stack_effects)
-            floor = len(run) * st.launch_overhead_s
             busy = sum(t for op, t in timed if not op.is_comm)
-            if busy < floor:
-                timed = tuple((op, t if op.is_comm else t * floor / busy if busy else t)
-                              for op, t in timed)
+            floor = len(run) * st.launch_overhead_s - sum(t for op, t in timed if op.is_comm)
+            if 0 < busy < floor:  # the GPU runs behind the CPU that issues it
+                timed = tuple((op, t if op.is_comm else t * floor / busy) for op, t in timed)
         comm = sum(t for op, t in timed if op.is_comm)
+        busy = sum(t for _, t in timed) - comm
+        if st is not None and st.tp_comm_overlap and self.plan.overlap == "stack":
+            # TP collectives overlapped with the GEMMs around them (TransformerEngine
+            # userbuffers): hidden up to the segment's compute, which they slow by the
+            # stack's contention factor (as sim.costs.analytic_layers.PartCost)
+            hid = min(comm, busy)
+            comm = comm - hid + st.overlap_slowdown * hid
         name = f"L{part} {run[0].pass_} x{len(run)}"
-        return [Segment("compute", name, sum(t for _, t in timed) - comm, timed,
+        return [Segment("compute", name, busy, timed,
                         sum(op.total_flops for op in run), comm_s=comm, layer=part)]
 
     def _comm(self, op, part: int, stage: int) -> list[Segment]:

@@ -19,6 +19,7 @@ from sim.des.synthetic import bubble_fraction
 from sim.exercises.answer import Answer, cluster_of, dominant, model_of, step_parts, versus
 from sim.exercises.registry import query
 from sim.plan import ParallelPlan
+from sim.schedules import get_schedule
 
 STATE = ("weights", "gradients", "optimizer")
 
@@ -92,8 +93,9 @@ def pipeline_step_time(p: dict) -> Answer:
 @query("bubble_fraction", "fraction")
 def schedule_bubble(p: dict) -> Answer:
     """Idle share of the step, simulated by the DES on uniform stages (t_f = t_b = 1)."""
-    v = p.get("virtual_stages", 1) if p["schedule"] == "interleaved" else 1
-    t_w = 1.0 if p["schedule"] == "zb-h1" else 0.0  # B and W each one unit (B+W = 2)
+    sched = get_schedule(p["schedule"])
+    v = p.get("virtual_stages", 1) if sched.interleaves else 1
+    t_w = 1.0 if sched.splits_weight_grad else 0.0  # B and W each one unit (B+W = 2)
     f = bubble_fraction(p["schedule"], p["pp"], p["microbatches"], v, t_fwd=1.0, t_bwd=2.0,
                         t_w=t_w)
     return Answer(f, {"busy": 1 - f, "bubble": f}, f"{p['pp'] - 1} fill and drain slots over "

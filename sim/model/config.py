@@ -14,7 +14,7 @@ Face ``config.json`` loading in ``sim.model.hf``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from typing import Literal
 
@@ -117,6 +117,17 @@ class ModelConfig:
             raise ModelError(f"model '{self.name}': sliding_window attention needs a window")
         if self.attention.kind == "dilated" and not self.attention.dilation:
             raise ModelError(f"model '{self.name}': dilated attention needs a dilation")
+
+    # --- identity: hashed once (cost caches key on the model; hashing walks every field) ----
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:  # string hashes differ between processes: never ship one
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
 
     # --- structure -------------------------------------------------------------------------
     @property

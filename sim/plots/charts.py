@@ -54,10 +54,12 @@ def new_figure(title: str, xlabel: str, ylabel: str, size=(7.5, 4.5)):
 
 def save(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG with stable bytes (no software/version metadata)."""
+    from sim.fileio import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rc_context(STYLE):
-        fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    fmt = path.suffix[1:].lower() or "png"
+    with rc_context(STYLE), atomic_path(path, suffix=f".{fmt}") as tmp:  # temp + rename
+        fig.savefig(tmp, dpi=DPI, format=fmt, metadata={"Software": None})
     return path
 
 

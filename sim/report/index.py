@@ -69,5 +69,7 @@ def render_index(cards: list[dict]) -> str:
 
 def write_index(out_dir: Path, names: list[str]) -> Path:
     path = out_dir / "index.md"
-    path.write_text(render_index(read_cards(out_dir, names)))
+    from sim.fileio import atomic_write_text
+
+    atomic_write_text(path, render_index(read_cards(out_dir, names)))
     return path

@@ -30,6 +30,7 @@ import pandas as pd
 
 from sim import __version__, resources
 from sim.errors import ConfigError, UnknownNameError
+from sim.fileio import atomic_write_text
 from sim.report.lesson import LESSONS, MISCONCEPTIONS, check_lesson, check_misconceptions
 
 REPO_ROOT = resources.CHECKOUT_ROOT  # the source tree (or site-packages when installed)
@@ -229,7 +230,7 @@ def publish(module_name: str, result: Result, out_dir: str | Path | None = None)
     out.mkdir(parents=True, exist_ok=True)
     print_table(result.table)
     for fname, text in text_outputs(module, result).items():
-        (out / fname).write_text(text)
+        atomic_write_text(out / fname, text)
     for fname, draw in sorted(result.charts.items()):
         draw_chart(draw, out / fname)
     print(f"\n{result.takeaway}\nwritten to {out}")

@@ -9,25 +9,24 @@ slowest stage costs at least the average stage, so
     step_time >= m * (C + X) / pp + bubble(average stage),
 
 with C the compute of all layers for one microbatch and X their exposed communication: the
-per-layer costs come from the backend's own cached ``analytic_layers.layer_cost`` (the part
+per-layer costs come from the backend's own memoised ``analytic_layers.layer_cost`` (the part
 that depends only on micro-batch, tp, cp, ep, sequence parallelism and recompute), so the
-bound costs a dictionary lookup. Exposure of the context-parallel exchange is
+bound costs a dictionary lookup in the shared ``CostContext``. Exposure of the context-parallel exchange is
 ``max(0, cp - attention)`` over a stage; summing it over all layers first can only lower it
 (the sum of positive parts is at least the positive part of the sum), so the bound stays
 below the real value. The bubble of GPipe, 1F1B and interleaved 1F1B is linear and
-increasing in the stage's per-microbatch pass times (``analytic_pipeline.bubble_time``), and
+increasing in the stage's per-microbatch pass times (``PipelineSchedule.bubble_monotone``), and
 the backend stretches it by (compute + comm) / compute >= 1, so the bubble of the average
-stage (layers only) is added too; ZB-H1's bubble falls as the weight-gradient pass grows, so
-it is left out of the bound. Memory is known exactly before timing, so the memory objective's
+stage (layers only) is added too; a schedule whose bubble falls as a pass grows (ZB-H1: the
+weight-gradient pass fills it) is not monotone, so its bubble is left out of the bound. Memory is known exactly before timing, so the memory objective's
 bound is (memory, 0).
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from sim.costs import analytic_layers
-from sim.costs.analytic_pipeline import bubble_time
+from sim.costs.context import CostContext, LayerKey
+from sim.schedules import get_schedule
 from sim.search.space import plan_order
 
 
@@ -41,27 +40,22 @@ def _total_layers_cost(model, plan, cluster):
     return total
 
 
-@lru_cache(maxsize=65536)
-def _per_microbatch(mkey: int, ckey: int, layer_key: tuple, overlap: str) -> tuple:
+def _per_microbatch(ctx: CostContext, plan) -> tuple:
     """(compute + exposed comm, forward + recompute, input-grad, weight-grad) of all layers
     for one microbatch."""
-    model, plan, cluster = _CTX[(mkey, ckey, layer_key)]
-    t = _total_layers_cost(model, plan, cluster)
-    return t.compute + t.comm_exposed(overlap), t.fwd + t.recompute, t.bwd_input, t.bwd_weight
-
-
-_CTX: dict = {}
+    t = _total_layers_cost(ctx.model, plan, ctx.cluster)
+    return t.compute + t.comm_exposed(plan.overlap), t.fwd + t.recompute, t.bwd_input, t.bwd_weight
 
 
 def step_time_lower_bound(model, plan, cluster) -> float:
-    key = (id(model), id(cluster), analytic_layers.plan_key(plan))
-    if key not in _CTX:
-        _CTX[key] = (model, plan, cluster)
-    busy, f, b, w = _per_microbatch(*key, plan.overlap)
+    ctx = CostContext.of(model, cluster)
+    busy, f, b, w = ctx.cached("step_bound", (LayerKey.of(plan), plan.overlap),
+                               lambda: _per_microbatch(ctx, plan))
     p = plan.pp
     bound = plan.n_microbatches * busy / p
-    if plan.schedule != "zb-h1":  # linear in the stage's pass times: at least its mean
-        bound += bubble_time(plan.schedule, p, plan.virtual_stages, f / p, b / p, w / p)
+    sched = get_schedule(plan.schedule)
+    if sched.bubble_monotone:  # linear in the stage's pass times: at least its mean
+        bound += sched.bubble_time(p, plan.virtual_stages, f / p, b / p, w / p)
     return bound
 
 

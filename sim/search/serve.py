@@ -108,9 +108,9 @@ class _Evaluator:
 
         sc = self.serving_config(cfg)
         try:
-            from sim.serving.api import _check_plan
+            from sim.serving.api import check_plan
 
-            _check_plan(self.model, sc)
+            check_plan(self.model, sc)
         except PlanError as exc:
             return constraint_of(exc)
         cluster = Cluster.for_gpus(self.system, sc.n_replicas * sc.gpus_per_replica)

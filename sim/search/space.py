@@ -21,15 +21,24 @@ defaults. Which of these plans is *legal* is decided by ``sim.plan_validation`` 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sim.plan import RECOMPUTE_MODES, ParallelPlan
+from sim.schedules import get_schedule, schedule_names
 
 ZERO_STAGES = (0, 1, 2, 3)
 
 
+@lru_cache(maxsize=4096)
+def _divisors(n: int) -> tuple[int, ...]:
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]  # O(sqrt n), not O(n)
+    return tuple(sorted(set(small + [n // d for d in small])))
+
+
 def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    return list(_divisors(n))
 
 
 @dataclass(frozen=True)
@@ -62,9 +71,10 @@ def schedules(model, pp: int) -> list[tuple[str, int]]:
     """(schedule, virtual stages) choices for ``pp`` stages."""
     if pp == 1:
         return [("1f1b", 1)]  # one stage: every schedule is the same plain loop
-    out = [("gpipe", 1), ("1f1b", 1), ("zb-h1", 1)]
+    entries = [get_schedule(name) for name in schedule_names()]
+    out = [(e.name, 1) for e in entries if not e.interleaves]
     per_stage = model.n_layers // pp if model.n_layers % pp == 0 else 0
-    out += [("interleaved", v) for v in divisors(per_stage) if v >= 2]
+    out += [(e.name, v) for e in entries if e.interleaves for v in divisors(per_stage) if v >= 2]
     return out
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 from sim.costs.analytic import estimate_train
 from sim.costs.memory import memory_per_gpu
-from sim.errors import ConfigError
+from sim.errors import ConfigError, PlanError
 from sim.plan import RECOMPUTE_MODES
 from sim.search import bounds, space
 from sim.search.reasons import LAYOUT_LEVEL, OUT_OF_MEMORY, PREFIX, violation
@@ -134,7 +134,10 @@ class _Walker:
         return reason if reason is not None or zero_reason != ZERO_REASON else zero_reason
 
     def _exceeds(self, plan) -> bool:
-        return memory_per_gpu(self.model, plan, self.cluster).total > self.capacity
+        try:
+            return memory_per_gpu(self.model, plan, self.cluster).total > self.capacity
+        except PlanError:  # illegal (e.g. cp does not divide seq): the verdict counts it
+            return False
 
     def keep(self, group, all_fit: bool) -> None:
         """Keep the plans of ``group`` (one per recompute mode: none, selective, full) that fit;
@@ -171,10 +174,10 @@ def search_train(model, clusters, global_batch: int, seq: int, *, objective="thr
         raise ConfigError(f"--top {top}: ask for at least 1 result")
     out, found = TrainSearch(objective), []
     jobs = [(c, lay) for c in clusters for lay in space.layouts(model, c.n_gpus)]
-    walkers = {id(c): _Walker(model, c, global_batch, seq, out) for c in clusters}
+    walkers = {c: _Walker(model, c, global_batch, seq, out) for c in clusters}
     for cluster, lay in tqdm(jobs, desc="plans", unit="layout", disable=not progress,
                              leave=False):
-        walkers[id(cluster)].layout(lay)
+        walkers[cluster].layout(lay)
     for w in walkers.values():
         found += w.found
     out.evaluated = len(found)

@@ -8,7 +8,7 @@ per-request and per-iteration DataFrames and the aggregate summary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,17 @@ class ServingResult:
     config: ServingConfig
     summary: dict
     requests: pd.DataFrame  # one row per request (``results.COLUMNS``)
-    timeline: pd.DataFrame  # one row per iteration per replica
+    logs: list = field(repr=False)  # (replica index, IterLog) per replica
     kv: KVBudget
+    _timeline: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """One row per stepped iteration or fast-forwarded run per replica (built on first
+        use: a million-request run need not hold it)."""
+        if self._timeline is None:
+            self._timeline = results.timeline(self.logs, self.kv.blocks)
+        return self._timeline
 
     def to_dict(self) -> dict:
         from sim.bands import serve_band
@@ -99,7 +108,7 @@ def resolve(cfg: ServingConfig, *, model=None, draft=None, cluster=None) -> tupl
     unless given, the plan from the config's tp/pp/ep/dtype, the cluster sized to hold every
     replica's GPUs."""
     target, small = _model(model or cfg.model), _model(draft or cfg.draft_model)
-    _check_plan(target, cfg)  # before sizing a cluster for it: the plan error is the clearer
+    check_plan(target, cfg)  # before sizing a cluster for it: the plan error is the clearer
     if cluster is None:
         from hardware import Cluster
 
@@ -113,9 +122,9 @@ def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, dr
     replica) on ``cluster``, batching and deploying as ``config`` says (as training takes
     model, plan and cluster objects)."""
     cfg = replace(config, tp=plan.tp, pp=plan.pp, ep=plan.ep, dtype=plan.dtype).validate()
-    _check_plan(model, cfg)
+    check_plan(model, cfg)
     if draft is not None:
-        _check_plan(draft, replace(cfg, ep=1))
+        check_plan(draft, replace(cfg, ep=1))
     kv = budget(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
                 block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=draft)
     timer = StepTimer(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
@@ -124,7 +133,7 @@ def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, dr
     return run_simulation(cfg, workload, timer, kv, cluster)
 
 
-def _check_plan(model, cfg: ServingConfig) -> None:
+def check_plan(model, cfg: ServingConfig) -> None:
     """tp must divide the heads, pp fit the layers, ep divide the experts (PlanError)."""
     from sim.plan_validation import validate_plan
 
@@ -140,12 +149,11 @@ def run_simulation(cfg: ServingConfig, workload: Workload, timer, kv: KVBudget,
     sim = Simulation(cfg, timer, kv.blocks, kv.kv_bytes_per_token, cluster)
     sim.run(reqs)
     df = results.records(sim.done, sim.rejected)
-    tl = results.timeline(sim.replicas, kv.blocks)
+    logs = [(r.idx, r.log) for r in sim.replicas]
     extra = _extra(sim, kv, timer)
-    extra["batch_size_mean"] = float(tl.batch.mean()) if len(tl) else 0.0  # per iteration
-    extra["kv_cache_mean_utilization"] = float(tl.kv_utilization.mean()) if len(tl) else 0.0
+    extra.update(results.iteration_means(logs, kv.blocks))
     summary = results.summarize(df, cfg, extra)
-    return ServingResult(cfg, summary, df, tl, kv)
+    return ServingResult(cfg, summary, df, logs, kv)
 
 
 def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:
@@ -154,7 +162,7 @@ def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:
     out = {
         "kv_cache_peak_utilization": peak / kv.blocks if kv.blocks else 0.0,
         "kv_cache": kv.to_dict(),
-        "iterations": sum(len(r.log) for r in sim.replicas),
+        "iterations": sum(r.log.iterations for r in sim.replicas),
         "step_time_cache": {"entries": len(timer.cache), "cost_model_calls": timer.calls},
     }
     if sim.spec_k:

@@ -32,6 +32,7 @@ class ServingConfig:
     max_batch: int = 256
     block_size: int = 16
     chunk_tokens: int = 512
+    max_batched_tokens: int | None = None  # tokens per iteration (vLLM max_num_batched_tokens)
     batch_timeout_s: float = 0.05
     preemption: str = "recompute"
     router: str = "round-robin"
@@ -46,6 +47,7 @@ class ServingConfig:
     slo_ttft_s: float = 1.0
     slo_tpot_s: float = 0.1
     exact_step_times: bool = False
+    fast_forward: bool = True  # decode-only runs in one timeout (identical results; faster)
     seed: int = 0
     stack: object = None  # sim.stack.Stack of the serving engine (None: GPU time only)
 
@@ -55,6 +57,11 @@ class ServingConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1 "
                                   f"(got {getattr(self, name)})")
+        if self.max_batched_tokens is not None and self.max_batched_tokens < self.max_batch:
+            raise ConfigError(f"--max-batched-tokens {self.max_batched_tokens} is below "
+                              f"--max-batch {self.max_batch}: every decoding sequence needs a "
+                              "token per iteration; raise it (vLLM requires the same)",
+                              flag="--max-batched-tokens")
         _choice("policy", self.policy, POLICY_NAMES)
         _choice("router", self.router, ROUTERS)
         _choice("preemption", self.preemption, PREEMPTION)

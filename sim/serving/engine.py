@@ -6,11 +6,13 @@ deployment (``sim.serving.deployments``: its replicas, router and KV transfers b
 adds. The simulation ends when no event is left: every request has finished or was rejected
 at the door.
 
-Randomness inside the engine (speculative acceptance) comes from its own Generator seeded from
-the configuration's seed, so the same inputs give the same records, byte for byte.
+Randomness inside the engine (speculative acceptance) comes from one Generator per replica
+seeded from the configuration's seed, so the same inputs give the same records, byte for byte.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import simpy
@@ -23,7 +25,6 @@ class Simulation:
     def __init__(self, cfg, timer, blocks: int, kv_bytes_per_gpu_token: float, cluster=None):
         self.cfg, self.timer, self.cluster = cfg, timer, cluster
         self.env = simpy.Environment()
-        self.rng = np.random.default_rng([cfg.seed, 1])
         self.spec_k = cfg.speculative_tokens
         self.kv_bytes = kv_bytes_per_gpu_token
         self.done: list[Request] = []
@@ -31,6 +32,7 @@ class Simulation:
         self.preemptions = 0
         self.transfers: list[tuple[float, float]] = []  # (start, seconds) per KV transfer
         self.capacity = blocks
+        self.next_arrival = math.inf
         self.deployment = DEPLOYMENTS[cfg.deployment](self, blocks)
         self.replicas, self.entry = self.deployment.replicas, self.deployment.entry
 
@@ -42,9 +44,16 @@ class Simulation:
         self.env.process(self._arrivals(requests))
         self.env.run()
 
+    def steps_until_arrival(self, step_s: float) -> float:
+        """About how many steps of ``step_s`` fit before the next request enters (inf when
+        none is left): a bound on how far fast-forward plans, never on correctness."""
+        gap = self.next_arrival - self.env.now
+        return gap / step_s + 2 if gap >= 0 and step_s > 0 else math.inf
+
     def _arrivals(self, requests: list[Request]):
         for req in requests:
             if req.arrival > self.env.now:
+                self.next_arrival = req.arrival  # bounds fast-forward planning (a hint)
                 yield self.env.timeout(req.arrival - self.env.now)
             reason = self.misfit(req)
             if reason:
@@ -65,6 +74,10 @@ class Simulation:
         paged = self.replicas[0].policy.paged  # paged pools also hold the k draft slots
         tokens = req.prompt + req.output + (self.spec_k if paged else 0)
         need = -(-tokens // bs)
+        limit = self.replicas[0].policy.prompt_limit(self)
+        if limit is not None and req.prompt > limit:
+            return (f"its {req.prompt}-token prompt exceeds the {limit} tokens one iteration "
+                    "may batch (--max-batched-tokens); raise it or use --policy chunked")
         if need <= self.capacity:
             return ""
         return (f"needs {need} KV blocks ({req.prompt} prompt + {req.output} output tokens) but "
@@ -77,11 +90,16 @@ class Simulation:
         self.done.append(req)
 
     # --- speculative decoding and swapping ---------------------------------------------------
-    def accepted(self, acc: np.ndarray) -> np.ndarray:
+    def rng(self, replica: int) -> np.random.Generator:
+        """A replica's own acceptance stream (replica 0 keeps the historical one), so the
+        draws a replica makes do not depend on how other replicas interleave with it."""
+        return np.random.default_rng([self.cfg.seed, 1] + ([replica] if replica else []))
+
+    def accepted(self, rng: np.random.Generator, acc: np.ndarray) -> np.ndarray:
         """Tokens one verification yields per sequence: drafts are accepted one by one with
         probability a until the first rejection (at most k), plus the target's own token
         (Leviathan et al. 2023, Sec. 3.4: E = (1 - a^(k+1)) / (1 - a) emerges from this)."""
-        failures = self.rng.geometric(1.0 - np.minimum(acc, 1 - 1e-12)) - 1
+        failures = rng.geometric(1.0 - np.minimum(acc, 1 - 1e-12)) - 1
         return np.minimum(failures, self.spec_k) + 1
 
     def swap_time(self, tokens: int) -> float:

@@ -131,18 +131,30 @@ class BlockPool:
         self.available += n
 
     def take_while(self, queue: deque, need: Callable[[Any], int],
-                   limit: int | None = None) -> list[tuple[Any, int]]:
+                   limit: int | None = None,
+                   allow: Callable[[Any], bool] | None = None) -> list[tuple[Any, int]]:
         """Pop items off the head of ``queue`` while the blocks each needs (``need(item)``)
-        fit in the free pool, at most ``limit`` of them, and take their blocks. A head that
-        does not fit blocks the rest (FCFS, as vLLM's scheduler). Returns (item, blocks)."""
+        fit in the free pool (and ``allow(item)``, e.g. a token budget, says yes), at most
+        ``limit`` of them, and take their blocks. A head that does not fit blocks the rest
+        (FCFS, as vLLM's scheduler). Returns (item, blocks)."""
         out: list[tuple[Any, int]] = []
         while queue and (limit is None or len(out) < limit):
+            if allow is not None and not allow(queue[0]):
+                break
             n = need(queue[0])
             if n > self.available:
                 break
             self.take(n)
             out.append((queue.popleft(), n))
         return out
+
+    def hold(self, peak_used: int, used: int) -> None:
+        """Jump to ``used`` blocks in use, having peaked at ``peak_used`` on the way (a
+        fast-forwarded run of reservations and releases, see ``sim.serving.fastforward``)."""
+        if not used <= peak_used <= self.capacity:
+            raise AssertionError(f"KV pool over-allocated: {peak_used} of {self.capacity}")
+        self.peak = max(self.peak, peak_used)
+        self.available = self.capacity - used
 
     def settle(self) -> None:
         """Apply the net change to the Container (synchronously: the level is available)."""

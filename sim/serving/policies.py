@@ -34,9 +34,23 @@ class Continuous:
     name = "continuous"
     paged = True
     waits = False  # ``wait`` and ``committed`` do nothing; the replica skips them
+    fast_forward = True  # a decode-only batch steps as ``sim.serving.fastforward`` computes
 
     def __init__(self, cfg):
         self.max_batch = cfg.max_batch
+        self.token_budget = cfg.max_batched_tokens  # None: no per-iteration token cap
+
+    def prompt_limit(self, sim) -> int | None:
+        """Longest prompt this policy can ever prefill (whole prompts: the token budget)."""
+        return self.token_budget
+
+    def _prefill_budget(self, rep) -> int | None:
+        """Prompt tokens the iteration may add: the budget less the decodes' tokens."""
+        if self.token_budget is None:
+            return None
+        busy = rep.run.n * (rep.sim.spec_k + 1) + sum(r.todo - r.done_prefill
+                                                      for r in rep.prefilling)
+        return self.token_budget - busy
 
     def wait(self, rep):
         return
@@ -64,7 +78,8 @@ class Continuous:
         extra, room = self._memory(rep)
         room = self._pull(rep, room)
         if not rep.swapped:  # swapped sequences go before new ones (vLLM)
-            rep.admit(room)
+            rep.admit(room, budget=self._prefill_budget(rep),
+                      force_first=not (rep.run.n or rep.prefilling))
         chunks = [(r, r.todo - r.done_prefill, r.done_prefill) for r in rep.prefilling]
         if not chunks and not rep.run.n:
             return None
@@ -76,7 +91,10 @@ class Chunked(Continuous):
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.budget = cfg.chunk_tokens
+        self.budget = min(cfg.chunk_tokens, cfg.max_batched_tokens or cfg.chunk_tokens)
+
+    def prompt_limit(self, sim) -> int | None:
+        return None  # prompts are split into chunks
 
     def schedule(self, rep) -> Iteration | None:
         extra, room = self._memory(rep)
@@ -106,10 +124,15 @@ class Static:
     name = "static"
     paged = False
     waits = True  # the replica calls ``wait`` and ``committed``
+    fast_forward = False  # padded slots: steps stay explicit
 
     def __init__(self, cfg):
         self.max_batch, self.timeout = cfg.max_batch, cfg.batch_timeout_s
+        self.token_budget = cfg.max_batched_tokens  # padded prompt tokens per batch
         self.reserved = self.slots = self.pad = 0  # this replica's current batch
+
+    def prompt_limit(self, sim) -> int | None:
+        return self.token_budget
 
     def wait(self, rep):
         """Hold until B requests wait or the oldest has waited ``batch_timeout_s``."""
@@ -136,7 +159,8 @@ class Static:
 
     def _form(self, rep) -> list:
         """FIFO requests while B x (longest prompt + longest output) slots fit in memory."""
-        taken = rep.pool.take_while(rep.waiting, _PaddedBatch(rep.pool), self.max_batch)
+        allow = None if self.token_budget is None else _PaddedTokens(self.token_budget)
+        taken = rep.pool.take_while(rep.waiting, _PaddedBatch(rep.pool), self.max_batch, allow)
         batch = [r for r, _ in taken]
         for req in batch:
             req.scheduled, req.done_prefill = rep.env.now, 0
@@ -171,4 +195,46 @@ class _PaddedBatch:
         return total - blocks
 
 
-POLICIES = {"static": Static, "continuous": Continuous, "chunked": Chunked}
+class _PaddedTokens:
+    """``allow`` for a padded batch: (requests) x (longest prompt) within the budget."""
+
+    def __init__(self, budget: int):
+        self.budget, self.n, self.longest = budget, 0, 0
+
+    def __call__(self, req) -> bool:
+        longest = max(self.longest, req.todo)
+        if self.n and (self.n + 1) * longest > self.budget:
+            return False
+        self.n, self.longest = self.n + 1, longest
+        return True
+
+
+class PrefillFirst(Continuous):
+    """vLLM's scheduler before chunked prefill (Kwon et al. 2023; vLLM v0.x
+    ``Scheduler._schedule_default``): when waiting requests can be admitted, the iteration
+    prefills only them (whole prompts, at most ``max_num_batched_tokens`` tokens in all)
+    and the running decodes pause; otherwise the decode batch steps. Without
+    ``--max-batched-tokens`` the budget is vLLM's default max(max_model_len, 2048)
+    (``SchedulerConfig`` with chunked prefill off)."""
+
+    name = "prefill-first"
+
+    def prompt_limit(self, sim) -> int:
+        if self.token_budget is not None:
+            return self.token_budget
+        return max(sim.timer.model.position.max_positions, 2048)
+
+    def schedule(self, rep) -> Iteration | None:
+        if rep.waiting and not rep.swapped and not rep.prefilling:
+            room = self.max_batch - rep.run.n - rep.incoming
+            rep.admit(room, budget=self.prompt_limit(rep.sim), force_first=True)
+            if rep.prefilling:  # a prefill-only iteration: decodes wait
+                return Iteration([(r, r.todo, 0) for r in rep.prefilling])
+        extra, room = self._memory(rep)
+        if not rep.run.n:
+            return None
+        return Iteration(decode=True, extra_s=extra)
+
+
+POLICIES = {"static": Static, "continuous": Continuous, "chunked": Chunked,
+            "prefill-first": PrefillFirst}

@@ -27,8 +27,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.serving import fastforward
+from sim.serving.iterlog import IterLog
 from sim.serving.kvcache import BlockPool
 from sim.serving.request import Request, RunningSet
+
+_NOTHING = object()
 
 
 @dataclass
@@ -56,7 +60,9 @@ class Replica:
         self.dec_blocks = 0  # blocks held by the running set
         self.incoming = 0  # KV transfers in flight towards this replica
         self.outstanding = 0  # requests routed here and not yet finished or handed off
-        self.log: list[tuple] = []  # (t_end, batch, kv_blocks_used, waiting, tokens)
+        self.log = IterLog()  # what each iteration (or fast-forwarded run) did
+        self.rng = sim.rng(idx)  # speculative acceptance draws
+        self.ff = sim.cfg.fast_forward and getattr(policy, "fast_forward", False)
         self.spec_steps = 0
         self.spec_tokens = 0
         self.env.process(self.loop())
@@ -68,6 +74,11 @@ class Replica:
             if not self.busy():
                 self.accept((yield self.inbox.get()))
                 continue
+            if self.ff and self.steady():
+                run = fastforward.plan(self)
+                if run is not None:
+                    yield from self.forward(run)
+                    continue
             if self.policy.waits:
                 yield from self.policy.wait(self)
             it = self.policy.schedule(self)
@@ -79,6 +90,44 @@ class Replica:
             if self.policy.waits:
                 self.policy.committed(self)
             self.pool.settle()
+
+    def steady(self) -> bool:
+        """Only the decode batch has work and nothing waits in the inbox: the next
+        iterations are decode steps of the same sequences until an event (fast-forward)."""
+        return bool(self.run.n and not (self.waiting or self.prefilling or self.swapped
+                                        or self.kv_wait or self.inbox.items))
+
+    def forward(self, run: fastforward.Run):
+        """Wait out a fast-forwarded run, or up to the end of the step in flight when the
+        inbox receives something first; commit the steps done."""
+        env, now = self.env, self.env.now
+        ends = np.cumsum(np.concatenate(([now], run.times)))[1:]  # SimPy's running sums
+        get = self.inbox.get()
+        yield get | env.timeout(ends[-1] - now)
+        m, item = len(ends), _NOTHING
+        if get.triggered:
+            item = get.value
+            m = min(int(np.searchsorted(ends, env.now, side="left")) + 1, len(ends))
+            if ends[m - 1] > env.now:
+                yield env.timeout(ends[m - 1] - env.now)
+        else:
+            get.cancel()
+        fastforward.commit(self, run, m, ends)
+        self.pool.settle()
+        if item is not _NOTHING:
+            self.accept(item)
+
+    def decode_times(self, kv_sums: np.ndarray, contexts) -> np.ndarray:
+        """``price`` of decode-only iterations of the running set, for each total context
+        in ``kv_sums`` (``contexts(j)``: step j's contexts, for exact pricing)."""
+        spec = self.sim.spec_k > 0
+        return self.sim.timer.decode_times(self.run.n, kv_sums, spec, contexts)
+
+    def decode_time(self) -> float:
+        """``price`` of one decode-only iteration of the running set as it is now."""
+        run, timer = self.run, self.sim.timer
+        kv = run.contexts() if timer.exact else None
+        return timer.step((), (), run.n, run.kv_sum(), kv, self.sim.spec_k > 0)
 
     def busy(self) -> bool:
         return bool(self.run.n or self.waiting or self.prefilling or self.kv_wait
@@ -131,15 +180,15 @@ class Replica:
             if req.done_prefill == req.todo:
                 tokens += 1
                 self._prefilled(req, now)
-        self.log.append((now, self.run.n + len(self.prefilling), self.pool.used,
-                         len(self.waiting), tokens))
+        self.log.add(now, self.run.n + len(self.prefilling), self.pool.used,
+                     len(self.waiting), tokens)
 
     def _advance(self) -> int:
         """Every decoding sequence produces 1 token (speculative: 1 + accepted drafts);
         finished ones leave and give their KV blocks back."""
         run, n = self.run, self.run.n
         if self.sim.spec_k:
-            adv = self.sim.accepted(run.acc[:n])
+            adv = self.sim.accepted(self.rng, run.acc[:n])
             self.spec_steps += n
             self.spec_tokens += int(adv.sum())
             adv = np.minimum(adv, run.left())  # a request stops at its output length
@@ -231,16 +280,34 @@ class Replica:
             t += self.sim.swap_time(req.swapped_ctx)
         return t, room - len(back)
 
-    def admit(self, room: int, max_new: int | None = None) -> int:
+    def admit(self, room: int, max_new: int | None = None, budget: int | None = None,
+              force_first: bool = False) -> int:
         """Admit waiting requests FCFS while their prefill's blocks fit (head of line
-        blocks the rest, as vLLM's FCFS scheduler does). Returns the batch room left."""
+        blocks the rest, as vLLM's FCFS scheduler does) and their whole prompts fit in
+        ``budget`` tokens (``force_first``: the first may exceed it, so a recomputed
+        sequence longer than the budget is not stuck). Returns the batch room left."""
         limit = max(room, 0) if max_new is None else max(min(room, max_new), 0)
         now = self.env.now
+        allow = None if budget is None else TokenBudget(budget, force_first)
         for req, blocks in self.pool.take_while(
-                self.waiting, lambda r: self.pool.blocks_for(r.todo), limit):
+                self.waiting, lambda r: self.pool.blocks_for(r.todo), limit, allow):
             req.blocks, req.done_prefill = blocks, 0
             if req.scheduled != req.scheduled:
                 req.scheduled = now
             self.prefilling.append(req)
             room -= 1
         return room
+
+
+class TokenBudget:
+    """``allow`` for ``BlockPool.take_while``: whole prompts while their tokens fit."""
+
+    def __init__(self, budget: int, force_first: bool = False):
+        self.left, self.force = budget, force_first
+
+    def __call__(self, req: Request) -> bool:
+        if req.todo > self.left and not self.force:
+            return False
+        self.left -= req.todo
+        self.force = False
+        return True

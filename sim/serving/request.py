@@ -134,6 +134,19 @@ class RunningSet:
         self.res = np.bincount(self.base[:n] % self.bs, minlength=self.bs).tolist()
         return np.flatnonzero(self.fin[:n] <= self.k)
 
+    def skip(self, m: int, extra: np.ndarray | None = None) -> None:
+        """``m`` steps in which nobody finishes (fast-forward); ``extra``: tokens each
+        sequence gained beyond one per step (speculative decoding)."""
+        if extra is not None:
+            n = self.n
+            self.base[:n] += extra
+            self.gbase[:n] += extra
+            self.fin[:n] -= extra
+            self.sum_base = int(self.base[:n].sum())
+            self.res = np.bincount(self.base[:n] % self.bs, minlength=self.bs).tolist()
+            self.min_fin = int(self.fin[:n].min())
+        self.k += m
+
     def left(self) -> np.ndarray:
         return self.fin[: self.n] - self.k
 

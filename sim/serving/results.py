@@ -36,6 +36,18 @@ def records(done: list, rejected: list) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
+REQUEST_OUT_COLUMNS = ("rid", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
+                       "output_tokens", "preemptions", "replica", "rejected")
+
+
+def request_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per-request absolute times (``--requests-out``): arrival, first token and finish in
+    simulated seconds (empty for rejected requests), token counts, preemptions, replica."""
+    out = df.assign(first_token_s=df["arrival_s"] + df["ttft_s"],
+                    finish_s=df["arrival_s"] + df["e2e_s"])
+    return out[list(REQUEST_OUT_COLUMNS)]
+
+
 def stats(values: pd.Series) -> dict:
     v = values.dropna().to_numpy()
     if not len(v):
@@ -87,16 +99,31 @@ def summarize(df: pd.DataFrame, cfg, extra: dict) -> dict:
     return out
 
 
-def timeline(replicas: list, capacity: int) -> pd.DataFrame:
-    """One row per iteration of every replica: end time, batch, KV use, queue, tokens."""
+def iteration_means(logs: list, capacity: int) -> dict:
+    """Batch size and KV-cache utilisation averaged over iterations (integer sums, so
+    stepped and fast-forwarded runs give the same numbers)."""
+    steps = batch = used = 0
+    for _, log in logs:
+        a = log.arrays()
+        steps += int(a["steps"].sum())
+        batch += int((a["batch"] * a["steps"]).sum())
+        used += int(a["kv_used_sum"].sum())
+    return {"batch_size_mean": batch / steps if steps else 0.0,
+            "kv_cache_mean_utilization": used / (capacity * steps) if steps and capacity
+            else 0.0}
+
+
+def timeline(logs: list, capacity: int) -> pd.DataFrame:
+    """One row per stepped iteration, or per fast-forwarded run (``steps`` > 1), of every
+    replica: end time, iterations, batch, KV use at the end, queue, tokens."""
     frames = []
-    for rep in replicas:
-        a = np.array(rep.log, dtype=float).reshape(-1, 5)
+    for idx, log in logs:
+        a = log.arrays()
         frames.append(pd.DataFrame({
-            "t_s": a[:, 0], "replica": rep.idx, "batch": a[:, 1].astype(int),
-            "kv_blocks_used": a[:, 2].astype(int),
-            "kv_utilization": a[:, 2] / capacity if capacity else 0.0,
-            "waiting": a[:, 3].astype(int), "tokens": a[:, 4].astype(int),
+            "t_s": a["t_s"], "replica": idx, "steps": a["steps"], "batch": a["batch"],
+            "kv_blocks_used": a["kv_blocks_used"],
+            "kv_utilization": a["kv_blocks_used"] / capacity if capacity else 0.0,
+            "waiting": a["waiting"], "tokens": a["tokens"],
         }))
     df = pd.concat(frames, ignore_index=True)
     return df.sort_values(["t_s", "replica"], kind="stable").reset_index(drop=True)

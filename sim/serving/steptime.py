@@ -88,6 +88,19 @@ def _neighbours(x: int, grid: list[int]) -> tuple[int, int, float]:
     return lo, hi, (x - lo) / (hi - lo)
 
 
+_GRID = np.asarray(COARSE, dtype=np.int64)
+
+
+def _brackets(xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_neighbours`` over an array: the grid index i of lo <= x (hi is i + 1) and the
+    weight of hi (0 where x is a grid point)."""
+    i = np.searchsorted(_GRID, xs, side="right") - 1
+    lo = _GRID[i]
+    on = lo == xs
+    span = _GRID[np.minimum(i + 1, len(_GRID) - 1)] - lo
+    return i, np.where(on, 0.0, (xs - lo) / np.where(on, 1, span))
+
+
 def _split(total: int, n: int) -> list[int]:
     base, extra = divmod(total, n)
     return [base + 1] * extra + [base] * (n - extra)
@@ -144,6 +157,47 @@ class StepTimer:
             high = self._bilinear(tok, n_p, n_dec, lambda a, b: (n_p, a, ctx, b, mh, spec))
             t += fm * (high - t)
         return t
+
+    def decode_times(self, n_dec: int, kv_sums: np.ndarray, spec: bool = False,
+                     contexts=None) -> np.ndarray:
+        """``step((), (), n_dec, kv_sums[j], contexts(j), spec)`` for every j in one call:
+        the step times of a run of decode-only iterations of the same ``n_dec`` sequences
+        (fast-forward). Interpolated mode evaluates the same bilinear formula on arrays, so
+        each element equals the scalar call bit for bit, and prices the same grid corners;
+        exact mode prices step by step (``contexts(j)``: the j-th step's context array)."""
+        if self.exact:
+            return np.array([self.step((), (), n_dec, int(kv_sums[j]), contexts(j), spec)
+                             for j in range(len(kv_sums))])
+        kv = np.asarray(kv_sums, dtype=np.int64)
+        n = n_dec
+        if self.groups > 1:  # the same integer arithmetic as ``_group0``
+            n = -(-n_dec // self.groups)
+            kv = -(-kv * n // max(n_dec, 1))
+        i, fy = _brackets(kv // n)
+        xl, xh, fx = _bracket(n, 1)
+        low = self._column(xl, i, fy, spec)
+        if not fx:
+            return low
+        high = self._column(xh, i, fy, spec)
+        return low + fx * (high - low)
+
+    def _column(self, x: int, i: np.ndarray, fy: np.ndarray, spec: bool) -> np.ndarray:
+        """Linear interpolation in the mean context at grid column ``x``: the scalar path's
+        ``low += fy * (C(x, hi) - low)`` where fy != 0, pricing the corners it would."""
+        mid = fy != 0
+        first = int(i.min())
+        width = int(i.max()) - first + 2
+        wanted = np.zeros(width, dtype=bool)
+        wanted[i - first] = True
+        wanted[i[mid] + 1 - first] = True
+        table = np.zeros(width)
+        for g in np.flatnonzero(wanted).tolist():
+            table[g] = self._cached((0, 0, 0, x, COARSE[first + g], spec))
+        c_lo = table[i - first]
+        if not mid.any():
+            return c_lo
+        c_hi = table[i + 1 - first]
+        return np.where(mid, c_lo + fy * (c_hi - c_lo), c_lo)
 
     def _bilinear(self, x: int, x_floor: int, y: int, key) -> float:
         """Interpolate the priced shape key(x, y) between grid neighbours of x and y."""

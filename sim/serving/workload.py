@@ -152,7 +152,7 @@ def read_trace(path: str | Path) -> pd.DataFrame:
 def _read_csv(path) -> pd.DataFrame:
     try:
         return pd.read_csv(path, skipinitialspace=True, dtype=str, keep_default_na=False,
-                           encoding="utf-8")
+                           encoding="utf-8-sig")  # an Excel CSV starts with a BOM
     except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         why = " ".join(str(exc).split())[:160]
         raise ConfigError(f"cannot read trace '{path}': {why}; give a UTF-8 CSV file with "

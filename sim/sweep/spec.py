@@ -102,8 +102,9 @@ def load_sweep(path) -> SweepSpec:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"sweep file '{path}' does not exist", field=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read sweep file '{path}': {exc}; give a UTF-8 TOML file",
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        why = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise ConfigError(f"cannot read sweep file '{path}': {why}; give a UTF-8 TOML file",
                           field=str(path)) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"sweep file '{path}' is not valid TOML: {exc}",

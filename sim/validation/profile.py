@@ -87,11 +87,9 @@ def busy_path(path: str | Path) -> Path:
 
 def _write(system_: System, path: Path) -> System:
     from hardware import get_system, to_toml
+    from sim.fileio import atomic_write_text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(to_toml(system_))
-    tmp.replace(path)
+    atomic_write_text(path, to_toml(system_))
     return get_system(str(path))
 
 
@@ -105,10 +103,11 @@ def write_profile(cal, path: str | Path, name: str = "calibrated") -> System:
 
     path = Path(path)
     _write(system(busy_calibration(cal), f"{name}-busy"), busy_path(path))
-    tmp = scale_path(path).with_name(scale_path(path).name + ".tmp")
-    tmp.write_text(json.dumps({"reference_s": cal.reference_s, "calibration": asdict(cal)},
-                              indent=1, default=str) + "\n")
-    tmp.replace(scale_path(path))
+    from sim.fileio import atomic_write_text
+
+    atomic_write_text(scale_path(path), json.dumps(
+        {"reference_s": cal.reference_s, "calibration": asdict(cal)}, indent=1,
+        default=str) + "\n")
     return _write(system(cal, name), path)
 
 

@@ -152,7 +152,9 @@ def scatter_chart(result: dict, path: str | Path) -> str:
     if rows:  # a run with no timing cases has nothing to label
         ax.legend(fontsize=7)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    from sim.fileio import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return str(path)
