@@ -193,7 +193,8 @@ def serving_table():
                     for x in xs:
                         kw = ({"prefill_lens": [x], "prefill_ctx": [0]} if phase == "prefill"
                               else {"decode_kv_lens": [DECODE_CTX] * x})
-                        gpu = forward_time(model, cluster, tp=tp, dtype="fp16", **kw).time_s
+                        gpu = forward_time(model, cluster, tp=tp, dtype="fp16", stack=stack,
+                                           **kw).time_s
                         pred = iteration_time(gpu, stack, n_ops)
                         meas = _fit_ms(coef, phase, x) / 1e3
                         rows.append({"set": engine, "stack": stack_name, "model": name, "tp": tp,

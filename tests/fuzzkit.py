@@ -254,6 +254,8 @@ PLAN_CASES = [  # plans that do not divide or do not fit: (extra argv, names)
     (SERVE_BASE + ("--draft-model", "nonexistent-model", "--speculative-tokens", "2"),
      ("nonexistent-model",)),
     (SERVE_BASE + ("--tp", "3"), ("tp",)),
+    (("serve", "--model", "llama3-8b", *SERVE_BASE[3:5], "--tp", "8", *SERVE_BASE[7:],
+      "--draft-model", "tiny-llama", "--speculative-tokens", "2"), ("--draft-model",)),
     (SERVE_BASE[:-6] + ("--num-requests", "10000000", "--prompt-tokens", "16",
                         "--output-tokens", "16777216"), ("--num-requests", "--output-tokens")),
     (SERVE_BASE + ("--arrival", "trace"), ("--trace", "--arrival")),
@@ -540,5 +542,64 @@ def invalid_case():
         flag_case(SEARCH_SERVE_BASE, SEARCH_SERVE_FLAGS, "search serve"),
         plan_cases(), output_cases(), sweep_flag_cases(),
         hf_case().filter(lambda c: c is not None), hardware_case(), trace_case(),
-        sweep_case().filter(lambda c: c is not None),
+        sweep_case().filter(lambda c: c is not None), auto_flag_case(),
     )
+
+
+# --- every typed flag of every command, read from the parser ------------------------------
+AUTO_BASES = {
+    ("train",): TRAIN_BASE, ("serve",): SERVE_BASE, ("search", "train"): SEARCH_TRAIN_BASE,
+    ("search", "serve"): SEARCH_SERVE_BASE, ("model", "show"): ("model", "show", "tiny-llama"),
+    ("exercise", "show"): ("exercise", "show", "adam-memory"),
+    ("exercise", "check"): ("exercise", "check", "adam-memory", "--answer", "1"),
+    ("explore", "attention"): ("explore", "attention", "--model", "tiny-llama", "--contexts",
+                               "64,128"),
+    ("explore", "kv"): ("explore", "kv", "--model", "tiny-llama", "--system", "dgx-h100",
+                        "--tp", "1", "--contexts", "64"),
+    ("explore", "moe"): ("explore", "moe", "--model", "mixtral-8x7b", "--system", "dgx-h100"),
+    ("calibrate",): ("calibrate", "--out", str(WORK / "never.toml")),
+    ("validate",): ("validate", "--out-dir", str(WORK / "never")),
+}
+
+
+def typed_flags() -> list[tuple[tuple, str, tuple]]:
+    """(command path, flag, spec) for every flag built with sim.cli.flags int/float builders."""
+    import argparse
+
+    from sim.cli.main import build_parser
+
+    out = []
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+            elif getattr(action.type, "spec", None) and action.option_strings:
+                out.append((path, action.option_strings[0], action.type.spec))
+
+    walk(build_parser(), ())
+    return [(p, f, s) for p, f, s in out if p in AUTO_BASES]
+
+
+def _bad_for(spec):
+    if spec[0] == "int":
+        lo, hi = spec[1], spec[2]
+        return bad_int(-2**63 if lo is None else lo, 2**63 if hi is None else hi)
+    lo, hi, lo_open, hi_open = spec[1:]
+    lo = -1e300 if lo is None else lo
+    hi = 1e300 if hi is None else hi
+    below = st.floats(-1e300, lo, exclude_max=not lo_open, allow_nan=False)
+    above = st.floats(hi, 1e300, exclude_min=not hi_open, allow_nan=False)
+    return st.one_of(below.map(repr), above.map(repr),
+                     st.sampled_from(["nan", "inf", "-inf", "1e999", "abc", "", "--"]))
+
+
+@st.composite
+def auto_flag_case(draw):
+    """A bad value for any typed flag of any command (new flags are fuzzed automatically)."""
+    path, flag, spec = draw(st.sampled_from(typed_flags()))
+    value = draw(_bad_for(spec))
+    eq = draw(st.booleans()) or value.startswith("-") or value == ""
+    return Case(_replace(AUTO_BASES[path], flag, value, eq), (flag,),
+                f"{' '.join(path)} {flag}={value!r}")

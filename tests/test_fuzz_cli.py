@@ -82,6 +82,19 @@ def test_illegal_plans_bad_outputs_and_too_much_work_are_refused_by_name(case):
     assert_ok(case)
 
 
+@settings(FUZZ, max_examples=500)
+@given(_both(fk.auto_flag_case()))
+def test_every_typed_flag_of_every_command_refuses_out_of_range_values(case):
+    assert_ok(case)
+
+
+def test_the_fuzzer_reaches_every_numeric_flag_of_the_main_commands():
+    seen = {(p, f) for p, f, _ in fk.typed_flags()}
+    for path, flag in [(("train",), "--seq"), (("serve",), "--max-batched-tokens"),
+                       (("explore", "moe"), "--experts"), (("validate",), "--repeats")]:
+        assert (path, flag) in seen
+
+
 @pytest.mark.parametrize("case", fk.hostile_files(), ids=lambda c: c.what)
 def test_hostile_corpus_file_is_refused_by_every_reader(case):
     assert_ok(case)

@@ -69,3 +69,17 @@ def test_serve_takes_a_stack_and_its_overhead_slows_every_iteration(capsys):
     _, slow = _json(capsys, argv + ["--stack", "vllm-0.2", "--scheduler-overhead", "0.01"])
     assert slow["config"]["stack"]["scheduler_overhead_s"] == 0.01
     assert slow["tpot_s"]["mean"] > fast["tpot_s"]["mean"] + 0.009
+
+
+def test_a_serving_stacks_attention_kernel_prices_prefill_attention():
+    from hardware import Cluster
+    from sim.costs.inference import forward_time
+    from sim.model import get_model
+    from sim.stack import get_stack, with_overrides
+
+    model, cluster = get_model("llama3-8b"), Cluster.for_gpus("dgx-h100", 1)
+    st = get_stack("vllm-2024")
+    t = {k: forward_time(model, cluster, prefill_lens=[8192], prefill_ctx=[0],
+                         stack=with_overrides(st, {"attention_kernel": k})).time_s
+         for k in ("fa1", "fa2")}
+    assert t["fa1"] > t["fa2"]

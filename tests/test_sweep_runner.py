@@ -121,9 +121,11 @@ def test_interrupted_sweep_keeps_finished_points(spec, tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "run_point", flaky)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(spec, out=out)
-    assert not out.exists() and len(list(records_dir(out).glob("*.json"))) == 3
+    assert len(list(records_dir(out).glob("*.json"))) == 3
+    assert len(pd.read_csv(out)) == 3  # what was computed so far, written as a table
     monkeypatch.setattr(runner_mod, "run_point", real)
     assert run_sweep(spec, out=out).computed == 3
+    assert len(pd.read_csv(out)) == len(spec.points)  # no row lost or duplicated
 
 
 def test_unknown_parameter_is_a_config_error_listing_known_ones():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.common import add_json_flag, emit_json, fmt_bytes, table
+from sim.cli.flags import FlagValueError, float_flag, parse_float, parse_int, pos_int
 
 HELP = """\
 Curves the lesson lab draws, as numbers: attention FLOPs and memory vs context (full,
@@ -23,18 +24,16 @@ examples:
 
 
 def _int_list(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{text}' is not a comma-separated list of token counts, e.g. 1024,4096") from None
+    """Comma-separated token counts in [1, 2^24] (order kept: the chart's x axis)."""
+    items = [x for x in str(text).split(",") if x.strip()]
+    if not items or len(items) > 64:
+        raise FlagValueError(f"'{text}' is not a comma-separated list of 1 to 64 token counts, "
+                             "e.g. 1024,4096")
+    return [parse_int(x, 1, 2**24) for x in items]
 
 
 def _capacity(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number (0 = dropless)") from None
+    value = parse_float(text, 0.0, 1000.0)  # 0 = dropless; MoE capacity factors are ~1-2
     return None if value == 0 else value
 
 
@@ -48,28 +47,28 @@ def register(sub) -> None:
     a = inner.add_parser("attention", help="attention FLOPs and memory vs context")
     a.add_argument("--model", default="llama3-8b", help="model body (default llama3-8b)")
     a.add_argument("--contexts", type=_int_list, default=_int_list(CONTEXTS), metavar="N,N,...")
-    a.add_argument("--window", type=int, default=4096, help="sliding window, tokens")
-    a.add_argument("--dilation", type=int, default=8, help="dilated: every d-th key")
+    a.add_argument("--window", type=pos_int(2**24), default=4096, help="sliding window, tokens")
+    a.add_argument("--dilation", type=pos_int(2**16), default=8, help="dilated: every d-th key")
     a.set_defaults(func=run_attention)
     k = inner.add_parser("kv", help="KV cache vs context for MHA/GQA/MQA/MLA")
     k.add_argument("--model", default="llama3-70b")
     k.add_argument("--system", default="dgx-h100")
-    k.add_argument("--tp", type=int, default=8, help="GPUs per replica (tensor parallel)")
+    k.add_argument("--tp", type=pos_int(4096), default=8, help="GPUs per replica (tensor parallel)")
     k.add_argument("--contexts", type=_int_list, default=_int_list(CONTEXTS), metavar="N,N,...")
-    k.add_argument("--batch", type=int, default=1, help="sequences cached")
+    k.add_argument("--batch", type=pos_int(2**20), default=1, help="sequences cached")
     k.set_defaults(func=run_kv)
     m = inner.add_parser("moe", help="MoE vs dense: params, FLOPs/token, memory, decode")
     m.add_argument("--model", default="mixtral-8x7b", help="a MoE preset")
     m.add_argument("--system", default="dgx-h100")
-    m.add_argument("--tp", type=int, default=2, help="GPUs per replica (tensor parallel)")
-    m.add_argument("--experts", type=int, default=8, help="routed experts per MoE layer")
-    m.add_argument("--top-k", type=int, default=2, help="experts per token")
+    m.add_argument("--tp", type=pos_int(4096), default=2, help="GPUs per replica (tensor parallel)")
+    m.add_argument("--experts", type=pos_int(2**16), default=8, help="routed experts per MoE layer")
+    m.add_argument("--top-k", type=pos_int(2**16), default=2, help="experts per token")
     m.add_argument("--capacity-factor", type=_capacity, default=None, metavar="CF",
                    help="expert capacity factor (0 or omitted: dropless)")
-    m.add_argument("--zipf-s", type=float, default=0.0, help="router skew (0 = uniform)")
-    m.add_argument("--batch", type=int, default=32, help="decode batch (sequences)")
-    m.add_argument("--context", type=int, default=4096, help="tokens per sequence")
-    m.add_argument("--tokens", type=int, default=4096, help="tokens routed for the load chart")
+    m.add_argument("--zipf-s", type=float_flag(0.0, 100.0), default=0.0, help="router skew (0 = uniform)")
+    m.add_argument("--batch", type=pos_int(2**20), default=32, help="decode batch (sequences)")
+    m.add_argument("--context", type=pos_int(2**24), default=4096, help="tokens per sequence")
+    m.add_argument("--tokens", type=pos_int(2**24), default=4096, help="tokens routed for the load chart")
     m.set_defaults(func=run_moe)
     for parser in (a, k, m):
         add_json_flag(parser)

@@ -76,6 +76,7 @@ def int_flag(lo: int | None = None, hi: int | None = None):
     def conv(text: str) -> int:
         return parse_int(text, lo, hi)
     conv.__name__ = "integer"
+    conv.spec = ("int", lo, hi)  # read by the fuzz suite (tests/fuzzkit.py)
     return conv
 
 
@@ -90,6 +91,7 @@ def float_flag(lo: float | None = None, hi: float | None = None, *, lo_open: boo
     def conv(text: str) -> float:
         return parse_float(text, lo, hi, lo_open, hi_open)
     conv.__name__ = "number"
+    conv.spec = ("float", lo, hi, lo_open, hi_open)
     return conv
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 
 from sim import __version__
@@ -18,7 +19,7 @@ from sim.errors import ClusterSimError
 
 COMMANDS = (
     "hardware", "model", "train", "serve", "search", "sweep",
-    "calibrate", "validate", "report", "exercise", "stack", "explore", "lab",
+    "calibrate", "validate", "report", "exercise", "stack", "explore", "lab", "op",
 )
 
 DESCRIPTION = """\
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     as_json = wants_json(argv)
+    old_term = _term_as_interrupt()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -72,6 +74,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _term_as_interrupt():
+    """SIGTERM (``kill PID``) stops a run like Ctrl-C: partial outputs written atomically,
+    sweep workers terminated. Returns the previous handler (None off the main thread)."""
+    try:
+        return signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread (e.g. called from a worker thread)
+        return None
 
 
 def report_error(exc: ClusterSimError, as_json: bool) -> int:

@@ -106,7 +106,7 @@ def _estimate(args, model, plan, cluster) -> dict:
         if straggler is not None:
             opts["straggler"] = straggler
         result = simulate_train(model, plan, cluster, seed=args.seed, routing=args.routing,
-                                zipf_s=args.zipf_s, **opts)
+                                zipf_s=args.zipf_s, progress=_progress(args), **opts)
         _write_des_outputs(args, result, cluster)
     else:
         from sim.costs.analytic import estimate_train
@@ -127,6 +127,13 @@ def _write_des_outputs(args, result, cluster) -> None:
 
         plot_timeline(result.ops, result.memory, args.timeline,
                       capacity=cluster.accelerator.memory_bytes)
+
+
+def _progress(args) -> bool:
+    """A tqdm bar of simulated pipeline tasks on stderr for an interactive --engine des run."""
+    import sys
+
+    return not args.json and sys.stderr.isatty()
 
 
 def _straggler(args):

@@ -27,6 +27,7 @@ nothing is communicated).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
@@ -36,6 +37,7 @@ from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer, linear_st
 from sim.costs.layout import StageLayout
 from sim.costs.lowering import dtype_bytes, lower_embedding, lower_head, lower_layer
 from sim.costs.moe import expected_experts_touched
+from sim.costs.stack_effects import op_factor
 from sim.costs.timing import op_time, op_time_parts
 from sim.errors import ConfigError
 from sim.model.config import ModelConfig
@@ -83,7 +85,9 @@ def _attention_ops(model: ModelConfig, seqs: tuple[tuple[int, int], ...], tp: in
         flops += attention_core_flops(model, q_len, ctx) / tp
         kv += cached_tokens(model, ctx + q_len) * kv_tok + 2 * linear_state_bytes(model, db, tp)
         qo += q_len * heads * (d_qk + d_v) * db
-    return Op(name, "attention", flops, kv + qo, "fwd", layer), kv
+    groups = Counter(seqs)  # identical (new tokens, context) sequences priced together
+    grouped = tuple((n, q, c) for (q, c), n in sorted(groups.items()))
+    return Op(name, "attention", flops, kv + qo, "fwd", layer, seqs=grouped), kv
 
 
 def _experts_touched_ops(model: ModelConfig, ops: list[Op], tokens: int, ep: int,
@@ -131,6 +135,12 @@ class _Pricer:
         from sim.costs.comm import collective_time, group_ranks
 
         ranks = group_ranks(self.plan, op.group)
+        st = self.plan.stack
+        if st is not None:
+            from sim.costs.analytic_overlap import coll_time
+
+            return coll_time(op.collective, op.bytes, tuple(ranks), self.cluster,
+                             st.collective_algorithms) * op.count
         return collective_time(op.collective, op.bytes, ranks, self.cluster) * op.count
 
     def price(self, ops: list[Op]) -> tuple[float, float, float, float]:
@@ -141,9 +151,10 @@ class _Pricer:
                 dt = self.comm(op)
                 com += dt
             else:
+                k = 1.0 if self.plan.stack is None else op_factor(op, self.plan.stack, True)
                 tc, tm = op_time_parts(op, self.acc, self.dtype)
-                c, mem = c + tc * op.count, mem + tm * op.count
-                dt = op_time(op, self.acc, self.dtype)
+                c, mem = c + k * tc * op.count, mem + k * tm * op.count
+                dt = k * op_time(op, self.acc, self.dtype)
             t += dt
         return t, c, mem, com
 
@@ -186,8 +197,11 @@ def _resolve(cluster_or_accelerator):
 
 def forward_time(model: ModelConfig, cluster_or_accelerator, *, tp: int = 1, pp: int = 1,
                  ep: int = 1, prefill_lens=(), prefill_ctx=(), decode_kv_lens=(),
-                 dtype: str = "bf16") -> StepCost:
-    """Time of one serving iteration (module docstring). Per-GPU FLOPs and bytes."""
+                 dtype: str = "bf16", stack=None) -> StepCost:
+    """Time of one serving iteration (module docstring). Per-GPU FLOPs and bytes. A serving
+    ``stack`` (sim.stack.Stack) scales attention by its kernel's speed relative to
+    FlashAttention-2 and prices collectives with the algorithms its library offers
+    (sim.costs.stack_effects, sim.costs.analytic_overlap)."""
     cluster, acc = _resolve(cluster_or_accelerator)
     seqs = _seqs(prefill_lens, prefill_ctx, decode_kv_lens)
     tokens = sum(q for q, _ in seqs)
@@ -195,7 +209,7 @@ def forward_time(model: ModelConfig, cluster_or_accelerator, *, tp: int = 1, pp:
         return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
     if not 1 <= pp <= model.n_layers:
         raise ConfigError(f"pp={pp} must be between 1 and n_layers={model.n_layers}")
-    plan = ParallelPlan(tp=tp, pp=pp, dp=ep, ep=ep, dtype=dtype, global_batch=ep)
+    plan = ParallelPlan(tp=tp, pp=pp, dp=ep, ep=ep, dtype=dtype, global_batch=ep, stack=stack)
     db, pricer = dtype_bytes(dtype), _Pricer(cluster, acc, plan, dtype)
     acc_ = _Sum(pp)
     for layer, per_stage in _layer_kinds(model, pp).items():
@@ -240,3 +254,16 @@ def _pp_sends(pricer: _Pricer, nbytes: float, plan: ParallelPlan) -> float:
     ranks = group_ranks(plan, "pp")
     return sum(collective_time("send_recv", op.bytes, [a, b], pricer.cluster)
                for a, b in pairwise(ranks))
+
+
+def attention_op(model: ModelConfig, seqs, tp: int = 1, dtype: str = "bf16",
+                 name: str = "attention") -> Op:
+    """The batched attention op of one serving iteration's sequences ``seqs`` = ((new tokens,
+    cached context), ...) on one tensor-parallel rank (what ``forward_time`` prices)."""
+    return _attention_ops(model, _seqs(*_split(seqs)), tp, dtype_bytes(dtype), 0, name)[0]
+
+
+def _split(seqs) -> tuple[tuple, tuple, tuple]:
+    prefill = [(q, c) for q, c in seqs if q > 1]
+    decode = tuple(c for q, c in seqs if q == 1)
+    return tuple(q for q, _ in prefill), tuple(c for _, c in prefill), decode

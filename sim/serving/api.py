@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from sim.errors import ConfigError
+from sim.errors import ConfigError, PlanError
 from sim.serving import results
 from sim.serving.config import ServingConfig
 from sim.serving.engine import Simulation
@@ -124,7 +124,12 @@ def serve(model, plan, cluster, config: ServingConfig, workload: Workload, *, dr
     cfg = replace(config, tp=plan.tp, pp=plan.pp, ep=plan.ep, dtype=plan.dtype).validate()
     check_plan(model, cfg)
     if draft is not None:
-        check_plan(draft, replace(cfg, ep=1))
+        try:
+            check_plan(draft, replace(cfg, ep=1))
+        except PlanError as exc:  # the draft shares the target's tp/pp: say which model broke
+            raise PlanError(f"--draft-model {draft.name}: {exc} (the draft runs with the "
+                            "target's --tp/--pp; pick a draft whose heads they divide)",
+                            flag="--draft-model") from None
     kv = budget(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,
                 block_size=cfg.block_size, utilization=cfg.gpu_memory_utilization, draft=draft)
     timer = StepTimer(model, cluster, tp=cfg.tp, pp=cfg.pp, ep=cfg.ep, dtype=cfg.dtype,

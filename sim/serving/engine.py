@@ -21,6 +21,12 @@ from sim.serving.deployments import DEPLOYMENTS
 from sim.serving.request import Request
 
 
+def model_context(model) -> int | None:
+    """The model's context window in tokens (trained positions), None when unbounded."""
+    pos = getattr(model, "position", None)
+    return None if pos is None or pos.kind == "none" else int(pos.max_positions)
+
+
 class Simulation:
     def __init__(self, cfg, timer, blocks: int, kv_bytes_per_gpu_token: float, cluster=None):
         self.cfg, self.timer, self.cluster = cfg, timer, cluster
@@ -32,6 +38,7 @@ class Simulation:
         self.preemptions = 0
         self.transfers: list[tuple[float, float]] = []  # (start, seconds) per KV transfer
         self.capacity = blocks
+        self.context = model_context(getattr(timer, "model", None))
         self.next_arrival = math.inf
         self.deployment = DEPLOYMENTS[cfg.deployment](self, blocks)
         self.replicas, self.entry = self.deployment.replicas, self.deployment.entry
@@ -78,11 +85,15 @@ class Simulation:
         if limit is not None and req.prompt > limit:
             return (f"its {req.prompt}-token prompt exceeds the {limit} tokens one iteration "
                     "may batch (--max-batched-tokens); raise it or use --policy chunked")
-        if need <= self.capacity:
-            return ""
-        return (f"needs {need} KV blocks ({req.prompt} prompt + {req.output} output tokens) but "
-                f"a replica holds {self.capacity} blocks of {bs} tokens; shorten the request, "
-                "raise --tp/--pp or use a GPU with more memory")
+        if need > self.capacity:
+            return (f"needs {need} KV blocks ({req.prompt} prompt + {req.output} output tokens) "
+                    f"but a replica holds {self.capacity} blocks of {bs} tokens; shorten the "
+                    "request, raise --tp/--pp or use a GPU with more memory")
+        if self.context is not None and req.prompt + req.output > self.context:
+            return (f"its {req.prompt} prompt + {req.output} output tokens exceed the model's "
+                    f"{self.context}-token context window; shorten the request or serve a "
+                    "model with a longer context")
+        return ""
 
     def finished(self, req: Request, rep) -> None:
         req.finish = self.env.now

@@ -72,6 +72,21 @@ def saturation(df: pd.DataFrame) -> dict:
             "offered_rate_rps": arrivals / window, "service_rate_rps": completions / window}
 
 
+REJECTION_KINDS = (  # (key, a phrase of the engine's reason text: sim.serving.engine.misfit)
+    ("longer_than_context", "context window"), ("no_kv_cache", "leave no HBM"),
+    ("above_batch_token_budget", "max-batched-tokens"), ("longer_than_kv_pool", "KV blocks"),
+)
+
+
+def rejection_counts(reasons) -> dict:
+    """Rejected requests per reason key (``REJECTION_KINDS``; "other" for anything else)."""
+    out: dict[str, int] = {}
+    for text in reasons:
+        key = next((k for k, phrase in REJECTION_KINDS if phrase in text), "other")
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def summarize(df: pd.DataFrame, cfg, extra: dict) -> dict:
     ok = df[df["rejected"] == ""]
     start = float(df["arrival_s"].min()) if len(df) else 0.0
@@ -96,6 +111,7 @@ def summarize(df: pd.DataFrame, cfg, extra: dict) -> dict:
     out.update(extra)
     reasons = df.loc[df["rejected"] != "", "rejected"]
     out["rejection_reasons"] = sorted(set(reasons))[:5]
+    out["rejection_counts"] = rejection_counts(reasons)
     return out
 
 

@@ -14,7 +14,8 @@ over the groups and group 0 (the largest share) is priced.
 Caching. Long runs repeat shapes, but decode contexts move every iteration, so an exact cache
 would almost never hit (and ``forward_time`` costs ~0.3 ms a call, O(sequences)). In the
 default mode an iteration is reduced to a few numbers and priced by interpolating a cache of
-grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart):
+grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart, and both
+sides of every 64-row GEMM tile boundary up to 1024, where the kernel model steps):
 
 * decode-only: bilinear in (sequences n, mean context m); decode time is close to
   a + b n + c n m, which bilinear interpolation reproduces (measured within 1%);
@@ -53,9 +54,12 @@ def quantize(x: int) -> int:
 
 
 def _grid(per_octave: int) -> list[int]:
-    """0..8 exactly, then ``per_octave`` points per octave."""
-    return sorted({*range(9), *(round(2 ** (k / per_octave)) for k in range(3 * per_octave,
-                                                                            25 * per_octave))})
+    """0..8 exactly, then ``per_octave`` points per octave, plus both sides of every GEMM
+    row-tile boundary up to 1024 (64k and 64k+1: the tile model of sim.costs.kernels steps
+    there, and interpolating across a step would smooth it away)."""
+    tiles = {x for k in range(1, 17) for x in (64 * k, 64 * k + 1)}
+    return sorted({*range(9), *tiles, *(round(2 ** (k / per_octave))
+                                        for k in range(3 * per_octave, 25 * per_octave))})
 
 
 COARSE = _grid(2)  # neighbours at most 41% apart
@@ -120,7 +124,8 @@ class StepTimer:
 
     def __init__(self, model, hw, *, tp=1, pp=1, ep=1, dtype="bf16", exact=False,
                  draft=None, spec_k=0, forward_time=None, stack=None):
-        if forward_time is None:
+        default = forward_time is None
+        if default:
             from sim.costs.inference import forward_time
         self._fwd = forward_time
         self.stack = stack  # sim.stack.Stack of the engine (sim.serving.stackcost), or None
@@ -131,6 +136,8 @@ class StepTimer:
             self._n_ops = ops_per_iteration(model, tp, pp)
         self.model, self.hw, self.draft, self.spec_k = model, hw, draft, spec_k
         self.kw = {"tp": tp, "pp": pp, "ep": ep, "dtype": dtype}
+        if default and stack is not None:  # the engine's attention kernel and collectives
+            self.kw["stack"] = stack
         self.exact, self.groups = exact, ep
         self.cache: dict[tuple, float] = {}
         self.calls = 0

@@ -40,13 +40,24 @@ def run_sweep(spec, *, out=None, workers: int | None = None, dask_scheduler: str
     n_workers = workers or spec.workers
     backend = "dask" if address else ("processes" if n_workers > 1 and len(todo) > 1
                                       else "in-process")
-    for point, row in _execute(todo, backend, n_workers, address, progress):
-        store.put(point.point_id, row)
+    try:
+        for point, row in _execute(todo, backend, n_workers, address, progress):
+            store.put(point.point_id, row)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: keep what is done, as a complete table
+        _write_partial(spec, store, path)
+        raise
     table = assemble([store.get(p.point_id) for p in spec.points])
     if path is not None:
         write_table(table, path)
     return SweepRun(table, len(todo), len(spec.points) - len(todo), backend,
                     str(path) if path else None)
+
+
+def _write_partial(spec, store, path) -> None:
+    """Write the rows computed so far (point order, atomically); a rerun computes the rest."""
+    rows = [r for r in (store.get(p.point_id) for p in spec.points) if r is not None]
+    if path is not None and rows:
+        write_table(assemble(rows), path)
 
 
 def _execute(todo: list, backend: str, workers: int, address, progress: bool):
@@ -68,7 +79,7 @@ def _execute(todo: list, backend: str, workers: int, address, progress: bool):
 def _die_with_parent() -> None:
     """Worker initializer: exit when the driver dies, even by SIGKILL (no orphan workers).
 
-    Linux: prctl(PR_SET_PDEATHSIG, SIGTERM) (man 2 prctl); elsewhere a daemon thread that
+    Linux: prctl(PR_SET_PDEATHSIG, SIGKILL) (man 2 prctl); elsewhere a daemon thread that
     polls the parent pid once a second."""
     import ctypes
     import os
@@ -77,9 +88,10 @@ def _die_with_parent() -> None:
     import time
 
     parent = os.getppid()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the driver's handler is inherited by fork
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(1, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() == parent:
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() == parent:
             return  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
         pass

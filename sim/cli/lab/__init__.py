@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from sim.cli.flags import int_flag
+
 HELP = """\
 Open the lesson lab in a browser: explorers that redraw as you move the controls (attention
 cost, KV cache, MoE vs dense, parallelism planner, serving), and predict-then-simulate
@@ -25,7 +27,7 @@ def register(sub) -> None:
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--port", type=int_flag(0, 65535), default=8000, help="TCP port (default 8000)")
     p.add_argument("--open", action="store_true", help="open the lab in the default browser")
     p.set_defaults(func=run)
 
