@@ -196,6 +196,11 @@ def test_an_exercise_answered_wrong_then_right_keeps_its_progress_after_reload(b
     diagnosis = browser.find_element("id", "diagnosis").text
     assert wrong["signature"] in diagnosis and wrong["explanation"] in diagnosis
     shoot(browser, "exercise-wrong")
+    full = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(full + 140, 4000))
+    time.sleep(0.5)
+    shoot(browser, "full-exercise-wrong")
+    browser.set_window_size(1280, 800)
     assert "Correct" in _answer(browser, repr(right["expected"]))
     assert "Worked solution" in browser.find_element("id", "solution").text
     browser.refresh()
@@ -219,7 +224,12 @@ def test_hints_are_revealed_one_at_a_time(browser, server):
 
 def test_a_des_run_shows_progress_and_can_be_cancelled(browser, server):
     browser.get(server + "/explore/parallel")
+    from selenium.webdriver.common.keys import Keys
+
     wait(browser, lambda d: updates(d) >= 1, what="the planner")
+    browser.find_element("name", "global_batch").send_keys(Keys.END)  # 2048: a long run
+    wait(browser, lambda d: "--global-batch=2048" in d.find_element("id", "command").text,
+         what="the planner at global batch 2048")
     browser.find_element("id", "run-des").click()
     wait(browser, lambda d: d.find_element("id", "cancel").is_displayed(), what="cancel button")
     browser.find_element("id", "cancel").click()

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -30,6 +31,12 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 EXPLORERS = ("attention", "kv", "moe")
 JOB_KINDS = ("train", "serve")
+
+
+async def run(argv: list[str]):
+    """The CLI's document for ``argv``, computed off the event loop (a serving simulation
+    must not stall the pages or the job polling)."""
+    return await run_in_threadpool(run_cached, argv)
 
 
 def _error(exc: BadRequest) -> JSONResponse:
@@ -73,13 +80,13 @@ def api(handler):
 
 @api
 async def exercise_list(request: Request) -> Response:
-    return _doc(run_cached(["exercise", "list"]))
+    return _doc(await run(["exercise", "list"]))
 
 
 @api
 async def exercise_show(request: Request) -> Response:
     argv = ["exercise", "show", request.path_params["id"], *_seed(request.query_params.get("seed"))]
-    return _doc(run_cached(argv), argv)
+    return _doc(await run(argv), argv)
 
 
 @api
@@ -93,7 +100,7 @@ async def exercise_check(request: Request) -> Response:
         raise BadRequest("the following arguments are required: --answer")
     argv = ["exercise", "check", request.path_params["id"], *_seed(body.get("seed")),
             f"--answer={str(answer).strip()}"]
-    return _doc(run_cached(argv), argv)
+    return _doc(await run(argv), argv)
 
 
 def _level(value) -> list[str]:
@@ -109,7 +116,7 @@ async def exercise_hint(request: Request) -> Response:
     argv = ["exercise", "hint", request.path_params["id"],
             *_seed(request.query_params.get("seed")),
             *_level(request.query_params.get("level", "1"))]
-    return _doc(run_cached(argv), argv)
+    return _doc(await run(argv), argv)
 
 
 @api
@@ -117,14 +124,14 @@ async def exercise_solution(request: Request) -> Response:
     """The worked solution (``exercise solve ID --seed N``)."""
     argv = ["exercise", "solve", request.path_params["id"],
             *_seed(request.query_params.get("seed"))]
-    return _doc(run_cached(argv), argv)
+    return _doc(await run(argv), argv)
 
 
 def _command(path: tuple[str, ...]):
     @api
     async def handler(request: Request) -> Response:
         argv = to_argv(path, await _body(request))
-        return _doc(run_cached(argv), argv)
+        return _doc(await run(argv), argv)
     return handler
 
 
@@ -134,7 +141,7 @@ async def explore(request: Request) -> Response:
     if name not in EXPLORERS:
         raise BadRequest(f"unknown explorer '{name}'; use one of {', '.join(EXPLORERS)}", 404)
     argv = to_argv(("explore", name), await _body(request))
-    return _doc(run_cached(argv), argv)
+    return _doc(await run(argv), argv)
 
 
 @api
@@ -176,7 +183,8 @@ async def plotly_js(request: Request) -> Response:
 
 def _page(name: str):
     async def handler(request: Request) -> Response:
-        return templates.TemplateResponse(request, f"{name}.html", pages.context(name))
+        context = await run_in_threadpool(pages.context, name)
+        return templates.TemplateResponse(request, f"{name}.html", context)
     return handler
 
 

@@ -24,6 +24,36 @@ EXPLORER_PAGES = {
 }
 
 
+# One line per lesson part and per misconception's correction, paraphrasing the module plan
+# (../shared/seed/000_9cc9a281b049ce94.txt, "Lesson Sequence" and "Module-Level Misconceptions").
+CORE = {
+    "mixture-of-experts": "Conditional computation: a router sends each token to a few FFN "
+                          "experts, so total parameters and per-token compute come apart.",
+    "long-context-and-efficient-attention": "Attention's quadratic cost at long context, and "
+                                            "what sliding-window, dilated and linear attention "
+                                            "and GQA/MQA/MLA change.",
+    "training-and-serving-at-scale": "Data, tensor and pipeline parallelism and ZeRO, with "
+                                     "communication as the constraint; batching and "
+                                     "speculative decoding for serving.",
+}
+WHY_NOT = {
+    "moe-is-ensemble": "Experts are FFN blocks inside one transformer: they share attention, "
+                       "the residual stream and the embeddings; the router picks an FFN, not "
+                       "a model.",
+    "params-equal-compute": "A top-2 of 8 MoE holds ~47B parameters but does about the work "
+                            "of a ~13B dense model per token.",
+    "long-context-is-just-longer-training": "Position encodings have length limits and "
+                                            "attention's cost grows with the square of the "
+                                            "context.",
+    "parallelism-is-data-splitting": "Data parallelism stops helping when the model does not "
+                                     "fit; tensor and pipeline parallelism trade memory, "
+                                     "compute and communication differently.",
+    "flash-and-kv-solve-long-context": "Flash attention cuts memory to O(n) but keeps the "
+                                       "O(n^2) FLOPs; the KV cache avoids recomputation but "
+                                       "grows with every token.",
+}
+
+
 def exercises() -> list[dict]:
     from sim.cli.lab.bridge import run_cached
 
@@ -37,9 +67,9 @@ def _explorers() -> list[dict]:
 
 def home() -> dict:
     exs, exps = exercises(), _explorers()
-    lessons = [{"id": k, "title": v, "explorers": [e for e in exps if e["lesson"] == k],
+    lessons = [{"id": k, "title": v, "core": CORE.get(k, ""), "explorers": [e for e in exps if e["lesson"] == k],
                 "exercises": [x for x in exs if x["lesson"] == k]} for k, v in LESSONS.items()]
-    miscs = [{"id": k, "text": v, "explorers": [e for e in exps if k in e["tags"]],
+    miscs = [{"id": k, "text": v, "why_not": WHY_NOT.get(k, ""), "explorers": [e for e in exps if k in e["tags"]],
               "exercises": [x for x in exs if k in x["tags"]]} for k, v in MISCONCEPTIONS.items()]
     return {"lessons": lessons, "misconceptions": miscs}
 

@@ -149,7 +149,8 @@ EXPLORERS.kv = {
       y: [doc.series[names[1]].free_bytes_per_gpu / GIB, doc.series[names[1]].free_bytes_per_gpu / GIB],
       line: { color: "#000", dash: "dash", width: 1.5 } });
     draw("chart-kv", traces, layout(`KV cache per GPU, batch ${doc.batch}`, "context (tokens, log scale)", "KV cache per GPU (GiB, log)",
-      { ...INSIDE, xaxis: { type: "log", title: { text: "context (tokens, log scale)" } }, yaxis: { type: "log", title: { text: "KV cache per GPU (GiB, log)" } } }));
+      { ...INSIDE, legend: { ...INSIDE.legend, x: 0.99, xanchor: "right", y: 0.01, yanchor: "bottom" },
+        xaxis: { type: "log", title: { text: "context (tokens, log scale)" } }, yaxis: { type: "log", title: { text: "KV cache per GPU (GiB, log)" } } }));
     draw("chart-fit", names.map((n, i) => ({ ...bar(i), name: n, x: x.map(String),
       y: doc.series[n].points.map(p => p.max_sequences) })),
       layout("Sequences that fit in free HBM", "context (tokens)", "sequences (log)",
@@ -375,7 +376,7 @@ async function showExercise(id, list) {
     <div class="hints"><button type="button" id="hint-btn" ${levels ? "" : "hidden"}>Show a hint (1 of ${levels})</button><ol id="hints"></ol></div>
     <div id="verdict" role="status" aria-live="polite"></div>
     <figure id="ex-chart-fig" hidden><div id="ex-chart" class="chart"></div><figcaption>What the simulator's answer is made of.</figcaption></figure>
-    <div id="solution"></div><p class="cli">Same check on the command line: <code id="ex-command"></code></p>`;
+    <div id="solution"></div><p class="cli" id="ex-cli" hidden>Same check on the command line: <code id="ex-command" tabindex="0"></code></p>`;
   let shown = 0;
   $("#hint-btn").addEventListener("click", async () => {
     if (shown >= levels) return;
@@ -409,6 +410,8 @@ function solutionHtml(out, show) {
   html += `<p>The simulator's answer is <strong>${fmt(out.expected, 4)} ${esc(out.unit)}</strong>. ${esc(out.breakdown.bound)}.</p>`;
   return html;
 }
+// SI unit of a breakdown -> (divisor, unit drawn)
+const DISPLAY = { bytes: [GIB, "GiB"], s: [1e-3, "ms"], FLOP: [1e12, "TFLOP"], "FLOP/token": [1e9, "GFLOP/token"] };
 async function checkAnswer(show, answer, list) {
   const s = state();
   const res = await fetch(`/api/exercises/${encodeURIComponent(show.id)}/check`, { method: "POST",
@@ -426,13 +429,15 @@ async function checkAnswer(show, answer, list) {
   const keys = Object.keys(parts);
   if (keys.length) {
     $("#ex-chart-fig").hidden = false;
-    draw("ex-chart", [{ ...bar(0), name: out.breakdown.si_unit, x: keys, y: keys.map(k => parts[k]),
-      hovertemplate: "%{x}: %{y:.4g} " + out.breakdown.si_unit + "<extra></extra>" }],
-      layout("Simulator breakdown", "part", out.breakdown.si_unit));
+    const [scale, unit] = DISPLAY[out.breakdown.si_unit] || [1, out.breakdown.si_unit];
+    draw("ex-chart", [{ ...bar(0), name: unit, x: keys, y: keys.map(k => parts[k] / scale),
+      hovertemplate: "%{x}: %{y:.4g} " + unit + "<extra></extra>" }],
+      layout("Simulator breakdown", "part", unit));
   }
   const solved = await solution(show.id, s.seed);  // `exercise solve`, where the CLI has it
   $("#solution").innerHTML = solutionHtml({ ...out, ...solved, expected: out.expected, unit: out.unit }, show);
-  $("#ex-command").textContent = `clustersim exercise check ${show.id} --seed ${s.seed} --answer ${answer}`;
+  $("#ex-command").textContent = `clustersim exercise check ${show.id} --seed ${s.seed} --answer '${answer}'`;
+  $("#ex-cli").hidden = false;
   renderList(list, show.id);
 }
 async function initExercises() {
