@@ -163,6 +163,7 @@ SERVE_FLAGS = {
     "--tp": ("int", 1, 4096), "--pp": ("int", 1, 4096), "--ep": ("int", 1, 4096),
     "--replicas": ("int", 1, 1024), "--max-batch": ("int", 1, 65536),
     "--block-size": ("int", 1, 4096), "--chunk-tokens": ("int", 1, S),
+    "--max-batched-tokens": ("int", 1, S),
     "--batch-timeout": ("float0", 0.0, 3600.0), "--arrival-rate": ("float", 0.0, 1e7),
     "--num-requests": ("int", 1, 10**7), "--speculative-tokens": ("int", 0, 64),
     "--prefill-replicas": ("int", 1, 1024), "--decode-replicas": ("int", 1, 1024),

@@ -20,7 +20,7 @@ from sim.errors import ClusterSimError
 
 COMMANDS = (
     "hardware", "model", "train", "serve", "search", "sweep",
-    "calibrate", "validate", "report", "exercise", "stack", "explore", "lab",
+    "calibrate", "validate", "report", "exercise", "stack", "explore", "lab", "op",
 )
 
 DESCRIPTION = """\
