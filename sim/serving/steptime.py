@@ -177,6 +177,9 @@ class StepTimer:
                              for j in range(len(kv_sums))])
         kv = np.asarray(kv_sums, dtype=np.int64)
         n = n_dec
+        if self.groups == 1 and len(kv) > 1 and kv[1] - kv[0] == n and \
+                kv[-1] - kv[0] == n * (len(kv) - 1):  # plain decode: the mean grows by 1
+            return self._consecutive(n, int(kv[0]) // n, len(kv), spec)
         if self.groups > 1:  # the same integer arithmetic as ``_group0``
             n = -(-n_dec // self.groups)
             kv = -(-kv * n // max(n_dec, 1))
@@ -187,6 +190,34 @@ class StepTimer:
             return low
         high = self._column(xh, i, fy, spec)
         return low + fx * (high - low)
+
+    def _consecutive(self, n: int, first: int, steps: int, spec: bool) -> np.ndarray:
+        """``decode_times`` when the mean context is first, first + 1, ...: grid cell by
+        grid cell, the same bilinear arithmetic on slices (and the same corners priced)."""
+        xl, xh, fx = _bracket(n, 1)
+        out = np.empty(steps)
+        m, end = first, first + steps
+        while m < end:
+            lo, hi, _ = _bracket(m, 0)
+            stop = min(end, hi if hi > lo else m + 1)  # this cell: lo <= mean < hi
+            cell = out[m - first: stop - first]
+            low = self._cell(xl, lo, hi, m, stop, spec)
+            if fx:
+                low = low + fx * (self._cell(xh, lo, hi, m, stop, spec) - low)
+            cell[:] = low
+            m = stop
+        return out
+
+    def _cell(self, x: int, lo: int, hi: int, start: int, stop: int, spec: bool):
+        """Bilinear low edge at column ``x`` for means start..stop-1 inside [lo, hi)."""
+        c_lo = self._cached((0, 0, 0, x, lo, spec))
+        if hi == lo or stop - 1 == lo:  # every mean is the grid point: fy = 0
+            return np.full(stop - start, c_lo)
+        fy = (np.arange(start, stop) - lo) / (hi - lo)
+        low = c_lo + fy * (self._cached((0, 0, 0, x, hi, spec)) - c_lo)
+        if start == lo:
+            low[0] = c_lo  # fy == 0 there: the scalar path skips the blend
+        return low
 
     def _column(self, x: int, i: np.ndarray, fy: np.ndarray, spec: bool) -> np.ndarray:
         """Linear interpolation in the mean context at grid column ``x``: the scalar path's
