@@ -519,6 +519,7 @@ def hostile_files():
                        f"hostile trace {path.name}"),
                   Case(("sweep", p, "--out", str(WORK / "h.csv")), (p, path.name),
                        f"hostile sweep {path.name}"),
+                  Case(("stack", "show", p), (p, path.name), f"hostile stack {path.name}"),
                   Case(("train", "--model", p, "--system", "dgx-h100", "--gpus", "1", "--tp",
                         "1", "--pp", "1", "--global-batch", "1", "--seq", "64"),
                        (p, path.name), f"hostile train {path.name}")]

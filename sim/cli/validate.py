@@ -74,9 +74,11 @@ def _slim(path: str) -> dict:
                 "timing_median_abs_rel_error": doc["timing_median_abs_rel_error"],
                 "timing_max_abs_rel_error": doc["timing_max_abs_rel_error"],
                 "cases": [{k: c.get(k) for k in keep} for c in doc["cases"]]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        why = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise ConfigError(f"--previous {path!r}: not a readable clustersim validate JSON "
-                          f"({exc}); pass a DIR/STEM.json an earlier run wrote") from exc
+                          f"({why}); pass a DIR/STEM.json an earlier run wrote",
+                          flag="--previous") from None
 
 
 def _progress(enabled: bool):
