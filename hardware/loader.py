@@ -14,6 +14,7 @@ import functools
 import tomllib
 from pathlib import Path
 
+from hardware import kernel_models as K
 from hardware import schema as S
 from hardware.types import (
     Accelerator,
@@ -141,12 +142,56 @@ def _accelerator(c: dict, sources: FrozenMap, where: str, base) -> Accelerator:
         matmul_memory_bandwidth=e.get("matmul_memory_bandwidth"),
         gemv_memory_bandwidth=e.get("gemv_memory_bandwidth"),
         gemv_row_s=e.get("gemv_row", 0.0), repeat_call_s=e.get("repeat_call", 0.0),
+        gemm=_gemm(e.get("gemm")), memory=_memory(e.get("memory")),
+        attention=_attention(e.get("attention")),
     )
     return Accelerator(
         name=c["name"], vendor=c["vendor"], peak_flops=FrozenMap(c["peak_flops"]),
         memory_bytes=int(round(c["memory"])), memory_bandwidth=c["memory_bandwidth"],
         efficiency=eff, sources=sources, compute_units=c.get("compute_units"),
     )
+
+
+def _gemm(t: dict | None) -> K.GemmModel | None:
+    if t is None:
+        return None
+    return K.GemmModel(tiles=t["tiles"], tile_k=t.get("tile_k", 32),
+                       k_overhead=t.get("k_overhead", 0.0), min_wave=t.get("min_wave", 0.0),
+                       sharpness=t.get("sharpness", 0.0), fixed_s=t.get("fixed", 0.0))
+
+
+def _memory(t: dict | None) -> K.MemoryKernelModel | None:
+    if t is None:
+        return None
+    fractions = FrozenMap(sorted((c, t[c]) for c in K.MEMORY_CLASSES if c in t))
+    floors = FrozenMap(sorted((c, t[f"{c}_floor"]) for c in K.MEMORY_CLASSES
+                              if f"{c}_floor" in t))
+    return K.MemoryKernelModel(fractions=fractions, floors=floors, floor_s=t.get("floor", 0.0),
+                               cache_bytes=t.get("cache_bytes", 0.0),
+                               cache_speedup=t.get("cache_speedup", 0.0),
+                               sharpness=t.get("sharpness", 0.0))
+
+
+def _attention(t: dict | None) -> K.AttentionKernelModel | None:
+    if t is None:
+        return None
+    return K.AttentionKernelModel(
+        block_q=t.get("block_q", 128), block_k=t.get("block_k", 64),
+        kv_block=t.get("kv_block", 16), prefill_seq_s=t.get("prefill_seq_overhead", 0.0),
+        decode_seq_s=t.get("decode_seq_overhead", 0.0),
+        decode_memory_bandwidth=t.get("decode_memory_bandwidth", 1.0),
+        floor_s=t.get("floor", 0.0), sharpness=t.get("sharpness", 0.0))
+
+
+def _nccl(t: dict | None) -> K.NcclModel | None:
+    if t is None:
+        return None
+    return K.NcclModel(
+        ll_latency_s=t["ll_latency"], ll_step_s=t["ll_step_latency"],
+        ll_bandwidth=t["ll_bandwidth"], simple_latency_s=t["simple_latency"],
+        simple_step_s=t["simple_step_latency"], simple_bandwidth=t["simple_bandwidth"],
+        nvls_bandwidth=t.get("nvls_bandwidth", 0.0), nvls_latency_s=t.get("nvls_latency", 0.0),
+        group_half=t.get("group_half", 0.0))
 
 
 def _efficiency_source(sources) -> str:
@@ -156,7 +201,7 @@ def _efficiency_source(sources) -> str:
 
 def _link(c: dict, sources: FrozenMap, where: str, base) -> Link:
     return Link(name=c["name"], bandwidth=c["bandwidth_per_direction"], latency=c["latency"],
-                sources=sources)
+                sources=sources, nccl=_nccl(c.get("nccl")))
 
 
 def _ref(kind: str, value, where: str, key: str, base):

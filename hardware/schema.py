@@ -33,6 +33,26 @@ class F:
     arg: Any = None
 
 
+# kernel models (hardware.kernel_models), optional sub-tables of [efficiency]
+GEMM = {
+    "tiles": F("tiles"), "tile_k": F("int", False), "k_overhead": F("nonneg", False),
+    "min_wave": F("nonneg", False), "sharpness": F("nonneg", False),
+    "fixed": F("qty", False, "time"),
+}
+MEMORY_KERNELS = {
+    "norm": F("fraction", False), "act": F("fraction", False), "rope": F("fraction", False),
+    "residual": F("fraction", False), "norm_floor": F("qty", False, "time"),
+    "act_floor": F("qty", False, "time"), "rope_floor": F("qty", False, "time"),
+    "residual_floor": F("qty", False, "time"), "floor": F("qty", False, "time"),
+    "cache_bytes": F("qty", False, "bytes"), "cache_speedup": F("nonneg", False),
+    "sharpness": F("nonneg", False),
+}
+ATTENTION_KERNELS = {
+    "block_q": F("int", False), "block_k": F("int", False), "kv_block": F("int", False),
+    "prefill_seq_overhead": F("qty", False, "time"), "decode_seq_overhead": F("qty", False, "time"),
+    "decode_memory_bandwidth": F("fraction", False), "floor": F("qty", False, "time"),
+    "sharpness": F("nonneg", False),
+}
 EFFICIENCY = {
     "matmul_max": F("fraction"), "matmul_half_flops": F("qty", arg="flops"),
     "attention_max": F("fraction"), "memory_bandwidth": F("fraction"),
@@ -41,6 +61,8 @@ EFFICIENCY = {
     "matmul_half_dim": F("nonneg", False), "matmul_memory_bandwidth": F("fraction", False),
     "gemv_memory_bandwidth": F("fraction", False),
     "gemv_row": F("qty", False, arg="time"), "repeat_call": F("qty", False, arg="time"),
+    "gemm": F("table", False, GEMM), "memory": F("table", False, MEMORY_KERNELS),
+    "attention": F("table", False, ATTENTION_KERNELS),
 }
 ACCELERATOR = {
     "name": F("str"), "kind": F("enum", False, ("accelerator",)), "vendor": F("str"),
@@ -48,10 +70,17 @@ ACCELERATOR = {
     "peak_flops": F("dtypes"), "efficiency": F("table", arg=EFFICIENCY), "sources": F("sources"),
     "compute_units": F("int", False),  # SMs (NVIDIA) / CUs (AMD): GEMM wave quantisation
 }
+NCCL = {  # hardware.kernel_models.NcclModel: NCCL protocol regimes over this link
+    "ll_latency": F("qty", arg="time"), "ll_step_latency": F("qty", arg="time"),
+    "ll_bandwidth": F("fraction"), "simple_latency": F("qty", arg="time"),
+    "simple_step_latency": F("qty", arg="time"), "simple_bandwidth": F("fraction"),
+    "nvls_bandwidth": F("fraction", False), "nvls_latency": F("qty", False, "time"),
+    "group_half": F("nonneg", False),
+}
 LINK = {
     "name": F("str"), "kind": F("enum", False, ("link",)),
     "bandwidth_per_direction": F("qty", arg="bandwidth"), "latency": F("qty", arg="time"),
-    "sources": F("sources"),
+    "sources": F("sources"), "nccl": F("table", False, NCCL),
 }
 INTRA_NODE = {
     "link": F("ref", arg="link"), "links_per_gpu": F("int"),
@@ -71,7 +100,7 @@ SYSTEM = {
     "scale_out": F("table", arg=SCALE_OUT), "sources": F("sources"),
 }
 SCHEMAS = {"accelerator": ACCELERATOR, "link": LINK, "system": SYSTEM}
-NUMERIC = {"int", "fraction", "ratio", "nonneg", "qty", "dtypes"}
+NUMERIC = {"int", "fraction", "ratio", "nonneg", "qty", "dtypes", "tiles"}
 
 
 MAX_INT = 1 << 16  # counts in a hardware file (GPUs per node, ports, SMs): far above any system
@@ -127,6 +156,8 @@ def _convert(value: Any, spec: F, where: str, path: str) -> Any:
         return value
     if kind == "mesh":
         return _mesh(value, where, path)
+    if kind == "tiles":
+        return _tiles(value, where, path)
     return flatten_sources(_typed(value, dict, where, path), where, path)
 
 
@@ -196,6 +227,23 @@ def _mesh(value: Any, where: str, path: str) -> tuple[tuple[int, int, int], ...]
             raise fail(where, f"{path}[{i}]", f"expected [gpu_a, gpu_b, ports], got "
                                               f"{_short(row)}")
         out.append(tuple(row))
+    return tuple(out)
+
+
+def _tiles(value: Any, where: str, path: str) -> tuple[tuple[int, int, float], ...]:
+    rows = _typed(value, list, where, path)
+    out = []
+    for i, row in enumerate(rows):
+        ok = (isinstance(row, list) and len(row) == 3
+              and all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in row[:2])
+              and isinstance(row[2], (int, float)) and not isinstance(row[2], bool)
+              and 0 < row[2] <= 1)
+        if not ok:
+            raise fail(where, f"{path}[{i}]", f"expected [tile_m, tile_n, relative throughput "
+                                              f"in (0, 1]], got {row!r}")
+        out.append((row[0], row[1], float(row[2])))
+    if not out:
+        raise fail(where, path, "needs at least one [tile_m, tile_n, throughput] row")
     return tuple(out)
 
 

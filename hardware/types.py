@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # hardware.kernel_models imports FrozenMap from here
+    from hardware.kernel_models import (
+        AttentionKernelModel,
+        GemmModel,
+        MemoryKernelModel,
+        NcclModel,
+    )
 
 DTYPES = ("fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4")
 
@@ -76,8 +84,15 @@ class EfficiencyModel:
     # grouped GEMM kernel: one BLAS call per expert slice; a GPU runs one grouped launch).
     gemv_row_s: float = 0.0
     repeat_call_s: float = 0.0
+    # Per-architecture kernel models (hardware.kernel_models; sim.costs.kernels prices them):
+    # None keeps the saturating matmul_efficiency / flat memory_bandwidth above (CPU profiles).
+    gemm: GemmModel | None = None
+    memory: MemoryKernelModel | None = None
+    attention: AttentionKernelModel | None = None
 
     def matmul_efficiency(self, flops: float) -> float:
+        if self.matmul_half_flops <= 0:  # no size saturation (the tile model prices shape)
+            return self.matmul_max
         return self.matmul_max * flops / (flops + self.matmul_half_flops)
 
     def small_dim_factor(self, smallest_dim: float) -> float:
@@ -128,6 +143,7 @@ class Link:
     latency: float  # s, one-way, small message
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     kind: Literal["link"] = "link"
+    nccl: NcclModel | None = None  # how NCCL's protocols run over this link (sim.costs.nccl)
 
 
 @dataclass(frozen=True)

@@ -61,15 +61,57 @@ def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
     for key in ("gemv_row", "repeat_call"):  # optional CPU call terms: written only when set
         if getattr(e, f"{key}_s") > 0:
             raw["efficiency"][key] = q(getattr(e, f"{key}_s"), "time")
+    raw["efficiency"].update(kernel_models_raw(e))
     if a.compute_units is not None:
         raw["compute_units"] = a.compute_units
     return raw
 
 
+def kernel_models_raw(e) -> dict:
+    """The optional [efficiency.gemm|memory|attention] sub-tables (hardware.kernel_models)."""
+    out = {}
+    if e.gemm is not None:
+        g = e.gemm
+        out["gemm"] = {"tiles": [[tm, tn, float(r)] for tm, tn, r in g.tiles],
+                       "tile_k": g.tile_k, "k_overhead": float(g.k_overhead),
+                       "min_wave": float(g.min_wave), "sharpness": float(g.sharpness),
+                       "fixed": q(g.fixed_s, "time")}
+    if e.memory is not None:
+        m = e.memory
+        out["memory"] = {**{c: float(v) for c, v in m.fractions.items()},
+                         **{f"{c}_floor": q(v, "time") for c, v in m.floors.items()},
+                         "floor": q(m.floor_s, "time"), "cache_bytes": q(m.cache_bytes, "bytes"),
+                         "cache_speedup": float(m.cache_speedup),
+                         "sharpness": float(m.sharpness)}
+    if e.attention is not None:
+        t = e.attention
+        out["attention"] = {
+            "block_q": t.block_q, "block_k": t.block_k, "kv_block": t.kv_block,
+            "prefill_seq_overhead": q(t.prefill_seq_s, "time"),
+            "decode_seq_overhead": q(t.decode_seq_s, "time"),
+            "decode_memory_bandwidth": float(t.decode_memory_bandwidth),
+            "floor": q(t.floor_s, "time"), "sharpness": float(t.sharpness)}
+    return out
+
+
+def nccl_raw(n) -> dict:
+    out = {"ll_latency": q(n.ll_latency_s, "time"), "ll_step_latency": q(n.ll_step_s, "time"),
+           "ll_bandwidth": float(n.ll_bandwidth), "simple_latency": q(n.simple_latency_s, "time"),
+           "simple_step_latency": q(n.simple_step_s, "time"),
+           "simple_bandwidth": float(n.simple_bandwidth), "group_half": float(n.group_half)}
+    if n.nvls_bandwidth > 0:
+        out["nvls_bandwidth"] = float(n.nvls_bandwidth)
+        out["nvls_latency"] = q(n.nvls_latency_s, "time")
+    return out
+
+
 def link_raw(link: Link) -> dict:
-    return {"name": link.name, "kind": "link",
-            "bandwidth_per_direction": q(link.bandwidth, "bandwidth"),
-            "latency": q(link.latency, "time"), "sources": _sources(link)}
+    raw = {"name": link.name, "kind": "link",
+           "bandwidth_per_direction": q(link.bandwidth, "bandwidth"),
+           "latency": q(link.latency, "time"), "sources": _sources(link)}
+    if link.nccl is not None:
+        raw["nccl"] = nccl_raw(link.nccl)
+    return raw
 
 
 def system_raw(s: System) -> dict:
@@ -119,3 +161,8 @@ def _emit(table: dict, prefix: str) -> list[str]:
             else:
                 lines += _emit(value, header + ".")
     return lines
+
+
+def toml_lines(table: dict) -> list[str]:
+    """The TOML lines of a plain table (scalars, then one [header] per sub-table)."""
+    return _emit(table, "")

@@ -36,6 +36,9 @@ class Op:
     group: Group | None = None
     mnk: tuple[int, int, int] | None = None  # GEMM dims, for the matmul-efficiency model
     count: int = 1  # identical repetitions (e.g. per expert); flops/bytes are per repetition
+    # attention only: the sequences of the call as (how many, new tokens, cached context)
+    # groups, for the per-sequence and per-block terms of sim.costs.kernels.attention_time
+    seqs: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def is_comm(self) -> bool:

@@ -163,6 +163,7 @@ SERVE_FLAGS = {
     "--tp": ("int", 1, 4096), "--pp": ("int", 1, 4096), "--ep": ("int", 1, 4096),
     "--replicas": ("int", 1, 1024), "--max-batch": ("int", 1, 65536),
     "--block-size": ("int", 1, 4096), "--chunk-tokens": ("int", 1, S),
+    "--max-batched-tokens": ("int", 1, S),
     "--batch-timeout": ("float0", 0.0, 3600.0), "--arrival-rate": ("float", 0.0, 1e7),
     "--num-requests": ("int", 1, 10**7), "--speculative-tokens": ("int", 0, 64),
     "--prefill-replicas": ("int", 1, 1024), "--decode-replicas": ("int", 1, 1024),
@@ -518,6 +519,7 @@ def hostile_files():
                        f"hostile trace {path.name}"),
                   Case(("sweep", p, "--out", str(WORK / "h.csv")), (p, path.name),
                        f"hostile sweep {path.name}"),
+                  Case(("stack", "show", p), (p, path.name), f"hostile stack {path.name}"),
                   Case(("train", "--model", p, "--system", "dgx-h100", "--gpus", "1", "--tp",
                         "1", "--pp", "1", "--global-batch", "1", "--seq", "64"),
                        (p, path.name), f"hostile train {path.name}")]

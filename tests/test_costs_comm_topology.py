@@ -15,12 +15,16 @@ def dgx():
     return get_system("dgx-h100")
 
 
-def test_ring_all_reduce_on_one_nvlink_node_matches_the_closed_form(dgx):
+def test_ring_all_reduce_on_one_nvlink_node_matches_the_nccl_closed_form(dgx):
     c = Cluster.for_gpus(dgx, 8)
     ranks = list(range(8))
-    bw, alpha = c.ring_bandwidth(ranks), c.ring_latency(ranks)
-    expected = 2 * 7 / 8 * S / bw + 2 * 7 * alpha
-    assert collective_time("all_reduce", S, ranks, c, "ring") == pytest.approx(expected, rel=1e-12)
+    bw, m = c.ring_bandwidth(ranks), dgx.intra_link.nccl
+    share = 8 / (8 + m.group_half)
+    simple = m.simple_latency_s + 14 * m.simple_step_s + 2 * 7 / 8 * S / (
+        bw * m.simple_bandwidth * share)
+    ll = m.ll_latency_s + 14 * m.ll_step_s + 2 * 7 / 8 * S / (bw * m.ll_bandwidth * share)
+    assert collective_time("all_reduce", S, ranks, c, "ring") == pytest.approx(min(simple, ll),
+                                                                               rel=1e-12)
 
 
 def test_eight_gpus_across_eight_nodes_are_slower_than_inside_one(dgx):

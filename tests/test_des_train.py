@@ -39,12 +39,14 @@ def test_without_overlap_des_step_time_equals_the_analytic_sum(llama, node, kw):
                                             rel=1e-9)
 
 
-def test_zero3_without_overlap_matches_the_analytic_sum_within_a_percent(llama, node):
-    # DES gathers per layer (FSDP units), the analytic model per 80 MB bucket: alpha terms differ
+def test_zero3_without_overlap_matches_the_analytic_sum_within_three_percent(llama, node):
+    # DES gathers per layer (FSDP units), the analytic model per 80 MB bucket: the number of
+    # calls differs (~34 vs ~200 per pass), and each NCCL call pays its 10-30 us floor
+    # (sim.costs.nccl), so the two differ by ~2.5% here
     plan = _plan(overlap="sum", dp=8, zero=3)
     des = simulate_train(llama, plan, node)
     assert des.step_time_s == pytest.approx(estimate_train(llama, plan, node).step_time_s,
-                                            rel=0.01)
+                                            rel=0.03)
 
 
 @pytest.mark.parametrize("kw", [dict(tp=2, pp=4), dict(pp=8, schedule="gpipe"),

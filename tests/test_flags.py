@@ -98,3 +98,24 @@ def test_a_des_trace_over_its_own_model_config_is_refused(tmp_path, capsys):
                "--trace", str(cfg)])
     assert rc == 2 and cfg.read_bytes() == before
     assert "--trace" in capsys.readouterr().err
+
+
+def test_the_des_event_estimate_bounds_the_simulated_events():
+    from hardware import Cluster, get_system
+    from sim.cli.train_limits import estimate_des_events
+    from sim.des import simulate_train
+    from sim.model import get_model
+    from sim.plan import ParallelPlan
+
+    model = get_model("tiny-moe")
+    plan = ParallelPlan(tp=1, pp=2, dp=2, ep=2, global_batch=8, seq_len=64)
+    events = simulate_train(model, plan, Cluster.for_gpus(get_system("dgx-h100"), 4)).events
+    assert events <= estimate_des_events(model, plan) <= 50 * events
+
+
+def test_a_des_step_above_the_event_budget_is_refused_naming_the_flag(capsys):
+    rc = main(["train", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--gpus", "8", "--tp",
+               "1", "--pp", "1", "--ep", "8", "--global-batch", "1000000", "--seq", "4096",
+               "--engine", "des"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "events, above this machine's limit" in err and "--global-batch" in err

@@ -98,7 +98,7 @@ def test_unknown_key_is_an_error_naming_file_and_key(tmp_path):
 
 
 def test_unknown_nested_key_names_the_dotted_key(tmp_path):
-    path = write(tmp_path, edit(H100, "matmul_max = 0.75", "matmul_max = 0.75\nmatmul_min = 0.1"))
+    path = write(tmp_path, edit(H100, "matmul_max = 0.7995", "matmul_max = 0.7995\nmatmul_min = 0.1"))
     raises_naming(path, "efficiency.matmul_min", "unknown key")
 
 
@@ -137,12 +137,12 @@ def test_flops_unit_on_a_bandwidth_is_an_error(tmp_path):
 
 
 def test_unit_string_on_a_dimensionless_fraction_is_an_error(tmp_path):
-    path = write(tmp_path, edit(H100, "matmul_max = 0.75", 'matmul_max = "75 %"'))
+    path = write(tmp_path, edit(H100, "matmul_max = 0.7995", 'matmul_max = "75 %"'))
     raises_naming(path, "efficiency.matmul_max", "dimensionless")
 
 
 def test_fraction_above_one_is_an_error(tmp_path):
-    path = write(tmp_path, edit(H100, "attention_max = 0.45", "attention_max = 45"))
+    path = write(tmp_path, edit(H100, "attention_max = 0.3776", "attention_max = 45"))
     raises_naming(path, "efficiency.attention_max", "0 < x <= 1")
 
 
@@ -192,7 +192,7 @@ def test_mesh_using_more_ports_than_the_gpu_has_is_an_error(tmp_path):
 
 def test_inline_accelerator_errors_name_the_inline_table(tmp_path):
     text = hardware.to_toml(hardware.get_system("dgx-h100"))
-    text = edit(text, "matmul_max = 0.75", "matmul_max = 1.5")
+    text = edit(text, "matmul_max = 0.7995", "matmul_max = 1.5")
     with pytest.raises(HardwareError, match=r"\[accelerator\].*efficiency.matmul_max"):
         hardware.get_system(write(tmp_path, text))
 

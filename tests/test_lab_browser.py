@@ -90,13 +90,16 @@ def browser(server):
 
 
 def wait(driver, condition, timeout=60.0, what="condition"):
-    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # a re-render between finding an element and reading it is retried, not a failure
-    return WebDriverWait(driver, timeout, poll_frequency=0.1,
-                         ignored_exceptions=(StaleElementReferenceException,)).until(
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
         lambda d: condition(d), message=f"timed out waiting for {what}")
+
+
+def text(driver, selector: str) -> str:
+    """An element's text read in the page (no stale handle when the page re-renders it)."""
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText : '';", selector)
 
 
 def updates(driver) -> int:
@@ -112,8 +115,8 @@ def chart(driver, div: str) -> dict[str, list]:
 
 def run_shown_command(driver) -> dict:
     """Run the command printed under the chart, exactly as shown, and parse its JSON."""
-    text = driver.find_element("id", "command").text
-    argv = shlex.split(text)
+    shown = driver.find_element("id", "command").text
+    argv = shlex.split(shown)
     assert argv[0] == "clustersim"
     out = subprocess.run([sys.executable, "-m", "sim.cli.main", *argv[1:]], check=True,
                          capture_output=True, text=True, timeout=120)
@@ -173,9 +176,8 @@ def _answer(browser, value: str) -> str:
     box = browser.find_element("id", "answer")
     box.clear()
     box.send_keys(value + "\n")
-    return wait(browser, lambda d: d.find_elements("id", "verdict-text")
-                and value in d.find_element("id", "verdict-text").text
-                and d.find_element("id", "verdict-text").text, what="a verdict")
+    wait(browser, lambda d: value in text(d, "#verdict-text"), what="a verdict")
+    return text(browser, "#verdict-text")
 
 
 def test_an_exercise_answered_wrong_then_right_keeps_its_progress_after_reload(browser,
@@ -186,17 +188,14 @@ def test_an_exercise_answered_wrong_then_right_keeps_its_progress_after_reload(b
     seed = browser.find_element("id", "seed")
     seed.clear()
     seed.send_keys("7\t")
-    first = wait(browser, lambda d: d.find_element("css selector", "#exercise h2").text,
-                 what="an exercise")
-    wait(browser, lambda d: "seed 7" in d.find_element("css selector", ".meta").text,
-         what="seed 7")
+    wait(browser, lambda d: "seed 7" in text(d, ".meta"), what="seed 7")
+    first = text(browser, "#exercise h2")
     from sim.cli.lab.bridge import run_argv
 
     right = run_argv(["exercise", "check", first, "--seed=7", "--answer=1"])
     wrong = run_argv(["exercise", "check", first, "--seed=7", f"--answer={5 * right['expected']}"])
-    assert _answer(browser, repr(5 * right["expected"])).startswith("✗ Not quite") or \
-        "Not quite" in browser.find_element("id", "verdict-text").text
-    diagnosis = browser.find_element("id", "diagnosis").text
+    assert "Not quite" in _answer(browser, repr(5 * right["expected"]))
+    diagnosis = text(browser, "#diagnosis")
     assert wrong["signature"] in diagnosis and wrong["explanation"] in diagnosis
     shoot(browser, "exercise-wrong")
     full = browser.execute_script("return document.documentElement.scrollHeight")
@@ -205,14 +204,13 @@ def test_an_exercise_answered_wrong_then_right_keeps_its_progress_after_reload(b
     shoot(browser, "full-exercise-wrong")
     browser.set_window_size(1280, 800)
     assert "Correct" in _answer(browser, repr(right["expected"]))
-    assert "Worked solution" in browser.find_element("id", "solution").text
+    wait(browser, lambda d: "Worked solution" in text(d, "#solution"), what="the solution")
     browser.refresh()
     wait(browser, lambda d: d.find_elements("css selector", f'[data-progress="{first}"]'),
          what="the list")
-    mark = browser.find_element("css selector", f'[data-progress="{first}"]').text
-    assert "solved" in mark
-    assert browser.find_element("id", "seed").get_attribute("value") == "7"
-    assert "1 of" in browser.find_element("id", "progress-summary").text
+    assert "solved" in text(browser, f'[data-progress="{first}"]')
+    assert browser.execute_script("return document.getElementById('seed').value") == "7"
+    assert "1 of" in text(browser, "#progress-summary")
 
 
 def test_hints_are_revealed_one_at_a_time(browser, server):
@@ -221,8 +219,7 @@ def test_hints_are_revealed_one_at_a_time(browser, server):
     btn = browser.find_element("id", "hint-btn")
     if not btn.is_displayed():
         pytest.skip("the first exercise has no hints")
-    btn.click()  # the hint comes from /api/exercises/ID/hint: wait for it
-    wait(browser, lambda d: d.find_elements("css selector", "#hints li"), what="a hint")
+    btn.click()
     assert len(browser.find_elements("css selector", "#hints li")) == 1
 
 

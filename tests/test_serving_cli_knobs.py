@@ -74,3 +74,16 @@ def test_trace_replay_needs_neither_rate_nor_count(capsys, tmp_path):
     doc = _doc(capsys, "serve", "--model", "llama3-8b", "--system", "dgx-h100", "--tp", "1",
                "--policy", "continuous", "--arrival", "trace", "--trace", str(f))
     assert doc["requests_completed"] == 3
+
+
+def test_the_work_limit_counts_fast_forward_runs_not_tokens():
+    from types import SimpleNamespace
+
+    from sim.cli.serve_inputs import check_work
+    from sim.errors import WorkLimitError
+
+    w = SimpleNamespace(num_requests=1_000_000, prompt_tokens="161", output_tokens="338")
+    args = SimpleNamespace(trace=None, speculative_tokens=0, no_fast_forward=False)
+    check_work(w, args)  # ~2.4e7 events: allowed
+    with pytest.raises(WorkLimitError, match="3.41e\\+08 events"):
+        check_work(w, SimpleNamespace(**{**vars(args), "no_fast_forward": True}))

@@ -31,7 +31,9 @@ def test_chunked_prefill_cuts_the_tpot_tail_and_costs_ttft_on_long_prompts():
     plain = simulate_serving(policy="continuous", **kw).summary
     chunked = simulate_serving(policy="chunked", chunk_tokens=512, **kw).summary
     assert not plain["saturated"] and not chunked["saturated"]
-    assert chunked["tpot_s"]["p99"] < 0.85 * plain["tpot_s"]["p99"]  # stalls spread thin
+    # stalls spread thin; with #12's kernel costs (a 512-token chunk at 4-8K context pays its
+    # attention blocks and floors every iteration) the tail gain is ~4%, no longer the old 15%
+    assert chunked["tpot_s"]["p99"] < plain["tpot_s"]["p99"]
     assert chunked["ttft_s"]["mean"] > plain["ttft_s"]["mean"]
 
 

@@ -57,8 +57,10 @@ def test_affine_fit_without_fixed_cost_is_exact_on_a_pure_rate():
 
 
 def _acc(**kw):
+    """The catalog H100 without its GPU kernel models (#12): the CPU-profile code path."""
     a = get_accelerator("h100-sxm")
-    return dataclasses.replace(a, efficiency=dataclasses.replace(a.efficiency, **kw),
+    base = dict(gemm=None, memory=None, attention=None, matmul_memory_bandwidth=None)
+    return dataclasses.replace(a, efficiency=dataclasses.replace(a.efficiency, **{**base, **kw}),
                                compute_units=None)
 
 
@@ -80,12 +82,15 @@ def test_gemm_memory_bandwidth_applies_to_gemms_only():
 def test_catalog_accelerators_have_no_shape_terms_and_toml_omits_them():
     for name in ("h100-sxm", "a100-sxm-80gb", "mi300x"):
         e = get_accelerator(name).efficiency
-        assert e.matmul_half_dim == 0.0 and e.matmul_memory_bandwidth is None
+        assert e.matmul_half_dim == 0.0 and e.gemv_memory_bandwidth is None
         assert "matmul_half_dim" not in to_toml(get_accelerator(name))
+    # GPUs with the tile model (#12) carry a fitted operand-stream fraction; mi300x has none
+    assert get_accelerator("mi300x").efficiency.matmul_memory_bandwidth is None
 
 
 def test_catalog_op_time_is_unchanged_by_the_new_code_path():
-    acc = get_accelerator("h100-sxm")
+    acc = _acc()
+    acc = dataclasses.replace(acc, compute_units=132)
     op = Op(name="fc1", kind="matmul", flops=2 * 8192 * 4096 * 16384, bytes=2 * (
         8192 * 4096 + 4096 * 16384 + 8192 * 16384), mnk=(8192, 16384, 4096))
     e = acc.efficiency

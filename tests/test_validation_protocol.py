@@ -146,3 +146,28 @@ def test_multi_run_table_lists_every_earlier_error_and_the_run_to_run_spread():
     assert lines[1].split()[-3:] == ["+10.0%", "+5.0%", "20%"]  # (1.2 - 1.0) / 1.0
     assert lines[2].split()[-1] == "0%"
     assert runs_lines(runs, this)[2].startswith("run 3 (this table, load 1.0-2.0)")
+
+
+def test_reference_stack_is_a_loadable_serving_stack_with_the_calibrated_overhead(tmp_path):
+    from types import SimpleNamespace
+
+    from sim.validation.profile import load_stack, write_stack
+
+    cal = SimpleNamespace(reference_iteration_overhead_s=2.5e-4, device="cpu", machine="x86_64",
+                          threads=1, torch_version="2")
+    write_stack(cal, tmp_path / "p.toml")
+    stack = load_stack(tmp_path / "p.toml")
+    assert stack.kind == "serving" and stack.scheduler_overhead_s == 2.5e-4
+    assert stack.cuda_graphs is False and stack.attention_kernel == "math"
+    assert load_stack(tmp_path / "none.toml") is None
+
+
+def test_rows_beyond_the_target_say_whether_the_machine_noise_covers_them():
+    from sim.validation.report import miss_lines
+
+    this = _run("r3", [0.4, 0.3, 0.05], [1.0, 1.0, 1.0])
+    this["cases"][1]["spread"] = 0.5  # a noisy row
+    lines = miss_lines({**this, "previous_runs": []})
+    assert len(lines) == 2
+    assert "error +40.0%, noise 5%: larger than the noise" in lines[0]
+    assert "noise 50%: within this machine's noise" in lines[1]

@@ -46,6 +46,11 @@ def register(subparsers) -> None:
     p.add_argument("--out-dir", default="validation", help="where JSON/markdown/chart go")
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of: {', '.join(STAGES)} (default: all)")
+    p.add_argument("--kernels", action="store_true",
+                   help="instead: the kernel/collective table against the published "
+                        "measurements in --data (writes OUT_DIR/kernels.md and kernels.json)")
+    p.add_argument("--data", default="../shared/data", metavar="DIR",
+                   help="measured data folder for --kernels (default ../shared/data)")
     p.add_argument("--previous", metavar="FILE", action="append", default=[],
                    help="JSON of an earlier run (repeatable): the table lists each earlier "
                         "run's errors and every row's run-to-run spread")
@@ -69,15 +74,37 @@ def _slim(path: str) -> dict:
                 "timing_median_abs_rel_error": doc["timing_median_abs_rel_error"],
                 "timing_max_abs_rel_error": doc["timing_max_abs_rel_error"],
                 "cases": [{k: c.get(k) for k in keep} for c in doc["cases"]]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        why = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise ConfigError(f"--previous {path!r}: not a readable clustersim validate JSON "
-                          f"({exc}); pass a DIR/STEM.json an earlier run wrote") from exc
+                          f"({why}); pass a DIR/STEM.json an earlier run wrote",
+                          flag="--previous") from None
 
 
 def _progress(enabled: bool):
     if not enabled:
         return None
     return lambda stage: print(f"[validate] {stage} ...", file=sys.stderr, flush=True)
+
+
+def run_kernels(args) -> int:
+    from sim.calibration.table import build, markdown
+    from sim.errors import ConfigError
+    from sim.fileio import atomic_write_text
+
+    data = Path(args.data)
+    if not (data / "kernels" / "kernels.csv").is_file():
+        raise ConfigError(f"--data {args.data}: no kernels/kernels.csv there; point it at the "
+                          "measured data folder (../shared/data from the repository)")
+    doc = build(data)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "kernels.json", dumps(doc) + "\n")
+    atomic_write_text(out / "kernels.md", markdown(doc))
+    if args.json:
+        return emit_json(doc)
+    sys.stdout.write(markdown(doc))
+    return 0
 
 
 def run_published(args) -> int:
@@ -95,6 +122,8 @@ def run_published(args) -> int:
 
 
 def run(args) -> int:
+    if args.kernels:
+        return run_kernels(args)
     if args.published:
         return run_published(args)
     from sim.cli.calibrate import check_device

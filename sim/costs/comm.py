@@ -33,7 +33,7 @@ from functools import lru_cache
 
 from sim.errors import PlanError
 
-ALGORITHMS = ("auto", "ring", "tree", "hierarchical")
+ALGORITHMS = ("auto", "ring", "tree", "hierarchical", "nvls")
 KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
 _DIMS = ("tp", "cp", "dp", "pp")
 
@@ -195,6 +195,14 @@ def collective_time(kind: str, bytes_per_rank: float, ranks, cluster,
     ``bytes_per_rank`` is NCCL's "size" S: each rank's full buffer (the all-reduce buffer, the
     all-gather output, the reduce-scatter input, the all-to-all send buffer, the message of a
     send_recv between ``ranks[0]`` and ``ranks[1]``)."""
+    return collective_choice(kind, bytes_per_rank, ranks, cluster, algorithm)[0]
+
+
+def collective_choice(kind: str, bytes_per_rank: float, ranks, cluster,
+                      algorithm: str = "auto") -> tuple[float, str]:
+    """(seconds, algorithm used) of one collective; see ``collective_time``. Links whose
+    catalog entry has an ``[nccl]`` table are priced as NCCL runs them (``sim.costs.nccl``:
+    protocol regimes, per-call floor, the algorithms NCCL offers for the kind)."""
     if kind not in KINDS:
         raise PlanError(f"unknown collective '{kind}'; use one of {', '.join(KINDS)}")
     if algorithm not in ALGORITHMS:
@@ -202,7 +210,22 @@ def collective_time(kind: str, bytes_per_rank: float, ranks, cluster,
     ranks = tuple(ranks)
     n, size = len(ranks), float(bytes_per_rank)
     if n < 2 or size <= 0:
-        return 0.0
+        return 0.0, "none"
+    nccl = _nccl_model(cluster, ranks)
+    if nccl is not None:
+        return _nccl_choice(kind, size, ranks, cluster, algorithm, *nccl)
+    if algorithm == "auto" and kind not in ("send_recv", "all_to_all"):
+        times = {a: _alpha_beta_time(kind, size, ranks, cluster, a)
+                 for a in ("ring", "tree", "hierarchical")}
+        if _split_by_node(cluster, ranks) is None:
+            del times["hierarchical"]
+        name = min(times, key=times.__getitem__)
+        return times[name], name
+    return _alpha_beta_time(kind, size, ranks, cluster, algorithm), algorithm
+
+
+def _alpha_beta_time(kind, size, ranks, cluster, algorithm) -> float:
+    n = len(ranks)
     if kind == "send_recv":
         bw, alpha = _p2p_params(cluster, ranks[0], ranks[1])
         return alpha + size / bw
@@ -246,3 +269,67 @@ def _by_algorithm(kind, size, ranks, cluster, algorithm) -> float:
         return hier if hier is not None else _flat(kind, size, ranks, cluster, False)
     options = [_flat(kind, size, ranks, cluster, False), _tree(kind, size, ranks, cluster)]
     return min(options + ([hier] if hier is not None else []))
+
+
+# --- NCCL-priced links (sim.costs.nccl) ---------------------------------------------------------
+@lru_cache(maxsize=65536)
+def _nccl_model(cluster, ranks: tuple[int, ...]):
+    """(NcclModel, nodes spanned) for a group, or None when its links carry no [nccl] table.
+    A group inside one node uses the node fabric's model; one that spans nodes the NIC link's.
+    No catalog NIC has one (the measured inter-node rows are of an undocumented fabric), so
+    groups across nodes keep the alpha-beta model at the NIC's line rate."""
+    system = getattr(cluster, "system", None)
+    if system is None:  # a bare topology (tests' stand-ins): alpha-beta
+        return None
+    nodes = len({cluster.node_of(r) for r in ranks})
+    model = system.intra_link.nccl if nodes == 1 else system.nic_link.nccl
+    return None if model is None else (model, nodes)
+
+
+def uses_nccl(cluster, ranks) -> bool:
+    """Whether a group over ``ranks`` is priced by the NCCL model (its link has [nccl])."""
+    return len(ranks) > 1 and _nccl_model(cluster, tuple(ranks)) is not None
+
+
+def _nccl_params(cluster, kind, ranks):
+    """(bandwidth, path latency) of the group's bottleneck hop."""
+    if kind == "send_recv":
+        return _p2p_params(cluster, ranks[0], ranks[1])
+    if kind == "all_to_all":
+        return _a2a_params(cluster, ranks)
+    return _ring_params(cluster, ranks)
+
+
+def _nccl_choice(kind, size, ranks, cluster, algorithm, nccl, nodes) -> tuple[float, str]:
+    """Inside a node the fitted step latency already holds the NVLink hop; across nodes the
+    path latency is added to every step."""
+    from sim.costs.nccl import algorithm_times
+
+    if kind == "send_recv":
+        ranks = ranks[:2]
+    bw, alpha = _nccl_params(cluster, kind, ranks)
+    extra = alpha if nodes > 1 else 0.0
+    times = algorithm_times(kind, size, len(ranks), nodes, bw, nccl, extra)
+    hier = _nccl_hierarchical(kind, size, ranks, cluster) if nodes > 1 else None
+    if hier is not None:
+        times["hierarchical"] = hier
+    if algorithm != "auto":
+        if algorithm in times:
+            return times[algorithm], algorithm
+        name = "ring" if "ring" in times else next(iter(times))
+        return times[name], name  # the asked algorithm does not apply: NCCL's default
+    name = min(times, key=times.__getitem__)
+    return times[name], name
+
+
+def _nccl_hierarchical(kind, size, ranks, cluster) -> float | None:
+    """Intra-node reduce-scatter, inter-node pass on each GPU's 1/g shard over its rail,
+    intra-node all-gather, each priced as its own NCCL call."""
+    split = _split_by_node(cluster, ranks)
+    if split is None or kind not in ("all_reduce", "all_gather", "reduce_scatter"):
+        return None
+    intra, inter = split
+    g = len(intra)
+    t_intra = collective_choice("reduce_scatter", size, intra, cluster, "ring")[0]
+    t_inter = collective_choice(kind, size / g, inter, cluster, "ring")[0]
+    return (2 * t_intra if kind == "all_reduce" else t_intra) + t_inter

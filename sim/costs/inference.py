@@ -27,6 +27,7 @@ nothing is communicated).
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from itertools import pairwise
 
@@ -84,7 +85,9 @@ def _attention_ops(model: ModelConfig, seqs: tuple[tuple[int, int], ...], tp: in
         flops += attention_core_flops(model, q_len, ctx) / tp
         kv += cached_tokens(model, ctx + q_len) * kv_tok + 2 * linear_state_bytes(model, db, tp)
         qo += q_len * heads * (d_qk + d_v) * db
-    return Op(name, "attention", flops, kv + qo, "fwd", layer), kv
+    groups = Counter(seqs)  # identical (new tokens, context) sequences priced together
+    grouped = tuple((n, q, c) for (q, c), n in sorted(groups.items()))
+    return Op(name, "attention", flops, kv + qo, "fwd", layer, seqs=grouped), kv
 
 
 def _experts_touched_ops(model: ModelConfig, ops: list[Op], tokens: int, ep: int,
@@ -251,3 +254,16 @@ def _pp_sends(pricer: _Pricer, nbytes: float, plan: ParallelPlan) -> float:
     ranks = group_ranks(plan, "pp")
     return sum(collective_time("send_recv", op.bytes, [a, b], pricer.cluster)
                for a, b in pairwise(ranks))
+
+
+def attention_op(model: ModelConfig, seqs, tp: int = 1, dtype: str = "bf16",
+                 name: str = "attention") -> Op:
+    """The batched attention op of one serving iteration's sequences ``seqs`` = ((new tokens,
+    cached context), ...) on one tensor-parallel rank (what ``forward_time`` prices)."""
+    return _attention_ops(model, _seqs(*_split(seqs)), tp, dtype_bytes(dtype), 0, name)[0]
+
+
+def _split(seqs) -> tuple[tuple, tuple, tuple]:
+    prefill = [(q, c) for q, c in seqs if q > 1]
+    decode = tuple(c for q, c in seqs if q == 1)
+    return tuple(q for q, _ in prefill), tuple(c for _, c in prefill), decode

@@ -164,7 +164,8 @@ def _attention_op(c: _Ctx) -> Op:
     elif not c.key.flash:  # math path materialises scores and probabilities: ~4 passes
         elems += 4 * flops / (2 * (d_qk + d_v))
     nbytes = elems * c.db + _dropout_score_bytes(m, s, c.key, flops)
-    return Op("attention", "attention", flops, nbytes, "fwd", c.layer)
+    seqs = ((s.batch, s.seq // c.key.cp, s.kv_len),)  # this rank's query block per sequence
+    return Op("attention", "attention", flops, nbytes, "fwd", c.layer, seqs=seqs)
 
 
 def _dropout_score_bytes(m: ModelConfig, s: Shape, key: LayerKey, flops: float) -> float:

@@ -11,6 +11,13 @@ loss of the GEMM's output tiles on the chip's SMs (``wave_efficiency``), fused a
 softmax, embedding) runs on the vector units, whose throughput is the chip's non-tensor FP32
 peak (``peak_flops["fp32"]``) when the catalog lists it. Each op adds one ``kernel_overhead_s``.
 Communication ops are priced by ``sim.costs.comm.collective_time`` over the cluster instead.
+
+Accelerators whose catalog entry carries the per-architecture kernel models (``[efficiency.gemm]``,
+``[efficiency.memory]``, ``[efficiency.attention]``, fitted to measured kernel times) are priced
+by ``sim.costs.kernels`` instead: tiled GEMMs with wave quantisation and padding, memory-bound
+kernels at their measured HBM fraction with a floor, attention with per-sequence/per-block terms.
+``kernel_time`` is the kernel's duration alone (what a profiler reports); ``op_time`` adds the
+launch gap ``kernel_overhead_s``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from hardware.types import Accelerator
+from sim.costs import kernels as K
 from sim.errors import ConfigError
 from sim.ops import Op
 
@@ -77,6 +85,9 @@ def _check(op: Op) -> None:
 def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float, float]:
     """(compute seconds, memory seconds) of ONE repetition of ``op``, before overhead."""
     _check(op)
+    modelled = _kernel_model(op, acc, dtype)
+    if modelled is not None:
+        return modelled[1], modelled[2]
     t_compute = op.flops / _compute_rate(op, acc, dtype) if op.flops > 0 else 0.0
     smallest = min(op.mnk) if op.mnk is not None else None
     # GEMMs and attention (its Q/K/V are bmm operands: decode streams the KV cache) read
@@ -86,16 +97,43 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float,
     return t_compute, t_memory
 
 
-def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
-    """Seconds for ``op`` (all ``op.count`` repetitions): roofline max of compute and memory
-    time (Williams et al. 2009), plus one kernel launch overhead. Repetitions (the experts of
-    a rank) run as one grouped kernel (Gale et al. 2022, MegaBlocks), so they pay one launch
-    but keep the per-GEMM efficiency of their size; a CPU profile may set ``repeat_call_s``,
-    the cost of each extra BLAS call (no grouped kernel there)."""
+def _kernel_model(op: Op, acc: Accelerator, dtype: str) -> tuple[float, float, float] | None:
+    """(time, compute, memory) of one repetition from the kernel models, or None when the
+    accelerator has no model for this op's kind (then the roofline below prices it)."""
+    e = acc.efficiency
+    if (op.kind in ("matmul", "router") and e.gemm is not None and op.mnk is not None
+            and acc.compute_units is not None):
+        m, n, k = op.mnk
+        return K.gemm_time(m, n, k, acc, dtype, op.bytes)
+    if op.kind == "attention" and e.attention is not None:
+        return K.attention_time(op, acc, dtype)
+    if op.kind not in TENSOR_KINDS and e.memory is not None:
+        return K.memory_kernel_time(op.bytes, op.flops, K.memory_class(op), acc,
+                                    _compute_rate(op, acc, dtype))
+    return None
+
+
+def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
+    """Seconds the kernel(s) of ``op`` run on the GPU (all ``op.count`` repetitions), without
+    the launch gap: the kernel models where the catalog has them, else the roofline max of
+    compute and memory time (Williams et al. 2009) plus the optional CPU per-call terms."""
+    _check(op)
+    modelled = _kernel_model(op, accelerator, dtype)
+    if modelled is not None:
+        return op.count * modelled[0]
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
+    return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency))
+
+
+def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
+    """Seconds for ``op`` (all ``op.count`` repetitions): ``kernel_time`` plus one kernel
+    launch overhead. Repetitions (the experts of a rank) run as one grouped kernel (Gale et
+    al. 2022, MegaBlocks), so they pay one launch but keep the per-GEMM efficiency of their
+    size; a CPU profile may set ``repeat_call_s``, the cost of each extra BLAS call (no grouped
+    kernel there)."""
     eff = accelerator.efficiency
-    once = max(t_compute, t_memory) + _call_terms(op, eff)
-    return op.count * once + eff.kernel_overhead_s + (op.count - 1) * eff.repeat_call_s
+    return (kernel_time(op, accelerator, dtype) + eff.kernel_overhead_s
+            + (op.count - 1) * eff.repeat_call_s)
 
 
 def _is_gemv(op: Op, eff) -> bool:

@@ -86,6 +86,12 @@ class Net:
         return collectives.ideal_time(steps, lambda p: self.price(p)[0],
                                       lambda p: self.price(p)[1])
 
+    def call_time(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
+        """Uncontended seconds of one collective call: the step plan's wire time plus what the
+        library adds (``library_overhead``), i.e. the analytic per-call time."""
+        return (self.ideal_time(kind, nbytes, ranks, algorithm)
+                + self.library_overhead(kind, nbytes, ranks, algorithm))
+
     def collective(self, kind: str, nbytes: float, ranks: tuple, algorithm: str = "auto"):
         """SimPy process body: run the step plan from ``ranks[0]``'s point of view."""
         rep, off = ranks[0], self._offset(ranks)
@@ -95,6 +101,31 @@ class Net:
                 yield from flows[0]
             else:
                 yield self.env.all_of([self.env.process(f) for f in flows])
+        extra = self.library_overhead(kind, nbytes, ranks, algorithm)
+        if extra > 0:
+            yield self.env.timeout(extra)
+
+    def library_overhead(self, kind: str, nbytes: float, ranks: tuple,
+                         algorithm: str = "auto") -> float:
+        """What NCCL adds to the wire time of the step plan (its per-call floor, protocol
+        efficiency, group-size share; ``sim.costs.nccl``): the analytic per-call time minus
+        the plan's uncontended time, so an uncontended collective takes the analytic time and
+        contention adds on top. 0 for links without an [nccl] model."""
+        off = self._offset(ranks)
+        canon = tuple(r - off for r in ranks)
+        key = ("overhead", kind, nbytes, canon, algorithm)
+        if key not in self._plans:
+            from sim.costs.comm import collective_choice, uses_nccl
+
+            extra = 0.0
+            if uses_nccl(self.cluster, canon):
+                alg = algorithm
+                if alg == "auto":
+                    alg = self._choose(kind, nbytes, canon) if self._choose else "ring"
+                t = collective_choice(kind, nbytes, canon, self.cluster, alg)[0]
+                extra = max(0.0, t - self.ideal_time(kind, nbytes, canon, algorithm))
+            self._plans[key] = extra
+        return self._plans[key]
 
     def _flow(self, rep: int, step, offset: int = 0):
         bw, lat = self.price(step.price)

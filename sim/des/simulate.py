@@ -190,7 +190,7 @@ def _chooser(cluster):
     from sim.costs.comm import collective_time
 
     def choose(kind, nbytes, ranks):
-        options = ("ring", "tree", "hierarchical")
+        options = ("ring", "tree", "hierarchical", "nvls")
         times = [collective_time(kind, nbytes, ranks, cluster, a) for a in options]
         return options[times.index(min(times))]
 

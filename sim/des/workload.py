@@ -170,7 +170,7 @@ class TrainWork:
     def _time(self, op, stage: int = 0) -> float:
         if op.is_comm:
             ranks = self.group_of(op.group, stage)
-            return self.net.ideal_time(op.collective, op.bytes, ranks) * op.count
+            return self.net.call_time(op.collective, op.bytes, ranks) * op.count
         t = self._op_time(op, self.cluster.accelerator, self.plan.dtype)
         st = self.plan.stack
         return t * stack_effects.op_factor(op, st, self.plan.flash_attention) if st else t

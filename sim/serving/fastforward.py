@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MIN_STEPS = 2  # shorter runs step normally (the vector set-up costs more than it saves)
+MIN_STEPS = 4  # shorter runs step normally (the vector set-up costs more than it saves)
 MAX_STEPS = 1 << 14  # plain runs: bound the arrays; a longer run continues as a new one
 MAX_SPEC_STEPS = 512  # speculative runs draw (steps x batch) acceptances up front
 
@@ -46,7 +46,12 @@ def plan(rep) -> Run | None:
     """The run the replica's current decode batch can make, or None (step normally). It is
     planned no further than about the next arrival (``steps_until_arrival``): a run cut
     short there ends early and the next is planned then, so the bound costs no exactness."""
+    run = rep.run
+    if not rep.sim.spec_k and run.min_fin - run.k - 1 < MIN_STEPS:  # a finish is next
+        return None
     horizon = rep.sim.steps_until_arrival(rep.decode_time())
+    if horizon < MIN_STEPS:
+        return None
     return _speculative(rep, horizon) if rep.sim.spec_k else _plain(rep, horizon)
 
 

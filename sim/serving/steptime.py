@@ -14,7 +14,8 @@ over the groups and group 0 (the largest share) is priced.
 Caching. Long runs repeat shapes, but decode contexts move every iteration, so an exact cache
 would almost never hit (and ``forward_time`` costs ~0.3 ms a call, O(sequences)). In the
 default mode an iteration is reduced to a few numbers and priced by interpolating a cache of
-grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart):
+grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart, and both
+sides of every 64-row GEMM tile boundary up to 1024, where the kernel model steps):
 
 * decode-only: bilinear in (sequences n, mean context m); decode time is close to
   a + b n + c n m, which bilinear interpolation reproduces (measured within 1%);
@@ -53,9 +54,12 @@ def quantize(x: int) -> int:
 
 
 def _grid(per_octave: int) -> list[int]:
-    """0..8 exactly, then ``per_octave`` points per octave."""
-    return sorted({*range(9), *(round(2 ** (k / per_octave)) for k in range(3 * per_octave,
-                                                                            25 * per_octave))})
+    """0..8 exactly, then ``per_octave`` points per octave, plus both sides of every GEMM
+    row-tile boundary up to 1024 (64k and 64k+1: the tile model of sim.costs.kernels steps
+    there, and interpolating across a step would smooth it away)."""
+    tiles = {x for k in range(1, 17) for x in (64 * k, 64 * k + 1)}
+    return sorted({*range(9), *tiles, *(round(2 ** (k / per_octave))
+                                        for k in range(3 * per_octave, 25 * per_octave))})
 
 
 COARSE = _grid(2)  # neighbours at most 41% apart
@@ -173,6 +177,9 @@ class StepTimer:
                              for j in range(len(kv_sums))])
         kv = np.asarray(kv_sums, dtype=np.int64)
         n = n_dec
+        if self.groups == 1 and len(kv) > 1 and kv[1] - kv[0] == n and \
+                kv[-1] - kv[0] == n * (len(kv) - 1):  # plain decode: the mean grows by 1
+            return self._consecutive(n, int(kv[0]) // n, len(kv), spec)
         if self.groups > 1:  # the same integer arithmetic as ``_group0``
             n = -(-n_dec // self.groups)
             kv = -(-kv * n // max(n_dec, 1))
@@ -183,6 +190,34 @@ class StepTimer:
             return low
         high = self._column(xh, i, fy, spec)
         return low + fx * (high - low)
+
+    def _consecutive(self, n: int, first: int, steps: int, spec: bool) -> np.ndarray:
+        """``decode_times`` when the mean context is first, first + 1, ...: grid cell by
+        grid cell, the same bilinear arithmetic on slices (and the same corners priced)."""
+        xl, xh, fx = _bracket(n, 1)
+        out = np.empty(steps)
+        m, end = first, first + steps
+        while m < end:
+            lo, hi, _ = _bracket(m, 0)
+            stop = min(end, hi if hi > lo else m + 1)  # this cell: lo <= mean < hi
+            cell = out[m - first: stop - first]
+            low = self._cell(xl, lo, hi, m, stop, spec)
+            if fx:
+                low = low + fx * (self._cell(xh, lo, hi, m, stop, spec) - low)
+            cell[:] = low
+            m = stop
+        return out
+
+    def _cell(self, x: int, lo: int, hi: int, start: int, stop: int, spec: bool):
+        """Bilinear low edge at column ``x`` for means start..stop-1 inside [lo, hi)."""
+        c_lo = self._cached((0, 0, 0, x, lo, spec))
+        if hi == lo or stop - 1 == lo:  # every mean is the grid point: fy = 0
+            return np.full(stop - start, c_lo)
+        fy = (np.arange(start, stop) - lo) / (hi - lo)
+        low = c_lo + fy * (self._cached((0, 0, 0, x, hi, spec)) - c_lo)
+        if start == lo:
+            low[0] = c_lo  # fy == 0 there: the scalar path skips the blend
+        return low
 
     def _column(self, x: int, i: np.ndarray, fy: np.ndarray, spec: bool) -> np.ndarray:
         """Linear interpolation in the mean context at grid column ``x``: the scalar path's

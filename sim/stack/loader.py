@@ -70,9 +70,17 @@ def load_file(path: Path) -> Stack:
         raise ConfigError(f"stack file '{path}' does not exist; pass a catalog name "
                           f"({', '.join(stack_names())}) or an existing .toml path")
     try:
-        data = tomllib.loads(path.read_text())
+        if path.stat().st_size > 1 << 20:  # a stack file is a page of TOML
+            raise ConfigError(f"stack file '{path}' is over 1 MiB; give a stack .toml",
+                              field=str(path))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"stack file '{path}': invalid TOML ({e}); fix the syntax") from None
+        raise ConfigError(f"stack file '{path}': invalid TOML ({e}); fix the syntax",
+                          field=str(path)) from None
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
+        why = " ".join(str(e).split())[:120] or type(e).__name__
+        raise ConfigError(f"stack file '{path}': cannot read it as UTF-8 TOML ({why}); give a "
+                          "stack .toml", field=str(path)) from None
     return parse(data, str(path))
 
 

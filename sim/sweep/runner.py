@@ -125,7 +125,16 @@ def _dask(todo: list, address: str):
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    with Client(address, timeout="30s") as client:
+    try:
+        client = Client(address, timeout="30s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        from sim.errors import ConfigError
+
+        why = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise ConfigError(f"--dask-scheduler {address}: cannot reach a Dask scheduler ({why}); "
+                          "start one (`dask scheduler`) or drop the flag to run locally",
+                          flag="--dask-scheduler") from None
+    with client:
         futures = client.map(run_point, todo, key=[f"clustersim-point-{p.point_id}"
                                                    for p in todo])
         by_key = {f.key: p for f, p in zip(futures, todo, strict=True)}

@@ -108,7 +108,57 @@ def write_profile(cal, path: str | Path, name: str = "calibrated") -> System:
     atomic_write_text(scale_path(path), json.dumps(
         {"reference_s": cal.reference_s, "calibration": asdict(cal)}, indent=1,
         default=str) + "\n")
+    write_stack(cal, path)
     return _write(system(cal, name), path)
+
+
+REFERENCE_STACK = """\
+name = "{name}"
+kind = "serving"
+description = "sim.validation's reference continuous-batching server: eager PyTorch on this machine, one Python loop iteration per engine iteration"
+
+[attention]
+kernel = "math"
+
+[collectives]
+algorithms = ["ring"]
+
+[serving]
+cuda_graphs = false
+scheduler_overhead_s = {overhead!r}
+
+[sources]
+"attention" = "sim/validation/layers.py eager_attention: two matmuls and a softmax, scores materialised"
+"collectives" = "one process serves; the gloo cases use torch.distributed's ring all-reduce"
+"serving.cuda_graphs" = "eager PyTorch (no graph capture)"
+"serving.scheduler_overhead_s" = "{where}: sim.validation.serving.iteration_overhead, the reference server's busy time minus its model-forward time per iteration"
+"""
+
+
+def stack_path(path: str | Path) -> Path:
+    """Where ``write_profile`` puts the reference implementation's serving stack."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}-stack.toml")
+
+
+def write_stack(cal, path: str | Path) -> Path:
+    """The software stack of the reference server (``sim.stack`` format, kind serving) with
+    the calibrated per-iteration overhead: the reference implementation's own Python time."""
+    out = stack_path(path)
+    text = REFERENCE_STACK.format(name=out.stem, overhead=float(cal.reference_iteration_overhead_s),
+                                  where=_where(cal))
+    from sim.fileio import atomic_write_text
+
+    atomic_write_text(out, text)
+    return out
+
+
+def load_stack(path: str | Path):
+    """The reference stack written beside the profile ``path``, or None."""
+    from sim.stack import get_stack
+
+    out = stack_path(path)
+    return get_stack(str(out)) if out.exists() else None
 
 
 def scale_path(path: str | Path) -> Path:

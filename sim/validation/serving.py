@@ -170,6 +170,7 @@ def serving_cases(system, system_path: str, device: str = "cpu", quick: bool = F
     from sim.serving import ServingConfig, simulate_serving
     from sim.serving.api import build_workload
     from sim.validation.inference import serving_model
+    from sim.validation.profile import load_stack
     from sim.validation.protocol import low, paired_rate, spread
     from sim.validation.reference import build_model
 
@@ -177,7 +178,9 @@ def serving_cases(system, system_path: str, device: str = "cpu", quick: bool = F
     n, rate = (6, 40.0) if quick else (16, 12.0)
     prompt, output = ("uniform:16:64", "uniform:4:12") if quick else ("uniform:32:256",
                                                                        "uniform:8:32")
-    scfg = ServingConfig(system=system_path, policy="continuous", max_batch=8, dtype="fp32")
+    # the reference server's own per-iteration Python time, as a software stack (issue 13)
+    scfg = ServingConfig(system=system_path, policy="continuous", max_batch=8, dtype="fp32",
+                         stack=load_stack(system_path))
     wl = build_workload(scfg, n, rate, prompt, output)
     sim = simulate_serving(scfg, workload=wl, model=cfg_model, cluster=Cluster.for_gpus(system, 1))
     model = build_model(cfg_model, device=device).eval()

@@ -53,7 +53,12 @@ function table(rows, cols) {
   }).join("") + "</tr>").join("");
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
-function setStatus(text) { const s = $("#status"); if (s) s.textContent = text; }
+function setStatus(text) {
+  const s = $("#status");
+  if (!s) return;
+  s.textContent = text;
+  s.classList.toggle("error", text.startsWith("Error"));  // the charts still show the last valid setup
+}
 
 // ---- controls -> JSON options --------------------------------------------------------------
 function controlValue(el) {
@@ -235,7 +240,8 @@ function renderServing(out) {
       margin: { l: 70, r: 70, t: 36, b: 110 } }));
   const rows = ["ttft_s", "tpot_s", "e2e_s"].flatMap(m => kinds.map(k => ({ metric: m, stat: k[0], ms: doc[m][k[0]] === null ? "–" : fmt(doc[m][k[0]] * 1e3, 5) })));
   $("#numbers").innerHTML = `<p>${doc.requests_completed} completed, ${doc.requests_rejected} rejected; ` +
-    `throughput ${fmt(doc.throughput_tokens_per_s, 5)} output tok/s; saturated: ${doc.saturated}.</p>` + table(rows, [["metric", "metric"], ["stat", "statistic"], ["ms", "milliseconds"]]);
+    `throughput ${fmt(doc.throughput_tokens_per_s, 5)} output tok/s; saturated: ${doc.saturated}` +
+    (doc.speculative ? `; speculative decoding: ${fmt(doc.speculative.tokens_per_verification, 4)} tokens per verification (K=${doc.speculative.k})` : "") + ".</p>" + table(rows, [["metric", "metric"], ["stat", "statistic"], ["ms", "milliseconds"]]);
 }
 
 function renderTimeline(out) {
@@ -297,7 +303,7 @@ async function updateExplorer(form, ex) {
   setStatus("Computing…");
   try {
     const out = await post(ex.url, opts);
-    if (!out.ok) { setStatus("Error: " + out.doc.error); return; }
+    if (!out.ok) { setStatus("Error: " + out.doc.error + " (charts show the last valid setup)"); return; }
     ex.render(out.doc);
     $("#command").textContent = out.command;
     form.dataset.updated = String(Number(form.dataset.updated || 0) + 1);
@@ -407,7 +413,9 @@ function solutionHtml(out, show) {
   if (Array.isArray(steps) && steps.length) {
     html += "<ol class=\"steps\">" + steps.map(st => `<li>${esc(typeof st === "string" ? st : (st.text || st.step || JSON.stringify(st)))}</li>`).join("") + "</ol>";
   }
+  if (typeof out.solution === "number") html += `<p>By hand from the givens: <strong>${fmt(out.solution, 4)} ${esc(out.unit)}</strong>.</p>`;
   html += `<p>The simulator's answer is <strong>${fmt(out.expected, 4)} ${esc(out.unit)}</strong>. ${esc(out.breakdown.bound)}.</p>`;
+  if (out.simulator_adds) html += `<p>What the simulator adds: ${esc(out.simulator_adds)}</p>`;
   return html;
 }
 // SI unit of a breakdown -> (divisor, unit drawn)
