@@ -219,7 +219,8 @@ def test_hints_are_revealed_one_at_a_time(browser, server):
     btn = browser.find_element("id", "hint-btn")
     if not btn.is_displayed():
         pytest.skip("the first exercise has no hints")
-    btn.click()
+    btn.click()  # the hint comes from /api/exercises/ID/hint: wait for it
+    wait(browser, lambda d: d.find_elements("css selector", "#hints li"), what="a hint")
     assert len(browser.find_elements("css selector", "#hints li")) == 1
 
 
