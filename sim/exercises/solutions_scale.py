@@ -85,19 +85,22 @@ def cp_memory(v) -> Solution:
                     f"{gib(no_cp_act)}.")
 
 
-@solver("allreduce_time", ("gpus", "gbytes", "bidir_gbps"))
+@solver("allreduce_time", ("gpus", "gbytes", "bidir_gbps"), residual=("nccl_ms", 1e-3))
 def allreduce_nvlink(v) -> Solution:
     n, size = v["gpus"], v["gbytes"] * 1e9
     bw = v["bidir_gbps"] / 2 * 1e9
     sent = 2 * (n - 1) / n * size
-    t = sent / bw
+    wire = sent / bw
+    t = wire + v["nccl_ms"] / 1e3
     steps = (f"Ring all-reduce: each GPU sends 2(n-1)/n x {v['gbytes']} GB = {sent / 1e9:.3f} GB",
              f"Per direction: {v['bidir_gbps']:.0f} / 2 = {bw / 1e9:.0f} GB/s",
-             f"Time = {sent / 1e9:.3f} GB / {bw / 1e9:.0f} GB/s = {ms(t)}")
-    return Solution(t, steps, {"bidirectional-bandwidth": t / 2,
-                               "ring-factor-forgotten": size / bw},
+             f"Wire time = {sent / 1e9:.3f} GB / {bw / 1e9:.0f} GB/s = {ms(wire)}",
+             f"+ NCCL's protocol and achieved-bandwidth overhead {v['nccl_ms']:.3f} ms = {ms(t)}")
+    nccl = v["nccl_ms"] / 1e3
+    return Solution(t, steps, {"bidirectional-bandwidth": wire / 2 + nccl,
+                               "ring-factor-forgotten": size / bw + nccl},
                     f"{ms(t)} per {v['gbytes']} GB: inside a node, gradient sync is cheap next to "
-                    "a step of seconds.")
+                    "a step of seconds.", f"NCCL overhead over wire speed: {v['nccl_ms']:.3f} ms")
 
 
 def _hierarchical(v, size: float) -> tuple[float, float, float]:
@@ -220,22 +223,27 @@ def decode_throughput(v) -> Solution:
 
 
 @solver("tp_comm_time", ("hidden", "seq_len", "micro_batch", "n_layers", "tp", "bidir_gbps",
-                         "compute_ms"))
+                         "compute_ms"), residual=("nccl_ms", 1e-3))
 def tp_comm(v) -> Solution:
     msg = v["seq_len"] * v["micro_batch"] * v["hidden"] * 2  # bf16 activations
     per = 2 * (v["tp"] - 1) / v["tp"] * msg / (v["bidir_gbps"] / 2 * 1e9)
     n = 4 * v["n_layers"]
-    t = n * per
+    wire = n * per
+    t = wire + v["nccl_ms"] / 1e3
     steps = (f"Each all-reduce moves one activation tensor: {v['seq_len']} x {v['micro_batch']} x "
              f"{v['hidden']} x 2 B = {msg / 2**20:.1f} MiB",
              f"Ring on NVLink: 2 x {v['tp'] - 1}/{v['tp']} x {msg / 2**20:.1f} MiB / "
              f"{v['bidir_gbps'] / 2:.0f} GB/s = {ms(per)}",
              f"2 forward + 2 backward per layer x {v['n_layers']} layers = {n} all-reduces: "
-             f"{ms(t)}")
-    return Solution(t, steps, {"tp-forward-only": t / 2, "bidirectional-bandwidth": t / 2},
+             f"{ms(wire)} at wire speed",
+             f"+ NCCL's protocol overheads {v['nccl_ms']:.2f} ms = {ms(t)}")
+    nccl = v["nccl_ms"] / 1e3
+    return Solution(t, steps, {"tp-forward-only": wire / 2 + nccl / 2,
+                               "bidirectional-bandwidth": wire / 2 + nccl},
                     f"{100 * t / (t + v['compute_ms'] / 1e3):.0f}% of the micro-batch's "
                     f"time if not overlapped ({v['compute_ms']:.0f} ms of compute): TP stays "
-                    "inside the NVLink domain for this reason.")
+                    "inside the NVLink domain for this reason.",
+                    f"NCCL overhead over wire speed: {v['nccl_ms']:.2f} ms")
 
 
 @solver("zero3_scaling_kept", ("base_gpus", "gpus", "base_step_s", "compute_s", "comm_s"),
