@@ -50,7 +50,7 @@ class ParallelPlan:
     sequence_parallel: bool = False
     schedule: Schedule = "1f1b"
     virtual_stages: int = 1
-    overlap: Overlap = "max"
+    overlap: Overlap = "stack"
     dtype: str = "bf16"
     flash_attention: bool = True
     # weight-gradient GEMMs accumulate straight into the main-grad buffer (Megatron-LM

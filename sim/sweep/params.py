@@ -34,7 +34,7 @@ TRAIN = {
     "zero": _int(0, 3), "micro_batch": _int(1, TOKENS), "global_batch": _int(1, TOKENS),
     "seq": _int(1, TOKENS), "recompute": _choice("none", "selective", "full"),
     "sequence_parallel": ("bool",), "schedule": ("str",), "virtual_stages": _int(1, 1024),
-    "overlap": _choice("max", "sum"), "engine": _choice("analytic", "des"),
+    "overlap": _choice("stack", "max", "sum"), "engine": _choice("analytic", "des"),
     "seed": _int(0, 2**32 - 1),
 }
 SERVE = {

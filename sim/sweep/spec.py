@@ -44,7 +44,7 @@ from sim.serving.config import ServingConfig
 TRAIN_DEFAULTS = {
     "model": None, "system": None, "gpus": None, "tp": 1, "pp": 1, "dp": 0, "ep": 1, "cp": 1,
     "zero": 0, "micro_batch": 1, "global_batch": None, "seq": None, "recompute": "none",
-    "sequence_parallel": False, "schedule": "1f1b", "virtual_stages": 1, "overlap": "max",
+    "sequence_parallel": False, "schedule": "1f1b", "virtual_stages": 1, "overlap": "stack",
     "engine": "analytic", "seed": 0,
 }
 SERVE_DEFAULTS = {f.name: f.default for f in fields(ServingConfig)} | {
