@@ -137,6 +137,9 @@ def _cp_note(n: dict) -> str:
         return head + ("- a tie the search breaks by its enumeration order. At this length CP "
                        "buys nothing plain data parallelism does not; it pays off at long "
                        "context (see the context-parallelism scenario).")
+    if not n["nocp_fits"]:
+        return head + (f"({gap:+.1f}% vs the CP plan) if it fitted: CP is chosen for memory, "
+                       "since splitting the sequence also splits each GPU's activations.")
     return head + (f"({gap:+.1f}% vs the CP plan): the cost model finds CP's K/V ring cheaper "
                    "here than the extra data-parallel gradient traffic.")
 
