@@ -8,9 +8,10 @@ tp, cp, dp, pp (expert-parallel groups are carved out of the data-parallel dimen
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
+from sim.identity import hash_once, state_without_hash
 from sim.schedules import SCHEDULES
 
 Phase = Literal["train", "prefill", "decode"]
@@ -62,15 +63,9 @@ class ParallelPlan:
     # None: no stack (the bounds max/sum only); see sim.stack.apply.apply_stack
     stack: object = None
 
-    def __hash__(self) -> int:  # hashed once: plans key the cost caches (sim.costs.context)
-        h = self.__dict__.get("_hash")
-        if h is None:
-            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
-            object.__setattr__(self, "_hash", h)
-        return h
-
-    def __getstate__(self) -> dict:  # string hashes differ between processes: never ship one
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+    # hashed once: plans key the cost caches (sim.costs.context; see sim.identity)
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
 
     @property
     def world_size(self) -> int:

@@ -14,11 +14,12 @@ Face ``config.json`` loading in ``sim.model.hf``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from typing import Literal
 
 from sim.errors import ModelError
+from sim.identity import hash_once, state_without_hash
 
 FfnKind = Literal["gelu", "swiglu"]
 NormKind = Literal["layernorm", "rmsnorm"]
@@ -118,16 +119,9 @@ class ModelConfig:
         if self.attention.kind == "dilated" and not self.attention.dilation:
             raise ModelError(f"model '{self.name}': dilated attention needs a dilation")
 
-    # --- identity: hashed once (cost caches key on the model; hashing walks every field) ----
-    def __hash__(self) -> int:
-        h = self.__dict__.get("_hash")
-        if h is None:
-            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
-            object.__setattr__(self, "_hash", h)
-        return h
-
-    def __getstate__(self) -> dict:  # string hashes differ between processes: never ship one
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+    # --- identity: hashed once (cost caches key on the model; see sim.identity) -------------
+    __hash__ = hash_once
+    __getstate__ = state_without_hash
 
     # --- structure -------------------------------------------------------------------------
     @property
