@@ -32,7 +32,7 @@ from hardware.kernel_models import (
 )
 from hardware.types import Accelerator, FrozenMap
 from sim.calibration.rows import model_key, row_op
-from sim.costs.kernels import memory_class, padded_pairs
+from sim.costs.kernels import attention_padding, memory_class
 from sim.errors import ConfigError
 
 GROUPS = {"gemm": ("gemm",), "memory": ("norm", "act", "rope", "residual_add"),
@@ -64,17 +64,8 @@ def features(df: pd.DataFrame, acc: Accelerator, dtype: str) -> pd.DataFrame:
 
 
 def _attention_features(op, a: AttentionKernelModel) -> dict:
-    padded = exact = n_pre = n_dec = kv_pad = kv_tok = 0
-    for count, q, ctx in op.seqs:
-        if q > 1:
-            p, x = padded_pairs(q, ctx, a.block_q, a.block_k)
-            padded, exact, n_pre = padded + count * p, exact + count * x, n_pre + count
-        else:
-            n_dec += count
-        kv_tok += count * (ctx + q)
-        kv_pad += count * -(-(ctx + q) // a.kv_block) * a.kv_block
-    return {"flops_pad": op.flops * (padded / exact if exact else 1.0),
-            "bytes_pad": op.bytes * (kv_pad / kv_tok if kv_tok else 1.0),
+    pad_flops, pad_bytes, n_pre, n_dec = attention_padding(op, a)
+    return {"flops_pad": op.flops * pad_flops, "bytes_pad": op.bytes * pad_bytes,
             "n_prefill": n_pre, "n_decode": n_dec}
 
 

@@ -120,10 +120,9 @@ def padded_pairs(q: int, ctx: int, bq: int, bk: int) -> tuple[int, int]:
     return total, _causal_pairs(q, ctx)
 
 
-def attention_time(op, acc: Accelerator, dtype: str = "bf16") -> tuple[float, float, float]:
-    """(time, compute, memory) of one fused attention call over ``op.seqs``."""
-    e = acc.efficiency
-    a = e.attention
+def attention_padding(op, a) -> tuple[float, float, int, int]:
+    """(FLOP padding factor, KV-byte padding factor, prefill seqs, decode seqs) of ``op.seqs``:
+    prefill tiles padded to (block_q, block_k), the KV cache to whole kv_block pages."""
     padded = exact = 0
     n_prefill = n_decode = kv_pad = kv_tokens = 0
     for count, q, ctx in op.seqs:
@@ -134,10 +133,17 @@ def attention_time(op, acc: Accelerator, dtype: str = "bf16") -> tuple[float, fl
             n_decode += count
         kv_tokens += count * (ctx + q)
         kv_pad += count * -(-(ctx + q) // a.kv_block) * a.kv_block
+    return (padded / exact if exact else 1.0, kv_pad / kv_tokens if kv_tokens else 1.0,
+            n_prefill, n_decode)
+
+
+def attention_time(op, acc: Accelerator, dtype: str = "bf16") -> tuple[float, float, float]:
+    """(time, compute, memory) of one fused attention call over ``op.seqs``."""
+    e = acc.efficiency
+    a = e.attention
+    pad_flops, pad_bytes, n_prefill, n_decode = attention_padding(op, a)
     if not op.seqs:  # no per-sequence detail (a bare Op): one sequence, no padding
         n_prefill = 1
-    pad_flops = padded / exact if exact else 1.0
-    pad_bytes = kv_pad / kv_tokens if kv_tokens else 1.0
     t_c = op.flops * pad_flops / (acc.peak(dtype) * e.attention_max) if op.flops > 0 else 0.0
     t_m = op.bytes * pad_bytes / (acc.memory_bandwidth * a.decode_memory_bandwidth)
     t = pnorm(a.sharpness, a.floor_s, t_c, t_m) + n_prefill * a.prefill_seq_s \
