@@ -61,7 +61,7 @@ def published_tables():
     from sim.costs.published import (
         LLAMA3,
         RUNS,
-        megatron_eq3_flops,
+        paper_flops,
         run_model,
         run_plan,
         run_stack,
@@ -71,8 +71,7 @@ def published_tables():
     for run in RUNS:
         stack = run_stack(run)
         r = _estimate(run_model(run), run_plan(run), run.system, run.gpus, stack)
-        flops = (megatron_eq3_flops(run_model(run), run.global_batch, run.seq)
-                 if run.convention == "megatron-eq3" else r.model_flops_per_step)
+        flops = paper_flops(run, run_model(run), r)
         pred = flops / r.step_time_s / run.gpus / 1e12
         rows.append({"set": "sc21" if run.source != LLAMA3 else "llama3", "stack": stack.name,
                      "model": run.model, "gpus": run.gpus, "tp": run.tp, "pp": run.pp,

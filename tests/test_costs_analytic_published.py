@@ -61,3 +61,13 @@ def test_torch_ddp_rows_overlap_25_mib_gradient_buckets_with_the_backward():
     assert torch_ddp.overlap_grad_reduce and not local.overlap_grad_reduce
     assert torch_ddp.bucket_bytes(32, 2) == 25 * 2**20
     assert "run_table_1.sh" in torch_ddp.source_of("overlap_grad_reduce")
+
+
+def test_llama3_tflops_are_counted_as_palm_mfu_with_the_full_attention_rectangle():
+    from sim.costs.published import palm_mfu_flops
+
+    m = get_model("llama3-405b")  # 126 layers, 128 heads of 128, 405.85B parameters
+    per_token = palm_mfu_flops(m, 1, 131072) / 131072
+    assert per_token == 6 * m.params_total + 12 * 126 * 128 * 128 * 131072
+    assert 12 * 126 * 128 * 128 * 131072 / per_token == pytest.approx(0.57, abs=0.01)
+    assert {r.convention for r in RUNS if r.source == LLAMA3} == {"palm-mfu"}
