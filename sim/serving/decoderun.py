@@ -26,7 +26,7 @@ import math
 from bisect import bisect_right
 from itertools import accumulate
 
-from sim.serving.steptime import _bracket
+from sim.serving.steptime import bracket as _bracket
 
 
 class DecodeClock:
@@ -34,7 +34,7 @@ class DecodeClock:
 
     def __init__(self, timer):
         self.timer = timer
-        self._price = timer._cached
+        self._price = timer.corner
         self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [hi, A, B or None]
         self._steps: dict[tuple[int, int], float] = {}  # (n, mean) -> one step's seconds
         self._mixed: dict[tuple[int, int, int, int], float] = {}

@@ -127,18 +127,18 @@ class LeanSimulation:
         self.waiting: deque[int] = deque()
         self.times, self.hint_at, self.last_hint = times, 0, _last_hint(times)
         p, total = 0, len(ok)
+        waiting = self.waiting
         while True:
             t = self.t
             while p < total and ok_times[p] <= t:
-                self.waiting.append(ok[p])
+                waiting.append(ok[p])
                 p += 1
-            if not (self.n or self.waiting):
+            if not (self.n or waiting):
                 if p == total:
                     return
                 self.t = max(t, ok_times[p])  # idle: wake at the next arrival
                 continue
-            nxt = ok_times[p] if p < total else math.inf
-            if self.n and not self.waiting and self._forward(nxt):
+            if not waiting and self._steady(ok_times[p] if p < total else math.inf):
                 continue
             chunks, decode = self._schedule()
             if not chunks and not decode:  # nothing fits until something arrives
@@ -148,6 +148,24 @@ class LeanSimulation:
                 continue
             self.t = t + self._price(chunks, decode)
             self._commit(chunks, decode)
+
+    def _steady(self, nxt: float) -> bool:
+        """Only decodes to run: a fast-forwarded run, or one plain decode step when its
+        blocks fit; False when the general schedule must decide (a preemption)."""
+        if self._forward(nxt):
+            return True
+        n, k = self.n, self.k
+        new = self.res[-k % self.bs]
+        if new > self.available:
+            return False
+        self._take(new)
+        self.dec_blocks += new
+        self.t += self.clock.step(n, self.sum_base + n * k)
+        self.k = k + 1
+        if self.fins[0][0] <= k + 1:
+            self._finish_decodes()
+        self.log.add(self.t, self.n, self.capacity - self.available, 0, n)
+        return True
 
     # --- fast-forward ----------------------------------------------------------------------------
     def _forward(self, nxt: float) -> bool:
