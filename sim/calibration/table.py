@@ -8,7 +8,9 @@ Per (source, GPU, op kind): row count, median and p90 |error|, median signed err
   saturating matmul efficiency, one HBM fraction, a flat 4 us per op; alpha-beta collectives
   at the link's line rate);
 - *after*: rows the fit did not see: kernels predicted by a fit on the other models
-  (leave-one-model-out), collectives by a fit on the other message-size decades
+  (leave-one-model-out); attention, fitted per kernel implementation (``backend``) and each
+  profiled on one model only, by a fit on the other four fifths of its backend's sweeps
+  (leave-one-fifth-out); collectives by a fit on the other message-size decades
   (leave-one-size-decade-out).
 
 Collectives are in-node only (the inter-node rows of the data are excluded there: their fabric
@@ -78,8 +80,9 @@ def kernel_table(data_dir: Path) -> tuple[list[dict], dict]:
         r["before_s"] = _before_kernels(r)
         frames.append(r)
     rows = pd.concat(frames, ignore_index=True)
+    rows["backend"] = rows["backend"].fillna("") if "backend" in rows else ""
     groups = {f"{g}:{grp}": s for g, f in fits.items() for grp, s in f.heldout.items()}
-    return _summary(rows, ["source", "gpu", "op_kind"]), groups
+    return _summary(rows, ["source", "gpu", "op_kind", "backend"]), groups
 
 
 def collective_table(data_dir: Path) -> tuple[list[dict], dict]:
@@ -104,7 +107,8 @@ def build(data_dir: Path) -> dict:
     return {"data": catalog.data_version(data_dir), "kernels": kernels,
             "kernel_heldout": kernel_groups, "collectives": colls,
             "collective_heldout": coll_groups,
-            "method": {"kernels": "leave-one-model-out", "collectives":
+            "method": {"kernels": "leave-one-model-out", "attention":
+                       "per backend, leave-one-fifth-out of each phase's sweep", "collectives":
                        "leave-one-size-decade-out (in-node rows)"}}
 
 
@@ -121,12 +125,15 @@ def markdown(doc: dict) -> str:
              f"Data: `../shared/data` ({doc['data']}). Produced by "
              "`clustersim validate --kernels --data ../shared/data`.", "",
              "Error = predicted / measured - 1 (negative: clustersim too fast). *Before*: the "
-             "pre-#12 defaults (validation/kernels/before). *After*: kernels leave-one-model-out, "
-             "collectives leave-one-size-decade-out.", ""]
+             "pre-#12 defaults (validation/kernels/before). *After*: kernels leave-one-model-out; "
+             "attention per backend (its own fitted model, selected by the stack's "
+             "attention_kernel), leave-one-fifth-out of each phase's sweep (each backend was "
+             "profiled on one model); collectives leave-one-size-decade-out.", ""]
     for title, key in (("Kernels", "kernels"), ("Collectives (in one node)", "collectives")):
         lines += [f"## {title}", "", head]
         for r in doc[key]:
-            cells = [r["source"], r["gpu"], r["op_kind"], str(r["count"]),
+            kind = r["op_kind"] + (f" ({r['backend']})" if r.get("backend") else "")
+            cells = [r["source"], r["gpu"], kind, str(r["count"]),
                      _pct(r["before_median_abs_error"]), _pct(r["before_p90_abs_error"]),
                      _pct(r["before_median_signed_error"]), _pct(r["after_median_abs_error"]),
                      _pct(r["after_p90_abs_error"]), _pct(r["after_median_signed_error"]),
