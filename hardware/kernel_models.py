@@ -116,3 +116,7 @@ class NcclModel:
     nvls_bandwidth: float = 0.0
     nvls_latency_s: float = 0.0
     group_half: float = 0.0  # bandwidth share n / (n + group_half) of an n-rank group
+    # send/recv runs on NCCL's p2p transport (src/transport/p2p.cc), not the ring: one copy
+    # to one peer, no ring steps, no group share; 0 = priced as a one-step ring (Simple)
+    p2p_latency_s: float = 0.0
+    p2p_bandwidth: float = 0.0

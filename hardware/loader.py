@@ -203,7 +203,8 @@ def _nccl(t: dict | None) -> K.NcclModel | None:
         ll_bandwidth=t["ll_bandwidth"], simple_latency_s=t["simple_latency"],
         simple_step_s=t["simple_step_latency"], simple_bandwidth=t["simple_bandwidth"],
         nvls_bandwidth=t.get("nvls_bandwidth", 0.0), nvls_latency_s=t.get("nvls_latency", 0.0),
-        group_half=t.get("group_half", 0.0))
+        group_half=t.get("group_half", 0.0), p2p_latency_s=t.get("p2p_latency", 0.0),
+        p2p_bandwidth=t.get("p2p_bandwidth", 0.0))
 
 
 def _efficiency_source(sources) -> str:

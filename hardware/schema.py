@@ -80,7 +80,8 @@ NCCL = {  # hardware.kernel_models.NcclModel: NCCL protocol regimes over this li
     "ll_bandwidth": F("fraction"), "simple_latency": F("qty", arg="time"),
     "simple_step_latency": F("qty", arg="time"), "simple_bandwidth": F("fraction"),
     "nvls_bandwidth": F("fraction", False), "nvls_latency": F("qty", False, "time"),
-    "group_half": F("nonneg", False),
+    "group_half": F("nonneg", False), "p2p_latency": F("qty", False, "time"),
+    "p2p_bandwidth": F("fraction", False),
 }
 LINK = {
     "name": F("str"), "kind": F("enum", False, ("link",)),

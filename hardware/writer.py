@@ -105,6 +105,9 @@ def nccl_raw(n) -> dict:
            "ll_bandwidth": float(n.ll_bandwidth), "simple_latency": q(n.simple_latency_s, "time"),
            "simple_step_latency": q(n.simple_step_s, "time"),
            "simple_bandwidth": float(n.simple_bandwidth), "group_half": float(n.group_half)}
+    if n.p2p_bandwidth > 0:
+        out["p2p_latency"] = q(n.p2p_latency_s, "time")
+        out["p2p_bandwidth"] = float(n.p2p_bandwidth)
     if n.nvls_bandwidth > 0:
         out["nvls_bandwidth"] = float(n.nvls_bandwidth)
         out["nvls_latency"] = q(n.nvls_latency_s, "time")
