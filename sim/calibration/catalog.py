@@ -61,7 +61,7 @@ def link_rows(data_dir: Path, link: str) -> pd.DataFrame:
 
 def nccl_fits(data_dir: Path) -> dict:
     out = {}
-    for link, (_, system, nccl_tests, fitted) in LINKS.items():
+    for link, (_, system, _, fitted) in LINKS.items():
         sysm = hardware.get_system(system)
         rows = link_rows(data_dir, link)
         used = rows["source"].isin(fitted) | ~rows["source"].isin(PROFILE_SOURCES)
