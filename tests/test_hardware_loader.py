@@ -142,7 +142,7 @@ def test_unit_string_on_a_dimensionless_fraction_is_an_error(tmp_path):
 
 
 def test_fraction_above_one_is_an_error(tmp_path):
-    path = write(tmp_path, edit(H100, "attention_max = 0.5178", "attention_max = 45"))
+    path = write(tmp_path, edit(H100, "attention_max = 0.35", "attention_max = 45"))
     raises_naming(path, "efficiency.attention_max", "0 < x <= 1")
 
 
