@@ -12,7 +12,7 @@ File format (one file per stack, the stem is its name)::
                   zero3_prefetch, zero3_granularity, tp_comm, pp_async_p2p, compute_slowdown
     [collectives] algorithms = ["ring", "tree"]
     [framework]   iteration_overhead_s
-    [serving]     cuda_graphs, scheduler_overhead_s
+    [serving]     cuda_graphs, scheduler_overhead_s, prefill_batching
     [sources]     "<section>" or "<section>.<key>" = "paper / code / dataset that says so"
 
 A training stack sets every training knob, a serving stack every serving knob (the attention

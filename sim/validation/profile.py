@@ -126,12 +126,14 @@ algorithms = ["ring"]
 [serving]
 cuda_graphs = false
 scheduler_overhead_s = {overhead!r}
+prefill_batching = "per-request"
 
 [sources]
 "attention" = "sim/validation/layers.py eager_attention: two matmuls and a softmax, scores materialised"
 "collectives" = "one process serves; the gloo cases use torch.distributed's ring all-reduce"
 "serving.cuda_graphs" = "eager PyTorch (no graph capture)"
 "serving.scheduler_overhead_s" = "{where}: sim.validation.serving.iteration_overhead, the reference server's busy time minus its model-forward time per iteration"
+"serving.prefill_batching" = "sim/validation/serving.py RealServer.run: one batch-1 forward per joining request (_prefill), then one forward for the running decodes (_decode)"
 """
 
 
