@@ -1,6 +1,7 @@
 """Reference-structure terms of the validation (issue 16): a serving stack whose prompts
-join one forward each (``prefill_batching = "per-request"``, the reference server's loop), and
-the speculative acceptance rate measured in the simulator's own (Leviathan) definition."""
+join one forward each (``prefill_batching = "per-request"``, the reference server's loop),
+the speculative acceptance rate measured in the simulator's own (Leviathan) definition, and
+eager attention on a CPU priced as its bmms plus its score passes (fitted by the calibration)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,55 @@ def test_reference_speculative_decoding_counts_the_rounds_that_rejected_a_draft(
     # a round without a rejection accepted all 4 drafts, one with a rejection at most 3
     assert 0 <= rej <= rounds
     assert 4 * (rounds - rej) <= acc <= 4 * (rounds - rej) + 3 * rej
+
+
+def _cpu_acc(**kw):
+    import dataclasses
+
+    from hardware import get_accelerator
+
+    a = get_accelerator("h100-sxm")
+    eff = dataclasses.replace(a.efficiency, gemm=None, memory=None, attention=None, **kw)
+    return dataclasses.replace(a, efficiency=eff, compute_units=None)
+
+
+def test_eager_attention_on_a_cpu_profile_costs_its_bmms_plus_its_score_passes():
+    from sim.costs.timing import op_time, op_time_parts
+    from sim.ops import Op
+
+    base, serial = _cpu_acc(), _cpu_acc(attention_memory_bandwidth=0.1)
+    att = Op(name="attention", kind="attention", flops=1.3e8, bytes=1e7)
+    gemm = Op(name="qkv", kind="matmul", flops=1.3e8, bytes=1e7, mnk=(512, 768, 256))
+    t_c, t_m = op_time_parts(att, serial, "fp32")
+    assert t_m == pytest.approx(1e7 / (serial.memory_bandwidth * 0.1))
+    assert op_time(att, serial, "fp32") == pytest.approx(
+        t_c + t_m + serial.efficiency.kernel_overhead_s)
+    assert op_time(att, base, "fp32") == pytest.approx(
+        max(op_time_parts(att, base, "fp32")) + base.efficiency.kernel_overhead_s)
+    assert op_time(gemm, serial, "fp32") == op_time(gemm, base, "fp32")
+
+
+def test_attention_term_round_trips_through_toml_and_is_absent_from_the_catalog(tmp_path):
+    import dataclasses
+
+    from hardware import get_accelerator, get_system, to_toml
+
+    acc = _cpu_acc(attention_memory_bandwidth=0.12)
+    acc = dataclasses.replace(acc, sources={**acc.sources, "efficiency": "test"})
+    path = tmp_path / "p.toml"
+    path.write_text(to_toml(dataclasses.replace(get_system("dgx-h100"), accelerator=acc)))
+    assert get_system(str(path)).accelerator.efficiency.attention_memory_bandwidth == 0.12
+    assert "attention_memory_bandwidth" not in to_toml(get_accelerator("h100-sxm"))
+
+
+def test_attention_fit_recovers_rate_bandwidth_and_fixed_cost_and_caps_the_rate_at_peak():
+    from sim.validation.calibrate import fit_attention
+    from sim.validation.microbench import ATTENTION_SHAPES, attention_bytes, attention_flops
+
+    names = ["attention " + "x".join(map(str, s)) for s in ATTENTION_SHAPES]
+    f = np.array([attention_flops(n) for n in names])
+    b = np.array([attention_bytes(n) for n in names])
+    rate, bw, c = fit_attention(f, b, f / 60e9 + b / 5e9 + 30e-6)
+    assert (rate, bw, c) == pytest.approx((60e9, 5e9, 30e-6), rel=1e-6)
+    capped, bw2, _ = fit_attention(f, b, f / 60e9 + b / 5e9 + 30e-6, peak=40e9)
+    assert capped == 40e9 and bw2 > 5e9  # the bytes term keeps what the capped bmms cannot

@@ -93,8 +93,15 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float,
     # GEMMs and attention (its Q/K/V are bmm operands: decode streams the KV cache) read
     # operands; norms/activations stream what the previous op wrote
     mem_eff = acc.efficiency.memory_efficiency(op.kind in TENSOR_KINDS, smallest)
+    if _serial_attention(op, acc.efficiency):
+        mem_eff = acc.efficiency.attention_memory_bandwidth
     t_memory = op.bytes / (acc.memory_bandwidth * mem_eff)
     return t_compute, t_memory
+
+
+def _serial_attention(op: Op, eff) -> bool:
+    """Eager attention on a profile with the CPU attention term: bmms, then score passes."""
+    return op.kind == "attention" and eff.attention_memory_bandwidth > 0
 
 
 def _kernel_model(op: Op, acc: Accelerator, dtype: str) -> tuple[float, float, float] | None:
@@ -122,6 +129,8 @@ def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
     if modelled is not None:
         return op.count * modelled[0]
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
+    if _serial_attention(op, accelerator.efficiency):  # separate kernels, one after another
+        return op.count * (t_compute + t_memory)
     return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency))
 
 
