@@ -105,19 +105,32 @@ def _cpu_acc(**kw):
 
 
 def test_eager_attention_on_a_cpu_profile_costs_its_bmms_plus_its_score_passes():
-    from sim.costs.timing import op_time, op_time_parts
+    from sim.costs.timing import SCORE_PASSES, op_time, op_time_parts
     from sim.ops import Op
 
     base, serial = _cpu_acc(), _cpu_acc(attention_memory_bandwidth=0.1)
-    att = Op(name="attention", kind="attention", flops=1.3e8, bytes=1e7)
-    gemm = Op(name="qkv", kind="matmul", flops=1.3e8, bytes=1e7, mnk=(512, 768, 256))
-    t_c, t_m = op_time_parts(att, serial, "fp32")
-    assert t_m == pytest.approx(1e7 / (serial.memory_bandwidth * 0.1))
+    att = Op(name="attention", kind="attention", flops=1.3e8, bytes=1e7, scores=5e5)
+    fused = Op(name="attention", kind="attention", flops=1.3e8, bytes=1e7)
+    passes = SCORE_PASSES * 5e5 * 4 / (serial.memory_bandwidth * 0.1)  # fp32 scores
     assert op_time(att, serial, "fp32") == pytest.approx(
-        t_c + t_m + serial.efficiency.kernel_overhead_s)
-    assert op_time(att, base, "fp32") == pytest.approx(
-        max(op_time_parts(att, base, "fp32")) + base.efficiency.kernel_overhead_s)
+        max(op_time_parts(att, serial, "fp32")) + passes + serial.efficiency.kernel_overhead_s)
+    assert op_time(att, base, "fp32") == op_time(fused, serial, "fp32")  # off, or no scores
+    gemm = Op(name="qkv", kind="matmul", flops=1.3e8, bytes=1e7, mnk=(512, 768, 256))
     assert op_time(gemm, serial, "fp32") == op_time(gemm, base, "fp32")
+
+
+def test_the_math_path_lowering_counts_its_scores_and_the_backward_twice():
+    from sim.costs.lowering import lower_layer, lower_layer_backward
+    from sim.model import get_model
+    from sim.plan import ParallelPlan, Shape
+
+    m = get_model("tiny-llama")
+    plan = ParallelPlan(seq_len=64, flash_attention=False)
+    fwd = [o for o in lower_layer(m, 0, Shape(2, 64), plan) if o.kind == "attention"][0]
+    bwd = [o for o in lower_layer_backward(m, 0, Shape(2, 64), plan) if o.kind == "attention"][0]
+    assert fwd.scores == 2 * m.n_heads * 64 * 64 and bwd.scores == 2 * fwd.scores
+    flash = ParallelPlan(seq_len=64, flash_attention=True)
+    assert [o for o in lower_layer(m, 0, Shape(2, 64), flash) if o.kind == "attention"][0].scores == 0
 
 
 def test_attention_term_round_trips_through_toml_and_is_absent_from_the_catalog(tmp_path):
@@ -135,11 +148,11 @@ def test_attention_term_round_trips_through_toml_and_is_absent_from_the_catalog(
 
 def test_attention_fit_recovers_rate_bandwidth_and_fixed_cost_and_caps_the_rate_at_peak():
     from sim.validation.calibrate import fit_attention
-    from sim.validation.microbench import ATTENTION_SHAPES, attention_bytes, attention_flops
+    from sim.validation.microbench import ATTENTION_SHAPES, attention_flops, attention_score_bytes
 
     names = ["attention " + "x".join(map(str, s)) for s in ATTENTION_SHAPES]
     f = np.array([attention_flops(n) for n in names])
-    b = np.array([attention_bytes(n) for n in names])
+    b = np.array([attention_score_bytes(n) for n in names])
     rate, bw, c = fit_attention(f, b, f / 60e9 + b / 5e9 + 30e-6)
     assert (rate, bw, c) == pytest.approx((60e9, 5e9, 30e-6), rel=1e-6)
     capped, bw2, _ = fit_attention(f, b, f / 60e9 + b / 5e9 + 30e-6, peak=40e9)

@@ -27,6 +27,7 @@ from functools import lru_cache
 
 from hardware.types import Accelerator
 from sim.costs import kernels as K
+from sim.dtypes import dtype_bytes
 from sim.errors import ConfigError
 from sim.ops import Op
 
@@ -93,15 +94,24 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float,
     # GEMMs and attention (its Q/K/V are bmm operands: decode streams the KV cache) read
     # operands; norms/activations stream what the previous op wrote
     mem_eff = acc.efficiency.memory_efficiency(op.kind in TENSOR_KINDS, smallest)
-    if _serial_attention(op, acc.efficiency):
-        mem_eff = acc.efficiency.attention_memory_bandwidth
     t_memory = op.bytes / (acc.memory_bandwidth * mem_eff)
     return t_compute, t_memory
 
 
-def _serial_attention(op: Op, eff) -> bool:
-    """Eager attention on a profile with the CPU attention term: bmms, then score passes."""
-    return op.kind == "attention" and eff.attention_memory_bandwidth > 0
+# passes over the materialised scores of eager attention: scale, mask, softmax read + write
+# (the math path's ~4 passes of sim.costs.lowering._attention_op)
+SCORE_PASSES = 4
+
+
+def _score_passes(op: Op, acc: Accelerator, dtype: str) -> float:
+    """Optional CPU term of ONE repetition (0 unless the profile sets it): eager attention
+    runs its score passes as vector kernels after the bmms, at ``attention_memory_bandwidth``
+    of HBM bandwidth, so they add to the bmm time instead of overlapping it."""
+    eff = acc.efficiency
+    if op.kind != "attention" or eff.attention_memory_bandwidth <= 0 or op.scores <= 0:
+        return 0.0
+    nbytes = SCORE_PASSES * op.scores * dtype_bytes(dtype)
+    return nbytes / (acc.memory_bandwidth * eff.attention_memory_bandwidth)
 
 
 def _kernel_model(op: Op, acc: Accelerator, dtype: str) -> tuple[float, float, float] | None:
@@ -129,9 +139,8 @@ def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
     if modelled is not None:
         return op.count * modelled[0]
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
-    if _serial_attention(op, accelerator.efficiency):  # separate kernels, one after another
-        return op.count * (t_compute + t_memory)
-    return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency))
+    return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency)
+                       + _score_passes(op, accelerator, dtype))
 
 
 def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:

@@ -31,8 +31,9 @@ The remaining knobs:
   software stack of the reference implementation, not a hardware knob;
 - attention: eager attention at six shapes (head dims 32-128, 64-512 tokens), fitted as
   ``t = F / (peak a) + B / (bandwidth w) + c`` (nonnegative least squares on relative error;
-  F the bmm FLOPs, B the bytes the lowering prices): on a CPU the two bmms and the score
-  passes (scale, mask, softmax) are separate kernels one after another, so their times add;
+  F the bmm FLOPs, B the bytes of the score passes, ``sim.costs.timing.SCORE_PASSES``): on a
+  CPU the two bmms and the score passes (scale, mask, softmax) are separate kernels one after
+  another, so their times add;
   a = ``attention_max``, w = ``attention_memory_bandwidth``, c (the call's own dispatch) is
   left to the per-op overhead. Before: one ``attention_max`` = median achieved / peak over
   three shapes, which moved 0.19-0.30 between runs and priced d=64 attention ~1.5x slow;
@@ -217,7 +218,7 @@ def fit_attention(flops, nbytes, times, peak: float = float("inf")
 def _attention(t: dict, peak: float, bandwidth: float) -> dict:
     names = [k for k in t if k.startswith("attention")]
     rate, bw, _ = fit_attention([mb.attention_flops(k) for k in names],
-                                [mb.attention_bytes(k) for k in names], [t[k] for k in names],
+                                [mb.attention_score_bytes(k) for k in names], [t[k] for k in names],
                                 peak)
     return {"attention_max": min(1.0, rate / peak),
             "attention_memory_bandwidth": min(1.0, bw / bandwidth)}

@@ -109,11 +109,13 @@ def attention_flops(name: str) -> float:
     return 4.0 * b * h * s * s * d  # QK^T and AV: 2*s*s*d each per head
 
 
-def attention_bytes(name: str) -> float:
-    """fp32 bytes the lowering prices for this eager attention (``sim.costs.lowering.
-    _attention_op``, math path): read Q, K, V, write O, and ~4 passes over the s x s scores."""
+def attention_score_bytes(name: str) -> float:
+    """fp32 bytes of the score passes the CPU attention term prices for this eager attention
+    (``sim.costs.timing.SCORE_PASSES`` passes over the b x h x s x s scores)."""
+    from sim.costs.timing import SCORE_PASSES
+
     b, h, s, d = (int(x) for x in name.split()[1].split("x"))
-    return 4.0 * (2 * b * s * h * 2 * d + 4 * b * h * s * s)
+    return 4.0 * SCORE_PASSES * b * h * s * s
 
 
 def block_config():
