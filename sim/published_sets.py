@@ -58,24 +58,28 @@ def spearman(a, b) -> float:
 def published_tables():
     import pandas as pd
 
-    from sim.costs.published import LLAMA3, RUNS, megatron_eq3_flops, run_model, run_plan
-    from sim.stack.apply import apply_stack
+    from sim.costs.published import (
+        LLAMA3,
+        RUNS,
+        paper_flops,
+        run_model,
+        run_plan,
+        run_stack,
+    )
 
     rows = []
     for run in RUNS:
-        stack = "megatron-lm-2021" if run.source != LLAMA3 else "megatron-core-2024"
+        stack = run_stack(run)
         r = _estimate(run_model(run), run_plan(run), run.system, run.gpus, stack)
-        flops = (megatron_eq3_flops(run_model(run), run.global_batch, run.seq)
-                 if run.convention == "megatron-eq3" else r.model_flops_per_step)
+        flops = paper_flops(run, run_model(run), r)
         pred = flops / r.step_time_s / run.gpus / 1e12
-        rows.append({"set": "sc21" if run.source != LLAMA3 else "llama3", "stack": stack,
+        rows.append({"set": "sc21" if run.source != LLAMA3 else "llama3", "stack": stack.name,
                      "model": run.model, "gpus": run.gpus, "tp": run.tp, "pp": run.pp,
                      "cp": run.cp, "global_batch": run.global_batch, "seq": run.seq,
                      "measured": float(run.reported_tflops), "predicted": pred,
                      "bottleneck": _dominant(r), "error": pred / run.reported_tflops - 1,
                      # the same row as a step-time error (throughput = work / time)
                      "time_error": run.reported_tflops / pred - 1})
-    _ = apply_stack
     return pd.DataFrame(rows)
 
 

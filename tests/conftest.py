@@ -15,9 +15,10 @@ def pytest_addoption(parser):
 @pytest.fixture(autouse=True)
 def _serving_stepping(request, monkeypatch):
     if request.config.getoption("--no-fast-forward"):
-        from sim.serving import fastforward
+        from sim.serving import fastforward, lean
 
         monkeypatch.setattr(fastforward, "plan", lambda rep: None)
+        monkeypatch.setattr(lean, "supports", lambda cfg, timer: False)
 
 
 @pytest.fixture

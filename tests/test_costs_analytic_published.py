@@ -42,3 +42,32 @@ def test_comparison_frame_has_one_row_per_run_with_signed_error():
     err = (df["predicted_tflops"] - df["reported_tflops"]) / df["reported_tflops"]
     assert (df["error"] - err).abs().max() < 1e-12
     assert (df["predicted_tflops"] > 0).all()
+
+
+def test_sc21_rows_follow_the_artifacts_micro_batches_schedules_and_ddp():
+    # Megatron-LM examples/sc21/run_table_1.sh: MBS, --num-layers-per-virtual-pipeline-stage
+    sc21 = {r.model.split("-")[-1]: r for r in RUNS if r.source == SC21}
+    assert [r.micro_batch for r in sc21.values()] == [16, 16, 16, 8, 4, 2, 2, 1, 1, 1]
+    assert {k: r.virtual_stages for k, r in sc21.items() if r.schedule == "interleaved"} == {
+        "76b": 3, "145b": 2, "310b": 2, "530b": 3}  # layers / pp / layers-per-virtual-stage
+    assert [k for k, r in sc21.items() if r.ddp == "torch"] == ["1.7b", "3.6b", "7.5b", "18b"]
+
+
+def test_torch_ddp_rows_overlap_25_mib_gradient_buckets_with_the_backward():
+    from sim.costs.published import run_stack
+
+    rows = [r for r in RUNS if r.source == SC21]
+    torch_ddp, local = run_stack(rows[0]), run_stack(rows[-1])
+    assert torch_ddp.overlap_grad_reduce and not local.overlap_grad_reduce
+    assert torch_ddp.bucket_bytes(32, 2) == 25 * 2**20
+    assert "run_table_1.sh" in torch_ddp.source_of("overlap_grad_reduce")
+
+
+def test_llama3_tflops_are_counted_as_palm_mfu_with_the_full_attention_rectangle():
+    from sim.costs.published import palm_mfu_flops
+
+    m = get_model("llama3-405b")  # 126 layers, 128 heads of 128, 405.85B parameters
+    per_token = palm_mfu_flops(m, 1, 131072) / 131072
+    assert per_token == 6 * m.params_total + 12 * 126 * 128 * 128 * 131072
+    assert 12 * 126 * 128 * 128 * 131072 / per_token == pytest.approx(0.57, abs=0.01)
+    assert {r.convention for r in RUNS if r.source == LLAMA3} == {"palm-mfu"}

@@ -128,3 +128,19 @@ def test_an_overlap_stack_plan_without_a_stack_follows_the_training_default():
     result = estimate_train(model, plan, cluster)
     assert result.config["stack"]["name"] == "megatron-core-2024"
     assert result.config["overlap"] == "stack"
+
+
+
+def test_a_dp_bucket_holds_its_element_count_times_the_gradient_bytes():
+    from sim.costs.analytic_comm import stack_data_parallel_parts
+    from sim.costs.analytic_overlap import coll_time
+
+    st = with_overrides(get_stack("megatron-core-2024"),
+                        {"bucket_elements": 1_000_000, "bucket_elements_per_rank": 0,
+                         "overlap_slowdown": 0.0})
+    cluster = Cluster.for_gpus(get_system("dgx-h100"), 8)
+    plan = ParallelPlan(dp=8, global_batch=8, overlap="stack", stack=st)
+    fixed, _ = stack_data_parallel_parts(plan, cluster, 10e6, 0.0, 1.0, 2.0, 1)
+    # 10M bf16 gradients = 20 MB in buckets of 1M elements (2 MB): 10 calls, not 20 of 1 MB
+    one = coll_time("all_reduce", 2e6, tuple(range(8)), cluster, st.collective_algorithms)
+    assert fixed.total == pytest.approx(10 * one)

@@ -57,3 +57,14 @@ def test_tp_comm_overlap_shortens_the_des_step_as_in_the_analytic_backend():
     off_r, on_r = _des(plan, st, gpus=8), _des(plan, on, gpus=8)
     assert on_r.step_time_s < off_r.step_time_s
     assert on_r.step_time_s == pytest.approx(on_r.analytic.step_time_s, rel=0.1)
+
+
+def test_an_all_gathered_cp_exchange_is_exposed_where_ring_attention_hides_it():
+    # Llama 3 Sec. 3.3.2: K/V all-gathered before the attention, on the critical path
+    plan = ParallelPlan(tp=1, pp=1, dp=1, cp=8, global_batch=2, seq_len=32768)
+    st = with_overrides(get_stack("megatron-core-2024"), {"overlap_slowdown": 0.0})
+    gather = with_overrides(st, {"cp_comm": "all_gather"})
+    ring_r, gather_r = _des(plan, st, gpus=8), _des(plan, gather, gpus=8)
+    assert gather_r.analytic.step_time_s > ring_r.analytic.step_time_s
+    assert gather_r.step_time_s > ring_r.step_time_s
+    assert gather_r.step_time_s == pytest.approx(gather_r.analytic.step_time_s, rel=0.1)

@@ -1,7 +1,9 @@
 """Entry point of the ``clustersim`` console script.
 
-Each command lives in its own module under ``sim.cli`` and registers itself; heavy imports
-happen inside the command, so ``clustersim --help`` stays fast. A ClusterSimError becomes a
+Each command lives in its own module under ``sim.cli`` and registers itself. A run of one
+command imports only that command's module (``clustersim serve`` never loads the training,
+sweep or lab modules, nor what they import); ``clustersim --help``, no command or an unknown
+one builds the full parser. A ClusterSimError becomes a
 one-line message on stderr and exit status 2, never a traceback.
 """
 
@@ -38,14 +40,16 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser with every command (``only``: with that one command alone, for a run
+    of it; parsing its arguments gives the same result and the same errors)."""
     parser = CliParser(
         prog="clustersim", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"clustersim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
+    for name in (only,) if only else COMMANDS:
         try:
             module = importlib.import_module(f"sim.cli.{name}")
         except ModuleNotFoundError as exc:  # command not built in this checkout
@@ -56,18 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@functools.lru_cache(maxsize=1)
-def _parser() -> argparse.ArgumentParser:
-    """The parser, built once per process (parsing never mutates it; 27 subparsers and 200
-    flags take ~10 ms to build, which dominated in-process runs such as the fuzz suite)."""
-    return build_parser()
+@functools.cache
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser, built once per process and command (parsing never mutates it; 27
+    subparsers and 200 flags take ~10 ms to build, which dominated in-process runs such as
+    the fuzz suite)."""
+    return build_parser(only)
+
+
+def _command(argv: list[str] | None) -> str | None:
+    """The command ``argv`` runs when it names one first (then only its module is
+    imported), else None (help, --version, a typo: the full parser answers)."""
+    args = sys.argv[1:] if argv is None else argv
+    return args[0] if args and args[0] in COMMANDS else None
 
 
 def main(argv: list[str] | None = None) -> int:
     as_json = wants_json(argv)
     old_term = _term_as_interrupt()
     try:
-        parser = _parser()
+        parser = _parser(_command(argv))
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()

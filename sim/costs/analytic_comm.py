@@ -156,20 +156,22 @@ def _stack_sync(zero, st, gb, sets, cluster, t_fwd, t_bwd, layers):
     for params, ranks in sets:
         size = params * gb
         kind = "all_reduce" if zero == 0 else "reduce_scatter"
-        n, t, t_last = _calls(kind, size, st, ranks, cluster)
+        n, t, t_last = _calls(kind, size, st, ranks, cluster, gb)
         red = ((n - 1) * t + t_last, reduce_exposed(n, t, t_last, t_bwd, st.overlap_grad_reduce))
         target = per_mb if zero == 2 else fixed
         _add(target, red, s)
         if zero >= 1:
-            n, t, _ = _calls("all_gather", size, st, ranks, cluster)
+            n, t, _ = _calls("all_gather", size, st, ranks, cluster, gb)
             _add(fixed, (n * t, gather_exposed(n, t, t_fwd, st.overlap_param_gather)), s)
     return CommCost(*fixed), CommCost(*per_mb)
 
 
-def _calls(kind, size, st, ranks, cluster) -> tuple[int, float, float]:
+def _calls(kind, size, st, ranks, cluster, gb) -> tuple[int, float, float]:
     from sim.costs.analytic_overlap import coll_time, split_buckets
 
-    n, b, last = split_buckets(size, st.bucket_bytes(len(ranks), 1))
+    # buckets are counted in elements (Megatron-Core DDP, DeepSpeed reduce_bucket_size) and
+    # ``size`` in bytes: elements x gradient bytes, as the DES does (sim.des.dataparallel)
+    n, b, last = split_buckets(size, st.bucket_bytes(len(ranks), gb))
     algos = st.collective_algorithms
     return n, coll_time(kind, b, ranks, cluster, algos), coll_time(kind, last, ranks, cluster,
                                                                  algos)

@@ -52,12 +52,14 @@ class PartCost:
 
     def _stack_exposed(self, stack) -> float:
         """TP collectives block unless the stack overlaps them with the GEMMs around them
-        (TransformerEngine userbuffers); the CP exchange hides behind attention; whatever is
-        hidden slows the compute beside it by the stack's ``overlap_slowdown``."""
+        (TransformerEngine userbuffers); the ring CP exchange hides behind attention, an
+        all-gathered one does not (Llama 3, Sec. 3.3.2); whatever is hidden slows the
+        compute beside it by the stack's ``overlap_slowdown``."""
         s, out = stack.overlap_slowdown, 0.0
+        ring = stack.cp_comm == "ring"
         for g, t in self.comm.items():
             window = (self.compute if g == "tp" and stack.tp_comm_overlap
-                      else self.attention if g == "cp" else 0.0)
+                      else self.attention if g == "cp" and ring else 0.0)
             hid = min(t, window)
             out += t - hid + s * hid
         return out

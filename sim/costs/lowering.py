@@ -208,17 +208,29 @@ def _attention_block(c: _Ctx) -> list[Op]:
         ops.append(elementwise(c.layer, "rope", "elementwise", ROPE_FLOPS * c.t * width,
                                2 * c.t * width * c.db))
     if key.cp > 1:
-        d_qk, d_v = head_dims(m)
-        kv_heads = m.n_heads // key.tp if m.mla is not None else max(1, m.n_kv_heads // key.tp)
-        kv_bytes = c.t * kv_heads * (d_qk + d_v) * c.db  # this rank's K and V block
-        ops.append(comm(c.layer, "cp_kv_exchange", "p2p", "send_recv", "cp", kv_bytes,
-                        count=key.cp - 1))
+        ops.append(_cp_exchange(c))
     ops.append(_attention_op(c))
     ops += [op for g in gemms if g.name == "attn_out" for op in _gemm_ops(c, g)]
     ops += _tp_reduce(c, "attn")
     ops.append(elementwise(c.layer, "attn_residual", "elementwise", c.t_sp * h,
                            _residual_bytes(c)))
     return ops
+
+
+def _cp_exchange(c: _Ctx) -> Op:
+    """K/V exchange of context parallelism: ring attention passes this rank's K/V block in
+    cp-1 p2p steps (Liu et al. 2023); the stack's ``cp_comm = "all_gather"`` gathers all cp
+    blocks in one collective before the attention (Llama 3, Sec. 3.3.2: cheap under GQA,
+    exposed on the critical path)."""
+    m, key = c.model, c.key
+    d_qk, d_v = head_dims(m)
+    kv_heads = m.n_heads // key.tp if m.mla is not None else max(1, m.n_kv_heads // key.tp)
+    kv_bytes = c.t * kv_heads * (d_qk + d_v) * c.db  # this rank's K and V block
+    if key.cp_all_gather:
+        return comm(c.layer, "cp_kv_all_gather", "collective", "all_gather", "cp",
+                    kv_bytes * key.cp)  # the gathered buffer (sim.costs.comm convention)
+    return comm(c.layer, "cp_kv_exchange", "p2p", "send_recv", "cp", kv_bytes,
+                count=key.cp - 1)
 
 
 def _sp_gather(c: _Ctx, where: str) -> list[Op]:

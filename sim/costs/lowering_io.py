@@ -40,12 +40,15 @@ class LayerKey(NamedTuple):
     dtype: str
     imbalance: float = 1.0
     grad_acc_fusion: bool = True
+    cp_all_gather: bool = False  # the stack all-gathers K/V for context parallelism
 
 
 def layer_key(plan: ParallelPlan, imbalance: float = 1.0) -> LayerKey:
     sp = plan.sequence_parallel and plan.tp > 1
+    stack = getattr(plan, "stack", None)
+    gather = stack is not None and stack.cp_comm == "all_gather"
     return LayerKey(plan.tp, plan.cp, plan.ep, sp, plan.recompute, plan.flash_attention,
-                    plan.dtype, imbalance, plan.grad_accumulation_fusion)
+                    plan.dtype, imbalance, plan.grad_accumulation_fusion, gather)
 
 
 def comm(layer: int, name: str, kind: str, collective: str, group: str, nbytes: float,

@@ -224,11 +224,12 @@ def _join(segs: list[Segment]) -> list[Segment]:
 
 
 def _attach_cp(ops: list) -> list:
-    """Pair each context-parallel comm op with the nearest attention op of the same pass
-    (after it in the forward, before it in the reversed backward): ring attention."""
+    """Pair each ring (p2p) context-parallel comm op with the nearest attention op of the same
+    pass (after it in the forward, before it in the reversed backward): ring attention. An
+    all-gathered K/V (stack ``cp_comm = "all_gather"``) stays a blocking collective."""
     ops, paired, out = list(ops), {}, []
     for i, op in enumerate(ops):
-        if op.is_comm and op.group == "cp":
+        if op.is_comm and op.group == "cp" and op.collective == "send_recv":
             j = _nearest_attention(ops, i, paired)
             if j is not None:
                 paired[j] = op

@@ -8,9 +8,20 @@ KV cache (``kvcache``) is a hard memory limit. Results (``results``) are per-req
 and aggregates; ``simulate_serving`` (``api``) ties it together. See docs/design-serving.md.
 """
 
-from sim.serving.api import ServingResult, run_simulation, simulate_serving
-from sim.serving.config import ServingConfig
-from sim.serving.workload import ArrivalSpec, LengthSpec, Workload, make_workload
+import importlib
+
+_HOMES = {"ServingResult": "api", "run_simulation": "api", "simulate_serving": "api",
+          "ServingConfig": "config", "ArrivalSpec": "workload", "LengthSpec": "workload",
+          "Workload": "workload", "make_workload": "workload"}
+
+
+def __getattr__(name: str):
+    """Names are imported on first use (PEP 562), so ``import sim.serving.config`` (the CLI
+    registering ``serve``) does not load the engine, numpy's random module or pandas."""
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"sim.serving.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'sim.serving' has no attribute {name!r}")
+
 
 __all__ = ["ArrivalSpec", "LengthSpec", "ServingConfig", "ServingResult", "Workload",
            "make_workload", "run_simulation", "simulate_serving"]

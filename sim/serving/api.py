@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import ConfigError, PlanError
-from sim.serving import results
+from sim.serving import lean, results
 from sim.serving.config import ServingConfig
 from sim.serving.engine import Simulation
 from sim.serving.kvcache import KVBudget, budget
+from sim.serving.lean import LeanSimulation
 from sim.serving.request import Request
 from sim.serving.steptime import StepTimer
 from sim.serving.workload import ArrivalSpec, LengthSpec, Workload, make_workload, read_trace
@@ -147,18 +148,31 @@ def check_plan(model, cfg: ServingConfig) -> None:
 
 def run_simulation(cfg: ServingConfig, workload: Workload, timer, kv: KVBudget,
                    cluster=None) -> ServingResult:
+    """Run the workload on the engine for this configuration (``engine_for``)."""
     acc = acceptance_rates(cfg.acceptance, len(workload), cfg.seed)
-    cols = (workload.arrival_s, workload.prompt_tokens, workload.output_tokens, acc)
-    reqs = [Request(i, t, p, o, a) for i, (t, p, o, a) in enumerate(
-        zip(*(np.asarray(c).tolist() for c in cols), strict=True))]
-    sim = Simulation(cfg, timer, kv.blocks, kv.kv_bytes_per_token, cluster)
-    sim.run(reqs)
-    df = results.records(sim.done, sim.rejected)
+    if engine_for(cfg, timer) == "lean":
+        sim = LeanSimulation(cfg, timer, kv.blocks)
+        df = results.records_from_columns(sim.run(
+            workload.arrival_s, workload.prompt_tokens, workload.output_tokens))
+    else:
+        cols = (workload.arrival_s, workload.prompt_tokens, workload.output_tokens, acc)
+        reqs = [Request(i, t, p, o, a) for i, (t, p, o, a) in enumerate(
+            zip(*(np.asarray(c).tolist() for c in cols), strict=True))]
+        sim = Simulation(cfg, timer, kv.blocks, kv.kv_bytes_per_token, cluster)
+        sim.run(reqs)
+        df = results.records(sim.done, sim.rejected)
     logs = [(r.idx, r.log) for r in sim.replicas]
     extra = _extra(sim, kv, timer)
     extra.update(results.iteration_means(logs, kv.blocks))
     summary = results.summarize(df, cfg, extra)
     return ServingResult(cfg, summary, df, logs, kv)
+
+
+def engine_for(cfg: ServingConfig, timer) -> str:
+    """The one dispatch point: ``lean`` (``sim.serving.lean``: no SimPy, closed-form runs)
+    where it reproduces the SimPy engine, else ``simpy`` (every policy and deployment; with
+    ``--no-fast-forward`` it steps every iteration, the reference both are tested against)."""
+    return "lean" if lean.supports(cfg, timer) else "simpy"
 
 
 def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:

@@ -74,26 +74,11 @@ class Simulation:
 
     def misfit(self, req: Request) -> str:
         """Why a request can never fit a replica's KV cache ('' if it can)."""
-        bs = self.cfg.block_size
-        if self.capacity == 0:
-            return ("the weights leave no HBM for a KV cache; raise --tp/--pp, use a larger "
-                    "GPU or --gpu-memory-utilization")
-        paged = self.replicas[0].policy.paged  # paged pools also hold the k draft slots
-        tokens = req.prompt + req.output + (self.spec_k if paged else 0)
-        need = -(-tokens // bs)
-        limit = self.replicas[0].policy.prompt_limit(self)
-        if limit is not None and req.prompt > limit:
-            return (f"its {req.prompt}-token prompt exceeds the {limit} tokens one iteration "
-                    "may batch (--max-batched-tokens); raise it or use --policy chunked")
-        if need > self.capacity:
-            return (f"needs {need} KV blocks ({req.prompt} prompt + {req.output} output tokens) "
-                    f"but a replica holds {self.capacity} blocks of {bs} tokens; shorten the "
-                    "request, raise --tp/--pp or use a GPU with more memory")
-        if self.context is not None and req.prompt + req.output > self.context:
-            return (f"its {req.prompt} prompt + {req.output} output tokens exceed the model's "
-                    f"{self.context}-token context window; shorten the request or serve a "
-                    "model with a longer context")
-        return ""
+        policy = self.replicas[0].policy
+        extra = self.spec_k if policy.paged else 0  # paged pools also hold the k draft slots
+        return misfit(req.prompt, req.output, capacity=self.capacity,
+                      block_size=self.cfg.block_size, extra_tokens=extra,
+                      limit=policy.prompt_limit(self), context=self.context)
 
     def finished(self, req: Request, rep) -> None:
         req.finish = self.env.now
@@ -116,3 +101,27 @@ class Simulation:
     def swap_time(self, tokens: int) -> float:
         """Copy a sequence's KV between HBM and host; every GPU moves its shard in parallel."""
         return tokens * self.kv_bytes / self.cfg.swap_bandwidth
+
+
+def misfit(prompt: int, output: int, *, capacity: int, block_size: int, extra_tokens: int,
+           limit: int | None, context: int | None) -> str:
+    """Why a request of ``prompt`` + ``output`` tokens can never be served by a replica of
+    ``capacity`` KV blocks ('' if it can): no KV cache at all, a prompt above the tokens one
+    iteration may batch (``limit``), more blocks than the pool holds, or longer than the
+    model's context window. Every engine rejects at the door with these words."""
+    if capacity == 0:
+        return ("the weights leave no HBM for a KV cache; raise --tp/--pp, use a larger "
+                "GPU or --gpu-memory-utilization")
+    need = -(-(prompt + output + extra_tokens) // block_size)
+    if limit is not None and prompt > limit:
+        return (f"its {prompt}-token prompt exceeds the {limit} tokens one iteration "
+                "may batch (--max-batched-tokens); raise it or use --policy chunked")
+    if need > capacity:
+        return (f"needs {need} KV blocks ({prompt} prompt + {output} output tokens) "
+                f"but a replica holds {capacity} blocks of {block_size} tokens; shorten the "
+                "request, raise --tp/--pp or use a GPU with more memory")
+    if context is not None and prompt + output > context:
+        return (f"its {prompt} prompt + {output} output tokens exceed the model's "
+                f"{context}-token context window; shorten the request or serve a "
+                "model with a longer context")
+    return ""

@@ -34,18 +34,27 @@ def records(done: list, rejected: list) -> pd.DataFrame:
     def col(name: str, dtype) -> np.ndarray:
         return np.fromiter((getattr(r, name) for r in reqs), dtype=dtype, count=len(reqs))
 
-    arrival, output = col("arrival", np.float64), col("output", np.int64)
-    first, finish = col("first_token", np.float64), col("finish", np.float64)
+    return records_from_columns({
+        "rid": col("rid", np.int64), "arrival": col("arrival", np.float64),
+        "replica": col("replica", np.int64), "prompt": col("prompt", np.int64),
+        "output": col("output", np.int64), "generated": col("generated", np.int64),
+        "scheduled": col("scheduled", np.float64), "first_token": col("first_token", np.float64),
+        "finish": col("finish", np.float64), "preemptions": col("preemptions", np.int64),
+        "rejected": [r.rejected for r in reqs]})
+
+
+def records_from_columns(c: dict) -> pd.DataFrame:
+    """The per-request DataFrame from columns named as ``Request``'s fields (arrays, one
+    element per request, sorted by id; ``rejected`` a list of reasons)."""
+    arrival, output, first, finish = c["arrival"], c["output"], c["first_token"], c["finish"]
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(output > 1, (finish - first) / np.maximum(output - 1, 1), math.nan)
     return pd.DataFrame({
-        "rid": col("rid", np.int64), "arrival_s": arrival, "replica": col("replica", np.int64),
-        "prompt_tokens": col("prompt", np.int64), "output_tokens": output,
-        "generated_tokens": col("generated", np.int64),
-        "queueing_delay_s": col("scheduled", np.float64) - arrival,
+        "rid": c["rid"], "arrival_s": arrival, "replica": c["replica"],
+        "prompt_tokens": c["prompt"], "output_tokens": output,
+        "generated_tokens": c["generated"], "queueing_delay_s": c["scheduled"] - arrival,
         "ttft_s": first - arrival, "tpot_s": tpot, "e2e_s": finish - arrival,
-        "preemptions": col("preemptions", np.int64),
-        "rejected": pd.Series([r.rejected for r in reqs], dtype=object),
+        "preemptions": c["preemptions"], "rejected": pd.Series(c["rejected"], dtype=object),
     }, columns=list(COLUMNS))
 
 

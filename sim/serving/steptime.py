@@ -83,6 +83,9 @@ def _bracket(x: int, floor: int) -> tuple[int, int, float]:
     return (x, x, 0.0) if got[0] < floor else got
 
 
+bracket = _bracket  # public name: sim.serving.decoderun sums runs over these grid cells
+
+
 def _neighbours(x: int, grid: list[int]) -> tuple[int, int, float]:
     i = bisect_right(grid, x) - 1
     lo = grid[i]
@@ -256,6 +259,8 @@ class StepTimer:
         if t is None:
             t = self.cache[key] = self._price(key)
         return t
+
+    corner = _cached  # public name: the priced grid shape of a key (closed-form runs)
 
     def _group0(self, p_lens, p_ctx, n_dec, kv_sum, kv):
         """With ep > 1 the batch is spread round-robin over ``ep`` attention groups running

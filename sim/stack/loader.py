@@ -9,7 +9,8 @@ File format (one file per stack, the stem is its name)::
     [fusions]     grad_accumulation, optimizer, bias_gelu, softmax  (booleans)
     [dropout]     rate
     [overlap]     grad_reduce, param_gather, bucket_elements, bucket_elements_per_rank,
-                  zero3_prefetch, zero3_granularity, tp_comm, pp_async_p2p, compute_slowdown
+                  zero3_prefetch, zero3_granularity, tp_comm, cp_comm, pp_async_p2p,
+                  compute_slowdown
     [collectives] algorithms = ["ring", "tree"]
     [framework]   iteration_overhead_s
     [serving]     cuda_graphs, scheduler_overhead_s, prefill_batching

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 ATTENTION_KERNELS = ("none", "math", "fa1", "fa2", "fa3", "flashinfer")
 GRANULARITIES = ("layer", "parameter")
+CP_COMMS = ("ring", "all_gather")  # TransformerEngine cp_comm_type "p2p" / "all_gather"
 ALGORITHMS = ("ring", "tree", "hierarchical")
 KINDS = ("training", "serving")
 PREFILL_BATCHING = ("packed", "per-request")
@@ -65,6 +66,9 @@ FIELDS: tuple[Field, ...] = (
           GRANULARITIES),
     Field("tp_comm_overlap", "overlap", "tp_comm", "bool", "--tp-comm-overlap",
           "TP collectives overlapped with the GEMMs around them (else on the critical path)"),
+    Field("cp_comm", "overlap", "cp_comm", "enum", "--cp-comm",
+          "context-parallel K/V exchange: ring (p2p, hidden behind the attention blocks) or "
+          "all_gather (K/V gathered before attention, on the critical path)", CP_COMMS),
     Field("pp_async_p2p", "overlap", "pp_async_p2p", "bool", "--pp-async-p2p",
           "pipeline sends/receives asynchronous (else they block the compute stream)"),
     Field("overlap_slowdown", "overlap", "compute_slowdown", "fraction0", "--overlap-slowdown",
@@ -109,6 +113,7 @@ class Stack:
     zero3_prefetch: int = 1
     zero3_granularity: str = "layer"
     tp_comm_overlap: bool = False
+    cp_comm: str = "ring"
     pp_async_p2p: bool = True
     overlap_slowdown: float = 0.0
     collective_algorithms: tuple = ALGORITHMS

@@ -1,0 +1,164 @@
+"""Closed-form runs of decode-only iterations: their time and their KV blocks, in scalars.
+
+A run is k decode steps of the same n sequences (no arrival, finish or block shortage in
+between; see ``sim.serving.fastforward``). Two sums describe it, and both are closed forms:
+
+* **Time.** In ``StepTimer``'s default (interpolated) mode a decode step of n sequences with
+  total context S costs the bilinear interpolation of the grid corners around
+  (n, S // n) (``StepTimer.step``). S grows by n per step, so the mean context is m0, m0+1,
+  ...: inside one grid cell [lo, hi) of the mean, the step time is A + B (m - lo) with A and
+  B fixed by the cell's four corners, and k steps sum to the arithmetic series
+  k A + B (k u + k (k - 1) / 2) (u: the first step's offset in the cell). The first step
+  ending at or after a time D is the root of that quadratic (then checked on the series).
+  This equals summing the per-step times up to rounding (a few ulps per run, far inside the
+  1e-9 relative tolerance of issue 18); corners are priced exactly as the stepping path
+  prices them (a cell's upper corners only when some step's mean lies inside the cell).
+* **Blocks.** A sequence whose context is a multiple of the block size starts a new block
+  with its next token (vLLM's paged cache, Kwon et al. 2023, Sec. 4.1). With c_r sequences
+  reaching a boundary r steps from now (0 <= r < bs), the blocks the next s steps need are
+  (s // bs) n + P[s % bs] (P: prefix sums of c), so the longest run the free pool allows and
+  the KV use summed over a run (for the mean utilisation) are integer formulas, exact.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from itertools import accumulate
+
+from sim.serving.steptime import bracket as _bracket
+
+
+class DecodeClock:
+    """Time of decode-only runs for one ``StepTimer`` (interpolated mode, ep = 1)."""
+
+    def __init__(self, timer):
+        self.timer = timer
+        self._price = timer.corner
+        self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [hi, A, B or None]
+        self._steps: dict[tuple[int, int], float] = {}  # (n, mean) -> one step's seconds
+        self._mixed: dict[tuple[int, int, int, int], float] = {}
+
+    def step(self, n: int, kv_sum: int) -> float:
+        """One decode step, exactly as the stepping engine prices it (``StepTimer.step``
+        is a function of n and the mean context alone here, so it is memoised on them)."""
+        key = (n, kv_sum // n)
+        t = self._steps.get(key)
+        if t is None:
+            t = self._steps[key] = self.timer.step((), (), n, kv_sum, None, False)
+        return t
+
+    def mixed(self, lens: list[int], n: int, kv_sum: int) -> float:
+        """An iteration prefilling whole prompts of ``lens`` tokens beside ``n`` decodes
+        holding ``kv_sum`` tokens (``StepTimer.step`` depends on the number of prompts,
+        their total and the decodes' n and mean context: memoised on those)."""
+        key = (len(lens), sum(lens), n, kv_sum // n if n else 0)
+        t = self._mixed.get(key)
+        if t is None:
+            t = self._mixed[key] = self.timer.step(lens, [0] * len(lens), n, kv_sum, None,
+                                                   False)
+        return t
+
+    def _cell(self, n: int, m: int) -> tuple[int, list]:
+        """(lo, [hi, A, B]) of the grid cell of mean context ``m`` for ``n`` sequences."""
+        lo, hi, _ = _bracket(m, 0)
+        if hi == lo:  # m is a grid point: the cell runs to the next one
+            hi = _bracket(m + 1, 0)[1]
+        cell = self._cells.get((n, lo))
+        if cell is None:
+            xl, xh, fx = _bracket(n, 1)
+            low = self._price((0, 0, 0, xl, lo, False))
+            a = low + fx * (self._price((0, 0, 0, xh, lo, False)) - low) if fx else low
+            cell = self._cells[(n, lo)] = [hi, a, None, xl, xh, fx]
+        return lo, cell
+
+    def _slope(self, n: int, lo: int, cell: list) -> float:
+        """B of a cell (per unit of mean context), pricing its upper corners on first use."""
+        if cell[2] is None:
+            hi, _, _, xl, xh, fx = cell
+            c = self._price
+            dl = c((0, 0, 0, xl, hi, False)) - c((0, 0, 0, xl, lo, False))
+            if fx:
+                dh = c((0, 0, 0, xh, hi, False)) - c((0, 0, 0, xh, lo, False))
+                dl = dl + fx * (dh - dl)
+            cell[2] = dl / (hi - lo)
+        return cell[2]
+
+    def advance(self, n: int, m0: int, steps: int, t0: float, deadline: float
+                ) -> tuple[int, float]:
+        """Run up to ``steps`` steps from time ``t0``, mean context ``m0`` at the first; stop
+        after the first step ending at or after ``deadline``. Returns (steps done, end)."""
+        t, m, end, done = t0, m0, m0 + steps, 0
+        while m < end:
+            lo, cell = self._cell(n, m)
+            stop = min(end, cell[0])
+            k, u = stop - m, m - lo
+            b = self._slope(n, lo, cell) if stop - 1 > lo else 0.0
+            a = cell[1]
+            seg = k * a + b * (k * u + k * (k - 1) / 2)
+            if t + seg >= deadline:
+                j = _first_reaching(a, b, u, k, t, deadline)
+                self._price_rest(n, stop, end)
+                return done + j, t + (j * a + b * (j * u + j * (j - 1) / 2))
+            t, m, done = t + seg, stop, done + k
+        return done, t
+
+    def _price_rest(self, n: int, m: int, end: int) -> None:
+        """Price the corners of the steps planned beyond the cut (the stepping engine's
+        fast-forward prices a whole planned run before an arrival ends it early)."""
+        while m < end:
+            lo, cell = self._cell(n, m)
+            stop = min(end, cell[0])
+            if stop - 1 > lo:
+                self._slope(n, lo, cell)
+            m = stop
+
+
+def _first_reaching(a: float, b: float, u: int, k: int, t: float, deadline: float) -> int:
+    """Smallest j in 1..k with t + j a + b (j u + j (j - 1) / 2) >= deadline (k does)."""
+    def reached(j: int) -> bool:
+        return t + (j * a + b * (j * u + j * (j - 1) / 2)) >= deadline
+
+    gap = deadline - t  # root of b/2 j^2 + (a + b (u - 1/2)) j - gap = 0, then checked
+    lin = a + b * (u - 0.5)
+    if b > 0:
+        j = math.ceil((-lin + math.sqrt(lin * lin + 2 * b * gap)) / b)
+    else:
+        j = math.ceil(gap / lin) if lin > 0 else k
+    j = min(max(j, 1), k)
+    while j > 1 and reached(j - 1):
+        j -= 1
+    while j < k and not reached(j):
+        j += 1
+    return j
+
+
+class Boundaries:
+    """KV blocks a run of decode steps takes: ``P[t]`` sequences reach a block boundary
+    within the next t steps (t <= bs), one cycle of the block size."""
+
+    __slots__ = ("n", "bs", "p", "pp")
+
+    def __init__(self, res: list[int], k: int, n: int, bs: int):
+        a = (-k) % bs  # residue class of base whose context sits on a boundary now
+        offsets = res[a::-1] + res[:a:-1]  # offsets[r]: sequences r steps from a boundary
+        self.p = list(accumulate(offsets, initial=0))
+        self.n, self.bs, self.pp = n, bs, None
+
+    def need(self, s: int) -> int:
+        """Blocks the next ``s`` steps take."""
+        q, r = divmod(s, self.bs)
+        return q * self.n + self.p[r]
+
+    def longest(self, free: int) -> int:
+        """Most steps whose blocks fit in ``free`` free blocks."""
+        q, rem = divmod(free, self.n)
+        return q * self.bs + bisect_right(self.p, rem) - 1
+
+    def need_sum(self, m: int) -> int:
+        """sum of ``need(j)`` for j = 1..m (the KV use a run adds, summed over its steps)."""
+        if self.pp is None:
+            self.pp = list(accumulate(self.p[: self.bs]))
+        q, r = divmod(m, self.bs)
+        whole = self.bs * q * (q - 1) // 2 + q * (r + 1)
+        return self.n * whole + q * self.pp[-1] + self.pp[r]
