@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from hardware.types import FrozenMap
 
 MEMORY_CLASSES = ("norm", "act", "rope", "residual")
+# fused attention kernels a model can be fitted for: sim.stack.types.ATTENTION_KERNELS without
+# the unfused math path (tests/test_attention_backends.py checks the two lists agree)
+ATTENTION_BACKENDS = ("fa1", "fa2", "fa2-paged", "fa3", "flashinfer")
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,15 @@ class MemoryKernelModel:
 @dataclass(frozen=True)
 class AttentionKernelModel:
     """Fused (flash) attention: prefill FLOPs padded to (block_q x block_k) tiles of each
-    sequence's causal score matrix (Dao 2023, FlashAttention-2, Alg. 1 tiling); decode streams
-    each sequence's KV cache padded to ``kv_block`` tokens (Kwon et al. 2023, PagedAttention) at
-    ``decode_memory_bandwidth`` of HBM. Every sequence adds a fixed cost (prefill / decode), and
-    a call never takes less than ``floor_s``."""
+    sequence's causal score matrix (Dao 2023, FlashAttention-2, Alg. 1 tiling) at
+    ``attention_max`` of peak; decode streams each sequence's KV cache padded to ``kv_block``
+    tokens (Kwon et al. 2023, PagedAttention) at ``decode_memory_bandwidth`` of HBM. Every
+    sequence adds a fixed cost (prefill / decode), and a call never takes less than ``floor_s``.
+
+    One model measures one kernel implementation (``kernel``, a value of the stack's
+    ``attention_kernel``); ``backends`` holds the models of other implementations fitted on the
+    same GPU ([efficiency.attention.<backend>] sub-tables). ``attention_max`` None: the
+    accelerator's ``[efficiency] attention_max``."""
 
     block_q: int = 128
     block_k: int = 64
@@ -76,6 +84,19 @@ class AttentionKernelModel:
     decode_memory_bandwidth: float = 1.0
     floor_s: float = 0.0
     sharpness: float = 0.0
+    kernel: str = "fa2"
+    attention_max: float | None = None
+    backends: tuple = ()  # ((backend, AttentionKernelModel), ...), sorted by backend
+
+    def own(self, kernel: str | None) -> AttentionKernelModel | None:
+        """The model fitted for ``kernel`` itself (this one or a backend's), else None."""
+        if kernel is None or kernel == self.kernel:
+            return self
+        return dict(self.backends).get(kernel)
+
+    def select(self, kernel: str | None) -> AttentionKernelModel:
+        """The model that prices ``kernel``: its own where fitted, else this default one."""
+        return self.own(kernel) or self
 
 
 @dataclass(frozen=True)
@@ -95,3 +116,7 @@ class NcclModel:
     nvls_bandwidth: float = 0.0
     nvls_latency_s: float = 0.0
     group_half: float = 0.0  # bandwidth share n / (n + group_half) of an n-rank group
+    # send/recv runs on NCCL's p2p transport (src/transport/p2p.cc), not the ring: one copy
+    # to one peer, no ring steps, no group share; 0 = priced as a one-step ring (Simple)
+    p2p_latency_s: float = 0.0
+    p2p_bandwidth: float = 0.0

@@ -10,6 +10,7 @@ mistake in a file raises ``HardwareError`` naming the file and the key (see ``ha
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import tomllib
 from pathlib import Path
@@ -144,7 +145,7 @@ def _accelerator(c: dict, sources: FrozenMap, where: str, base) -> Accelerator:
         gemv_row_s=e.get("gemv_row", 0.0), repeat_call_s=e.get("repeat_call", 0.0),
         attention_memory_bandwidth=e.get("attention_memory_bandwidth", 0.0),
         gemm=_gemm(e.get("gemm")), memory=_memory(e.get("memory")),
-        attention=_attention(e.get("attention")),
+        attention=_attention(e.get("attention"), where),
     )
     return Accelerator(
         name=c["name"], vendor=c["vendor"], peak_flops=FrozenMap(c["peak_flops"]),
@@ -173,15 +174,26 @@ def _memory(t: dict | None) -> K.MemoryKernelModel | None:
                                sharpness=t.get("sharpness", 0.0))
 
 
-def _attention(t: dict | None) -> K.AttentionKernelModel | None:
+def _attention(t: dict | None, where: str) -> K.AttentionKernelModel | None:
     if t is None:
         return None
+    backends = tuple(sorted((b, _attention_one(t[b], b)) for b in K.ATTENTION_BACKENDS
+                            if b in t))
+    kernel = t.get("kernel", "fa2")
+    if any(b == kernel for b, _ in backends):
+        raise S.fail(where, f"efficiency.attention.{kernel}", "repeats the default model's "
+                     f"kernel = \"{kernel}\": put that model's keys in [efficiency.attention]")
+    return dataclasses.replace(_attention_one(t, kernel), backends=backends)
+
+
+def _attention_one(t: dict, kernel: str) -> K.AttentionKernelModel:
     return K.AttentionKernelModel(
         block_q=t.get("block_q", 128), block_k=t.get("block_k", 64),
         kv_block=t.get("kv_block", 16), prefill_seq_s=t.get("prefill_seq_overhead", 0.0),
         decode_seq_s=t.get("decode_seq_overhead", 0.0),
         decode_memory_bandwidth=t.get("decode_memory_bandwidth", 1.0),
-        floor_s=t.get("floor", 0.0), sharpness=t.get("sharpness", 0.0))
+        floor_s=t.get("floor", 0.0), sharpness=t.get("sharpness", 0.0), kernel=kernel,
+        attention_max=t.get("attention_max"))
 
 
 def _nccl(t: dict | None) -> K.NcclModel | None:
@@ -192,7 +204,8 @@ def _nccl(t: dict | None) -> K.NcclModel | None:
         ll_bandwidth=t["ll_bandwidth"], simple_latency_s=t["simple_latency"],
         simple_step_s=t["simple_step_latency"], simple_bandwidth=t["simple_bandwidth"],
         nvls_bandwidth=t.get("nvls_bandwidth", 0.0), nvls_latency_s=t.get("nvls_latency", 0.0),
-        group_half=t.get("group_half", 0.0))
+        group_half=t.get("group_half", 0.0), p2p_latency_s=t.get("p2p_latency", 0.0),
+        p2p_bandwidth=t.get("p2p_bandwidth", 0.0))
 
 
 def _efficiency_source(sources) -> str:

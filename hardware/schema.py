@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from hardware.kernel_models import ATTENTION_BACKENDS
 from hardware.types import DTYPES
 from hardware.units import UnitError, parse_quantity
 from sim.errors import HardwareError
@@ -51,8 +52,12 @@ ATTENTION_KERNELS = {
     "block_q": F("int", False), "block_k": F("int", False), "kv_block": F("int", False),
     "prefill_seq_overhead": F("qty", False, "time"), "decode_seq_overhead": F("qty", False, "time"),
     "decode_memory_bandwidth": F("fraction", False), "floor": F("qty", False, "time"),
-    "sharpness": F("nonneg", False),
+    "sharpness": F("nonneg", False), "attention_max": F("fraction", False),
 }
+# [efficiency.attention]: the default model (of the fused kernel named by `kernel`) and one
+# optional sub-table per other fitted kernel ([efficiency.attention.<backend>], same keys)
+ATTENTION_KERNELS = {**ATTENTION_KERNELS, "kernel": F("enum", False, ATTENTION_BACKENDS),
+                     **{b: F("table", False, ATTENTION_KERNELS) for b in ATTENTION_BACKENDS}}
 EFFICIENCY = {
     "matmul_max": F("fraction"), "matmul_half_flops": F("qty", arg="flops"),
     "attention_max": F("fraction"), "memory_bandwidth": F("fraction"),
@@ -76,7 +81,8 @@ NCCL = {  # hardware.kernel_models.NcclModel: NCCL protocol regimes over this li
     "ll_bandwidth": F("fraction"), "simple_latency": F("qty", arg="time"),
     "simple_step_latency": F("qty", arg="time"), "simple_bandwidth": F("fraction"),
     "nvls_bandwidth": F("fraction", False), "nvls_latency": F("qty", False, "time"),
-    "group_half": F("nonneg", False),
+    "group_half": F("nonneg", False), "p2p_latency": F("qty", False, "time"),
+    "p2p_bandwidth": F("fraction", False),
 }
 LINK = {
     "name": F("str"), "kind": F("enum", False, ("link",)),

@@ -86,13 +86,19 @@ def kernel_models_raw(e) -> dict:
                          "cache_speedup": float(m.cache_speedup),
                          "sharpness": float(m.sharpness)}
     if e.attention is not None:
-        t = e.attention
-        out["attention"] = {
-            "block_q": t.block_q, "block_k": t.block_k, "kv_block": t.kv_block,
-            "prefill_seq_overhead": q(t.prefill_seq_s, "time"),
-            "decode_seq_overhead": q(t.decode_seq_s, "time"),
-            "decode_memory_bandwidth": float(t.decode_memory_bandwidth),
-            "floor": q(t.floor_s, "time"), "sharpness": float(t.sharpness)}
+        out["attention"] = {**_attention_raw(e.attention), "kernel": e.attention.kernel,
+                            **{b: _attention_raw(m) for b, m in e.attention.backends}}
+    return out
+
+
+def _attention_raw(t) -> dict:
+    out = {"block_q": t.block_q, "block_k": t.block_k, "kv_block": t.kv_block,
+           "prefill_seq_overhead": q(t.prefill_seq_s, "time"),
+           "decode_seq_overhead": q(t.decode_seq_s, "time"),
+           "decode_memory_bandwidth": float(t.decode_memory_bandwidth),
+           "floor": q(t.floor_s, "time"), "sharpness": float(t.sharpness)}
+    if t.attention_max is not None:
+        out["attention_max"] = float(t.attention_max)
     return out
 
 
@@ -101,6 +107,9 @@ def nccl_raw(n) -> dict:
            "ll_bandwidth": float(n.ll_bandwidth), "simple_latency": q(n.simple_latency_s, "time"),
            "simple_step_latency": q(n.simple_step_s, "time"),
            "simple_bandwidth": float(n.simple_bandwidth), "group_half": float(n.group_half)}
+    if n.p2p_bandwidth > 0:
+        out["p2p_latency"] = q(n.p2p_latency_s, "time")
+        out["p2p_bandwidth"] = float(n.p2p_bandwidth)
     if n.nvls_bandwidth > 0:
         out["nvls_bandwidth"] = float(n.nvls_bandwidth)
         out["nvls_latency"] = q(n.nvls_latency_s, "time")

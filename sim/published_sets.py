@@ -17,8 +17,9 @@ Four sets, each predicted under the software stack it was measured with (issue 1
 - **DistServe / vLLM iteration fits** (DistServe artifact, A100 80GB, OPT-13B/66B) under
   ``distserve-2024`` / ``vllm-0.2``: the fitted formulas evaluated on a fixed grid of
   iterations (prefill of one sequence of 128-2048 tokens; decode of 1-256 sequences at
-  context 512) vs ``forward_time`` + the stack's iteration overheads. OPT's ReLU FFN is
-  priced as GELU (same GEMMs; the activation is a negligible elementwise pass).
+  context 512, only batches whose KV cache fits the GPUs: ``decode_fits``) vs
+  ``forward_time`` + the stack's iteration overheads. OPT's ReLU FFN is priced as GELU (same
+  GEMMs; the activation is a negligible elementwise pass).
 
 Error = (predicted - measured) / measured. Per set: count, MAPE, median signed error, Spearman
 rank correlation, worst rows. Nothing here is fitted: the stacks' settings cite their own
@@ -195,6 +196,8 @@ def serving_table():
                 n_ops = ops_per_iteration(model, tp, 1)
                 for phase, xs in (("prefill", PREFILL_LENS), ("decode", DECODE_BATCHES)):
                     for x in xs:
+                        if phase == "decode" and not decode_fits(model, tp, x, cluster):
+                            continue  # the fit is extrapolated there: no engine ran it
                         kw = ({"prefill_lens": [x], "prefill_ctx": [0]} if phase == "prefill"
                               else {"decode_kv_lens": [DECODE_CTX] * x})
                         gpu = forward_time(model, cluster, tp=tp, dtype="fp16", stack=stack,
@@ -205,6 +208,23 @@ def serving_table():
                                      "phase": phase, "x": x, "measured": meas,
                                      "predicted": pred, "error": pred / meas - 1})
     return pd.DataFrame(rows)
+
+
+# vLLM's default gpu_memory_utilization (vLLM 0.2 EngineArgs, docs): the fraction of each
+# GPU's memory for weights, activations and the KV cache; used for both engines' grids.
+GPU_MEMORY_UTILIZATION = 0.9
+
+
+def decode_fits(model, tp: int, batch: int, cluster) -> bool:
+    """Whether ``batch`` sequences of ``DECODE_CTX`` tokens of KV cache fit beside the fp16
+    weights on each of ``tp`` GPUs. Grid points beyond it are extrapolations of the fitted
+    formula (an engine would preempt or swap instead of running that batch), not
+    measurements, so they are left out of the comparison (OPT-13B at TP 1 from batch 128,
+    OPT-66B at TP 2 from batch 32, ...)."""
+    from sim.costs.kvcache import kv_cache_bytes
+
+    room = GPU_MEMORY_UTILIZATION * cluster.accelerator.memory_bytes - 2 * model.params_total / tp
+    return kv_cache_bytes(model, DECODE_CTX, batch, 2, tp) <= room
 
 
 # --- all sets ------------------------------------------------------------------------------

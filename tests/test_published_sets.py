@@ -84,3 +84,15 @@ def test_the_committed_published_table_is_current_for_sc21_and_llama3():
         list(fresh["predicted"]), rel=1e-9), (
         "costs changed: rerun `clustersim validate --published` and commit validation/, "
         "docs/published-validation.md and sim/data/bands.json")
+
+
+def test_decode_grid_points_whose_kv_cache_cannot_fit_are_left_out():
+    from hardware import Cluster
+    from sim.published_sets import _opt, decode_fits
+
+    one = Cluster.for_gpus("dgx-a100-80gb", 1)
+    # OPT-13B fp16 (26 GB) on one 80 GiB A100: 0.82 MB of KV per token, room for ~56K tokens
+    assert decode_fits(_opt("facebook/opt-13b"), 1, 64, one)  # 32K tokens
+    assert not decode_fits(_opt("facebook/opt-13b"), 1, 128, one)  # 64K tokens
+    df = serving_table()
+    assert df[(df.model == "facebook/opt-66b") & (df.tp == 2) & (df.phase == "decode")].x.max() == 8

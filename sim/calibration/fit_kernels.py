@@ -9,11 +9,16 @@ measured)`` over the rows of one GPU (the formulas are ``sim.costs.kernels``', v
   p-norm sharpness, split-K floor (``min_wave``).
 - memory-bound: HBM fraction and floor per class (norm, act, rope, residual), the L2 term
   per-kernel floor, sharpness.
-- attention: ``attention_max`` (prefill), decode KV-stream fraction, per-sequence prefill and
+- attention, one fit per kernel implementation (``rows.attention_backend``: FlashInfer and
+  FlashAttention-2 over a paged cache run the same shapes ~2x apart, so one model for both fits
+  neither): ``attention_max`` (prefill), decode KV-stream fraction, per-sequence prefill and
   decode costs, per-call floor, sharpness.
 
-Held-out error is leave-one-model-out: each profiled model's rows are predicted by a fit on
-the other models' rows. Catalog values are the fit on all rows.
+Held-out error is leave-one-model-out for GEMM and memory-bound kernels: each profiled model's
+rows are predicted by a fit on the other models' rows. Each attention backend was profiled on
+one model only, so its held-out error is leave-one-fifth-out: each contiguous fifth of every
+(backend, phase) sweep is predicted by a fit on the other four fifths. Catalog values are the
+fit on all rows; the default attention model is the first fitted of ``DEFAULT_ATTENTION``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from hardware.kernel_models import (
     MemoryKernelModel,
 )
 from hardware.types import Accelerator, FrozenMap
-from sim.calibration.rows import model_key, row_op
+from sim.calibration.rows import attention_backend, model_key, row_op
 from sim.costs.kernels import attention_padding, memory_class
 from sim.errors import ConfigError
 
@@ -39,6 +44,10 @@ GROUPS = {"gemm": ("gemm",), "memory": ("norm", "act", "rope", "residual_add"),
           "attention": ("attn_prefill", "attn_decode")}
 BASE_TILES = ((256, 128), (128, 256), (128, 128), (128, 64), (64, 128), (64, 64))
 MIN_ROWS = 8
+FOLDS = 5
+# the fitted backend that becomes [efficiency.attention] (prices kernels without a fit of their
+# own): an FA2-class kernel over contiguous or paged memory first (the stacks' default is fa2)
+DEFAULT_ATTENTION = ("fa2", "flashinfer", "fa3", "default", "fa1", "fa2-paged")
 
 
 def _pnorm(p: float, *terms: np.ndarray) -> np.ndarray:
@@ -173,43 +182,66 @@ class KernelFit:
 
     def to_dict(self) -> dict:
         return {"accelerator": self.accelerator.name, "parameters": self.params,
-                "heldout": self.heldout, "heldout_method": "leave-one-model-out"}
+                "heldout": self.heldout, "heldout_method": "leave-one-model-out",
+                "attention_heldout_method": "per backend, leave-one-fifth-out of each phase's "
+                                            "sweep"}
 
 
 def fit_accelerator(df: pd.DataFrame, acc: Accelerator, dtype: str = "fp16",
                     holdout: bool = True) -> KernelFit:
-    """Fit every group with enough rows of ``acc.name``; others keep ``acc``'s model."""
+    """Fit every group with enough rows of ``acc.name``; others keep ``acc``'s model.
+    Attention is fitted per backend: params/heldout key ``attention:<backend>``."""
     mine = df[df["gpu"] == acc.name]
     if mine.empty:
         raise ConfigError(f"--accelerator {acc.name}: the profile has no rows for this GPU; "
                           f"it has {', '.join(sorted(df['gpu'].dropna().unique()))}")
     params, heldout, parts = {}, {}, []
-    for group, kinds in GROUPS.items():
-        rows = mine[mine["op_kind"].isin(kinds)]
-        if len(rows) < MIN_ROWS:
-            continue
+    for name, group, rows in _fit_sets(mine):
         f = features(rows, acc, dtype)
         y = rows["measured_s"].to_numpy(float)
         x = fit_group(group, f, y, acc, dtype)
-        params[group] = dict(zip(SPECS[group].names, map(float, x), strict=True))
+        params[name] = dict(zip(SPECS[group].names, map(float, x), strict=True))
         if holdout:
-            pred = _leave_one_model_out(group, rows, f, y, acc, dtype, x)
-            heldout[group] = _stats(pred / y - 1)
+            pred = _heldout(group, rows, f, y, acc, dtype, x)
+            heldout[name] = _stats(pred / y - 1)
             parts.append(rows.assign(group=group, predicted_s=pred))
     return KernelFit(apply_params(acc, params), params, heldout,
                      pd.concat(parts) if parts else pd.DataFrame())
 
 
-def _leave_one_model_out(group, rows, f, y, acc, dtype, start) -> np.ndarray:
-    keys = rows.apply(model_key, axis=1).to_numpy()
+def _fit_sets(mine: pd.DataFrame):
+    """(name, group, rows) of every fit: gemm, memory, attention:<backend>."""
+    for group, kinds in GROUPS.items():
+        rows = mine[mine["op_kind"].isin(kinds)]
+        if group != "attention":
+            if len(rows) >= MIN_ROWS:
+                yield group, group, rows
+            continue
+        backend = rows.apply(attention_backend, axis=1) if len(rows) else rows["op_kind"]
+        for b in sorted(set(backend)):
+            sub = rows[backend == b].assign(backend=b)
+            if len(sub) >= MIN_ROWS:
+                yield f"attention:{b}", group, sub
+
+
+def _heldout(group, rows, f, y, acc, dtype, start) -> np.ndarray:
+    folds = _fifths(rows) if group == "attention" else rows.apply(model_key, axis=1).to_numpy()
     pred = np.full(len(y), np.nan)
-    for key in sorted(set(keys)):
-        out = keys == key
+    for key in sorted(set(folds)):
+        out = folds == key
         if out.all():  # one model only: nothing to hold out against
             continue
         x = fit_group(group, f[~out], y[~out], acc, dtype, start)
         pred[out] = SPECS[group].predict(x, f[out], acc, dtype)
     return pred
+
+
+def _fifths(rows: pd.DataFrame) -> np.ndarray:
+    """Fold of each row: its contiguous fifth of its phase's sweep (in the profile's order)."""
+    phase = rows["op_kind"]
+    rank = phase.groupby(phase).cumcount().to_numpy()
+    size = phase.map(phase.value_counts()).to_numpy()
+    return rank * FOLDS // size
 
 
 def apply_params(acc: Accelerator, params: dict) -> Accelerator:
@@ -234,13 +266,24 @@ def apply_params(acc: Accelerator, params: dict) -> Accelerator:
             floors=FrozenMap(floors), floor_s=max(floors.values()),
             cache_bytes=round(m["cache_mb"], 3) * 1e6, cache_speedup=round(m["cache_speedup"], 4),
             sharpness=round(m["sharpness"], 3))
-    if "attention" in params:
-        a = params["attention"]
+    fitted = {k.split(":", 1)[1]: v for k, v in params.items() if k.startswith("attention:")}
+    if fitted:
+        default = next(b for b in DEFAULT_ATTENTION + tuple(sorted(fitted)) if b in fitted)
         base = e.attention or AttentionKernelModel()
-        changes["attention_max"] = round(a["attention_max"], 4)
+        changes["attention_max"] = round(fitted[default]["attention_max"], 4)
+        backends = tuple(sorted((b, _attention_model(base, a, b, own_max=True))
+                                for b, a in fitted.items() if b != default))
         changes["attention"] = dataclasses.replace(
-            base, prefill_seq_s=round(a["prefill_seq_us"], 3) * 1e-6,
-            decode_seq_s=round(a["decode_seq_us"], 3) * 1e-6,
-            decode_memory_bandwidth=round(a["decode_memory_bandwidth"], 4),
-            floor_s=round(a["floor_us"], 3) * 1e-6, sharpness=round(a["sharpness"], 3))
+            _attention_model(base, fitted[default], default, own_max=False), backends=backends)
     return dataclasses.replace(acc, efficiency=dataclasses.replace(e, **changes))
+
+
+def _attention_model(base: AttentionKernelModel, a: dict, kernel: str,
+                     own_max: bool) -> AttentionKernelModel:
+    return dataclasses.replace(
+        base, prefill_seq_s=round(a["prefill_seq_us"], 3) * 1e-6,
+        decode_seq_s=round(a["decode_seq_us"], 3) * 1e-6,
+        decode_memory_bandwidth=round(a["decode_memory_bandwidth"], 4),
+        floor_s=round(a["floor_us"], 3) * 1e-6, sharpness=round(a["sharpness"], 3),
+        kernel=base.kernel if kernel == "default" else kernel, backends=(),
+        attention_max=round(a["attention_max"], 4) if own_max else None)

@@ -30,6 +30,7 @@ KIND_PATTERNS = (("all_reduce", r"all_?reduce|(^|[_/])AR_"), ("all_gather", r"al
 NAMES = ("ll_latency_us", "ll_step_us", "ll_bandwidth", "simple_latency_us", "simple_step_us",
          "simple_bandwidth", "group_half")
 NVLS_NAMES = ("nvls_bandwidth", "nvls_latency_us")
+P2P_NAMES = ("p2p_latency_us", "p2p_bandwidth")  # fitted where there are send/recv rows
 START = (5.0, 0.5, 0.3, 10.0, 1.0, 0.8, 1.0)
 LOWER = (0.0, 0.0, 0.01, 0.0, 0.0, 0.05, 0.0)
 UPPER = (100.0, 50.0, 1.0, 200.0, 50.0, 1.0, 64.0)
@@ -114,7 +115,7 @@ def _terms(kind: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return steps, factor
 
 
-def predict(x, rows: pd.DataFrame, bw: float, nvls: bool) -> np.ndarray:
+def predict(x, rows: pd.DataFrame, bw: float, nvls: bool, p2p: bool = False) -> np.ndarray:
     ll_lat, ll_step, ll_bw, s_lat, s_step, s_bw, half = x[:7]
     kind, n = rows["op_kind"].to_numpy(), rows["n_gpus"].to_numpy(float)
     size = rows["bytes"].to_numpy(float)
@@ -123,32 +124,46 @@ def predict(x, rows: pd.DataFrame, bw: float, nvls: bool) -> np.ndarray:
     ll = (ll_lat + steps * ll_step) * 1e-6 + factor * size / (bw * ll_bw * share)
     simple = (s_lat + steps * s_step) * 1e-6 + factor * size / (bw * s_bw * share)
     t = np.minimum(ll, simple)
+    rest = list(x[7:])
+    if p2p:
+        p_lat, p_bw = rest[:2]
+        rest = rest[2:]
+        t_p2p = np.minimum((ll_lat + ll_step) * 1e-6 + size / (bw * ll_bw),
+                           p_lat * 1e-6 + size / (bw * p_bw))
+        t = np.where(kind == "send_recv", t_p2p, t)
     if nvls:
-        nv_bw, nv_lat = x[7:9]
+        nv_bw, nv_lat = rest[:2]
         t_nv = nv_lat * 1e-6 + size / (bw * nv_bw)
         t = np.where(kind == "all_reduce", np.minimum(t, t_nv), t)
     return t
 
 
-def model_from(x, nvls: bool) -> NcclModel:
+def has_p2p(rows: pd.DataFrame) -> bool:
+    return bool((rows["op_kind"] == "send_recv").any())
+
+
+def model_from(x, nvls: bool, p2p: bool = False) -> NcclModel:
     r = [float(v) for v in x]
+    p = r[7:9] if p2p else [0.0, 0.0]
+    nv = r[9:11] if p2p else r[7:9]
     return NcclModel(
         ll_latency_s=round(r[0], 3) * 1e-6, ll_step_s=round(r[1], 4) * 1e-6,
         ll_bandwidth=round(r[2], 4), simple_latency_s=round(r[3], 3) * 1e-6,
         simple_step_s=round(r[4], 4) * 1e-6, simple_bandwidth=round(r[5], 4),
-        group_half=round(r[6], 4), nvls_bandwidth=round(r[7], 4) if nvls else 0.0,
-        nvls_latency_s=round(r[8], 3) * 1e-6 if nvls else 0.0)
+        group_half=round(r[6], 4), nvls_bandwidth=round(nv[0], 4) if nvls else 0.0,
+        nvls_latency_s=round(nv[1], 3) * 1e-6 if nvls else 0.0,
+        p2p_latency_s=round(p[0], 3) * 1e-6, p2p_bandwidth=round(p[1], 4))
 
 
-def fit(rows: pd.DataFrame, bw: float, nvls: bool, start=None) -> np.ndarray:
+def fit(rows: pd.DataFrame, bw: float, nvls: bool, start=None, p2p: bool = False) -> np.ndarray:
     from scipy.optimize import least_squares
 
     y = np.log(rows["measured_s"].to_numpy(float))
     w = np.sqrt(_weights(rows))
-    x0 = list(START) + ([0.9, 20.0] if nvls else [])
-    lo = list(LOWER) + ([0.05, 0.0] if nvls else [])
-    hi = list(UPPER) + ([1.0, 200.0] if nvls else [])
-    res = least_squares(lambda x: w * (np.log(predict(x, rows, bw, nvls)) - y),
+    x0 = list(START) + ([8.0, 0.7] if p2p else []) + ([0.9, 20.0] if nvls else [])
+    lo = list(LOWER) + ([0.0, 0.05] if p2p else []) + ([0.05, 0.0] if nvls else [])
+    hi = list(UPPER) + ([200.0, 1.0] if p2p else []) + ([1.0, 200.0] if nvls else [])
+    res = least_squares(lambda x: w * (np.log(predict(x, rows, bw, nvls, p2p)) - y),
                         np.array(x0 if start is None else start, float), bounds=(lo, hi),
                         x_scale="jac")
     return res.x
@@ -166,15 +181,16 @@ def decade(nbytes) -> np.ndarray:
     return np.floor(np.log10(np.asarray(nbytes, float))).astype(int)
 
 
-def leave_one_decade_out(rows: pd.DataFrame, bw: float, nvls: bool, start) -> np.ndarray:
+def leave_one_decade_out(rows: pd.DataFrame, bw: float, nvls: bool, start,
+                         p2p: bool = False) -> np.ndarray:
     d = decade(rows["bytes"])
     pred = np.full(len(rows), np.nan)
     for k in sorted(set(d)):
         out = d == k
         if out.all():
             continue
-        x = fit(rows[~out], bw, nvls, start)
-        pred[out] = predict(x, rows[out], bw, nvls)
+        x = fit(rows[~out], bw, nvls, start, p2p)
+        pred[out] = predict(x, rows[out], bw, nvls, p2p)
     return pred
 
 
@@ -190,23 +206,33 @@ class NcclFit:
                 "heldout_method": "leave-one-size-decade-out"}
 
 
-def fit_link(rows: pd.DataFrame, bw: float, nvls: bool) -> NcclFit:
-    """Fit on ``rows`` (in-node collectives over a fabric of per-GPU bandwidth ``bw``)."""
+def fit_link(rows: pd.DataFrame, bw: float, nvls: bool,
+             check: pd.DataFrame | None = None) -> NcclFit:
+    """Fit on ``rows`` (in-node collectives over a fabric of per-GPU bandwidth ``bw``);
+    ``check`` rows (another measurement of the same fabric) are predicted by the fit on all of
+    ``rows`` and reported with them (``fitted`` False), never fitted."""
     from sim.calibration.fit_kernels import stats
 
     if len(rows) < 8:
         raise ConfigError(f"only {len(rows)} in-node collective rows: need at least 8 sizes to "
                           "fit the NCCL model")
-    x = fit(rows, bw, nvls)
-    pred = leave_one_decade_out(rows, bw, nvls, x)
+    p2p = has_p2p(rows)
+    x = fit(rows, bw, nvls, p2p=p2p)
+    pred = leave_one_decade_out(rows, bw, nvls, x, p2p)
     y = rows["measured_s"].to_numpy(float)
     err = pred / y - 1
     ok = ~np.isnan(err)
     small = ok & (rows["bytes"].to_numpy(float) <= 64 * 1024)
-    names = NAMES + (NVLS_NAMES if nvls else ())
+    names = NAMES + (P2P_NAMES if p2p else ()) + (NVLS_NAMES if nvls else ())
     heldout = {"all": stats(err[ok]), "le_64KiB": stats(err[small]) if small.any() else None}
-    return NcclFit(model_from(x, nvls), dict(zip(names, map(float, x), strict=True)), heldout,
-                   rows.assign(predicted_s=pred))
+    out = rows.assign(predicted_s=pred, fitted=True)
+    if check is not None and len(check):
+        out = pd.concat([out, check.assign(predicted_s=predict(x, check, bw, nvls, p2p),
+                                           fitted=False)], ignore_index=True)
+        e = (out.loc[~out["fitted"], "predicted_s"] / out.loc[~out["fitted"], "measured_s"] - 1)
+        heldout["not_fitted"] = stats(e.to_numpy(float))
+    return NcclFit(model_from(x, nvls, p2p), dict(zip(names, map(float, x), strict=True)),
+                   heldout, out)
 
 
 def has_nvls(link) -> bool:

@@ -82,6 +82,21 @@ def row_op(row, dtype: str = "bf16") -> Op:
     return ops[name]
 
 
+def attention_backend(row) -> str:
+    """Which fused attention kernel measured an attention row: the ``attention_kernel`` column
+    where the profile has one, else read from the row's ``notes`` (kernels.csv names the
+    Sarathi-Serve backend there), else "default"."""
+    given = row.get("attention_kernel")
+    if isinstance(given, str) and given.strip():
+        return given.strip()
+    notes = str(row.get("notes") or "").lower()
+    if "flashinfer" in notes:
+        return "flashinfer"
+    if "flash_attn_with_kvcache" in notes:
+        return "fa2-paged"  # FlashAttention-2 over the paged KV cache (sim.stack: fa2-paged)
+    return "default"
+
+
 def model_key(row) -> str:
     """What leave-one-model-out holds out together (the profiled model; GEMM rows too)."""
     m = row.get("model")

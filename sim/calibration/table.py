@@ -8,7 +8,9 @@ Per (source, GPU, op kind): row count, median and p90 |error|, median signed err
   saturating matmul efficiency, one HBM fraction, a flat 4 us per op; alpha-beta collectives
   at the link's line rate);
 - *after*: rows the fit did not see: kernels predicted by a fit on the other models
-  (leave-one-model-out), collectives by a fit on the other message-size decades
+  (leave-one-model-out); attention, fitted per kernel implementation (``backend``) and each
+  profiled on one model only, by a fit on the other four fifths of its backend's sweeps
+  (leave-one-fifth-out); collectives by a fit on the other message-size decades
   (leave-one-size-decade-out).
 
 Collectives are in-node only (the inter-node rows of the data are excluded there: their fabric
@@ -31,6 +33,7 @@ from sim.costs.timing import op_time
 
 BEFORE = Path(__file__).resolve().parents[2] / "validation" / "kernels" / "before"
 SMALL = 64 * 1024
+LARGE = 1 << 20
 
 
 def _before_kernels(rows: pd.DataFrame) -> np.ndarray:
@@ -65,6 +68,11 @@ def _summary(frame: pd.DataFrame, keys: list[str]) -> list[dict]:
             es = (g.loc[small, "predicted_s"] / g.loc[small, "measured_s"] - 1).dropna()
             row["count_le_64KiB"] = int(len(es))
             row["after_median_abs_error_le_64KiB"] = float(np.median(np.abs(es)))
+        large = g["bytes"].fillna(0) >= LARGE if "bytes" in g else None
+        if large is not None and large.any():
+            el = (g.loc[large, "predicted_s"] / g.loc[large, "measured_s"] - 1).dropna()
+            row["count_ge_1MiB"] = int(len(el))
+            row["after_median_abs_error_ge_1MiB"] = float(np.median(np.abs(el)))
         out.append(row)
     return out
 
@@ -78,8 +86,9 @@ def kernel_table(data_dir: Path) -> tuple[list[dict], dict]:
         r["before_s"] = _before_kernels(r)
         frames.append(r)
     rows = pd.concat(frames, ignore_index=True)
+    rows["backend"] = rows["backend"].fillna("") if "backend" in rows else ""
     groups = {f"{g}:{grp}": s for g, f in fits.items() for grp, s in f.heldout.items()}
-    return _summary(rows, ["source", "gpu", "op_kind"]), groups
+    return _summary(rows, ["source", "gpu", "op_kind", "backend"]), groups
 
 
 def collective_table(data_dir: Path) -> tuple[list[dict], dict]:
@@ -92,10 +101,11 @@ def collective_table(data_dir: Path) -> tuple[list[dict], dict]:
             sysname = {"h200-sxm": "hgx-h200"}.get(gpu, system)
             r.loc[g.index, "before_s"] = _before_collectives(g, sysname)
         r["source"] = r["source"].where(~r["source"].str.startswith("AR_GPU"), "vtrain")
+        r["heldout"] = r["fitted"].map({True: "size decade", False: "whole source"})
         frames.append(r)
     rows = pd.concat(frames, ignore_index=True)
     summary = {link: f.heldout for link, f in fits.items()}
-    return _summary(rows, ["source", "gpu", "op_kind"]), summary
+    return _summary(rows, ["source", "gpu", "op_kind", "heldout"]), summary
 
 
 def build(data_dir: Path) -> dict:
@@ -104,7 +114,8 @@ def build(data_dir: Path) -> dict:
     return {"data": catalog.data_version(data_dir), "kernels": kernels,
             "kernel_heldout": kernel_groups, "collectives": colls,
             "collective_heldout": coll_groups,
-            "method": {"kernels": "leave-one-model-out", "collectives":
+            "method": {"kernels": "leave-one-model-out", "attention":
+                       "per backend, leave-one-fifth-out of each phase's sweep", "collectives":
                        "leave-one-size-decade-out (in-node rows)"}}
 
 
@@ -116,22 +127,30 @@ def _pct(x) -> str:
 def markdown(doc: dict) -> str:
     head = ("| source | GPU | op kind | n | before median abs | before p90 | before median "
             "signed | after median abs | after p90 | after median signed | <=64 KiB n | "
-            "<=64 KiB after median abs |\n|" + "---|" * 12)
+            "<=64 KiB after median abs | >=1 MiB n | >=1 MiB after median abs |\n|"
+            + "---|" * 14)
     lines = ["# Kernel and collective validation (rows the fit did not see)", "",
              f"Data: `../shared/data` ({doc['data']}). Produced by "
              "`clustersim validate --kernels --data ../shared/data`.", "",
              "Error = predicted / measured - 1 (negative: clustersim too fast). *Before*: the "
-             "pre-#12 defaults (validation/kernels/before). *After*: kernels leave-one-model-out, "
-             "collectives leave-one-size-decade-out.", ""]
+             "pre-#12 defaults (validation/kernels/before). *After*: kernels leave-one-model-out; "
+             "attention per backend (its own fitted model, selected by the stack's "
+             "attention_kernel), leave-one-fifth-out of each phase's sweep (each backend was "
+             "profiled on one model); collectives leave-one-size-decade-out.", ""]
     for title, key in (("Kernels", "kernels"), ("Collectives (in one node)", "collectives")):
         lines += [f"## {title}", "", head]
         for r in doc[key]:
-            cells = [r["source"], r["gpu"], r["op_kind"], str(r["count"]),
+            tag = r.get("backend") or ("" if r.get("heldout", "size decade") == "size decade"
+                                       else "not fitted: other source")
+            kind = r["op_kind"] + (f" ({tag})" if tag else "")
+            cells = [r["source"], r["gpu"], kind, str(r["count"]),
                      _pct(r["before_median_abs_error"]), _pct(r["before_p90_abs_error"]),
                      _pct(r["before_median_signed_error"]), _pct(r["after_median_abs_error"]),
                      _pct(r["after_p90_abs_error"]), _pct(r["after_median_signed_error"]),
                      str(r.get("count_le_64KiB", "")),
-                     _pct(r.get("after_median_abs_error_le_64KiB"))]
+                     _pct(r.get("after_median_abs_error_le_64KiB")),
+                     str(r.get("count_ge_1MiB", "")),
+                     _pct(r.get("after_median_abs_error_ge_1MiB"))]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Held-out summary per fit", ""]

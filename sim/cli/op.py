@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+from hardware.kernel_models import ATTENTION_BACKENDS
 from sim.cli.common import add_json_flag, emit_json, fmt_time, table
 from sim.cli.flags import FlagValueError, int_flag, parse_int, pos_int
 
@@ -89,6 +90,9 @@ def _attention(sub) -> None:
     p.add_argument("--context", type=int_flag(0, 2**22), required=True,
                    help="tokens already in each sequence's KV cache")
     p.add_argument("--tp", type=pos_int(1024), default=1)
+    p.add_argument("--attention-kernel", choices=ATTENTION_BACKENDS, default=None,
+                   help="fused kernel (a stack's attention_kernel): its fitted model where the "
+                        "accelerator has one (default: the accelerator's default model)")
     _common(p, dtype="fp16")
     p.set_defaults(func=run_attention)
 
@@ -145,8 +149,9 @@ def run_attention(args) -> int:
     from sim.costs.opquery import attention
 
     doc = attention(args.model, args.accelerator, args.phase, args.batch, args.q_len,
-                    args.context, args.tp, args.dtype)
-    return _emit(args, doc, [("time", fmt_time(doc["time_s"])), ("bound", doc["bound"])])
+                    args.context, args.tp, args.dtype, args.attention_kernel)
+    return _emit(args, doc, [("time", fmt_time(doc["time_s"])), ("bound", doc["bound"]),
+                             ("attention model", str(doc["attention_model"]))])
 
 
 def run_collective(args) -> int:

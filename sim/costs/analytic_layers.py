@@ -108,9 +108,9 @@ def _price(ops, plan, cluster, acc) -> PartCost:
             key = _PASS_OF.get(op.pass_, "fwd")
             comm_by_pass[key] = comm_by_pass.get(key, 0.0) + t
             continue
-        t = op_time(op, acc, plan.dtype)
+        t = op_time(op, acc, plan.dtype, stack_effects.attention_kernel(st))
         if st is not None:
-            t = stack_effects.op_factor(op, st, plan.flash_attention) * t
+            t = stack_effects.op_factor(op, st, plan.flash_attention, acc) * t
         times[_PASS_OF.get(op.pass_, "fwd")] += t
         if op.kind == "attention" and op.pass_ != "recompute":
             attention += t

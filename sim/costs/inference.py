@@ -37,7 +37,7 @@ from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer, linear_st
 from sim.costs.layout import StageLayout
 from sim.costs.lowering import dtype_bytes, lower_embedding, lower_head, lower_layer
 from sim.costs.moe import expected_experts_touched
-from sim.costs.stack_effects import op_factor
+from sim.costs.stack_effects import attention_kernel, op_factor
 from sim.costs.timing import op_time, op_time_parts
 from sim.errors import ConfigError
 from sim.model.config import ModelConfig
@@ -153,10 +153,12 @@ class _Pricer:
                 dt = self.comm(op)
                 com += dt
             else:
-                k = 1.0 if self.plan.stack is None else op_factor(op, self.plan.stack, True)
-                tc, tm = op_time_parts(op, self.acc, self.dtype)
+                st = self.plan.stack
+                k = 1.0 if st is None else op_factor(op, st, True, self.acc)
+                kern = attention_kernel(st)
+                tc, tm = op_time_parts(op, self.acc, self.dtype, kern)
                 c, mem = c + k * tc * op.count, mem + k * tm * op.count
-                dt = k * op_time(op, self.acc, self.dtype)
+                dt = k * op_time(op, self.acc, self.dtype, kern)
             t += dt
         return t, c, mem, com
 

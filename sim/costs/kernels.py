@@ -16,7 +16,9 @@ caller adds ``kernel_overhead_s``), from the accelerator's kernel models
 - Attention (Dao 2023, FlashAttention-2, Alg. 1): prefill FLOPs padded to the (block_q x
   block_k) tiles of each sequence's causal score matrix at ``attention_max`` of peak; decode
   reads each sequence's KV cache padded to paged blocks (Kwon et al. 2023) at
-  ``decode_memory_bandwidth``; a fixed cost per sequence and a per-call floor.
+  ``decode_memory_bandwidth``; a fixed cost per sequence and a per-call floor. Each fused
+  kernel implementation (FlashAttention-2 over a paged cache, FlashInfer, ...) has its own
+  fitted model where the data has its rows; the stack's ``attention_kernel`` selects it.
 
 Compute and memory time (and the floor) are joined by a p-norm ``(a^p + b^p)^(1/p)`` whose
 ``sharpness`` p is fitted (p -> infinity is the roofline max of Williams et al. 2009; measured
@@ -137,14 +139,18 @@ def attention_padding(op, a) -> tuple[float, float, int, int]:
             n_prefill, n_decode)
 
 
-def attention_time(op, acc: Accelerator, dtype: str = "bf16") -> tuple[float, float, float]:
-    """(time, compute, memory) of one fused attention call over ``op.seqs``."""
+def attention_time(op, acc: Accelerator, dtype: str = "bf16",
+                   kernel: str | None = None) -> tuple[float, float, float]:
+    """(time, compute, memory) of one fused attention call over ``op.seqs``, priced by the
+    model fitted for ``kernel`` (the stack's attention kernel) where the accelerator has one,
+    else by its default attention model."""
     e = acc.efficiency
-    a = e.attention
+    a = e.attention.select(kernel)
     pad_flops, pad_bytes, n_prefill, n_decode = attention_padding(op, a)
     if not op.seqs:  # no per-sequence detail (a bare Op): one sequence, no padding
         n_prefill = 1
-    t_c = op.flops * pad_flops / (acc.peak(dtype) * e.attention_max) if op.flops > 0 else 0.0
+    rate = acc.peak(dtype) * (a.attention_max or e.attention_max)
+    t_c = op.flops * pad_flops / rate if op.flops > 0 else 0.0
     t_m = op.bytes * pad_bytes / (acc.memory_bandwidth * a.decode_memory_bandwidth)
     t = pnorm(a.sharpness, a.floor_s, t_c, t_m) + n_prefill * a.prefill_seq_s \
         + n_decode * a.decode_seq_s

@@ -19,6 +19,10 @@ per-protocol efficiency, and runs the fastest. We keep two protocol regimes per 
   >= 2.17) reduces in the switch: each GPU sends and receives S once at ``nvls_bandwidth``.
 - ``group_half`` is fitted: small groups reach a lower share of the per-GPU NVSwitch bandwidth
   (measured bus bandwidth at 256 MiB on H100 rises from ~300 GB/s at n=2 to ~410 at n=8).
+- send/recv is not a ring: NCCL runs it on the p2p transport (src/transport/p2p.cc), one copy
+  to one peer with no ring steps and no group share, so where the link's model has the p2p
+  terms it is ``min(LL, p2p_latency + S / (B * p2p_bandwidth))`` (fitted on send/recv rows:
+  ~76% of the per-direction NVLink rate at 64 MiB on A100 and H100, against ~65% for a ring).
 - ``B`` is the per-hop bottleneck bandwidth of the group (``Cluster.ring_bandwidth``); groups
   that leave the node add the cluster's per-hop path latency to every step.
 """
@@ -58,6 +62,14 @@ def protocol_time(nccl: NcclModel, steps: float, factor: float, size: float, n: 
     return min(ll, simple)
 
 
+def p2p_time(nccl: NcclModel, size: float, bw: float, extra_step_s: float = 0.0) -> float | None:
+    """send/recv on the p2p transport (module docstring); None when the link has no p2p terms."""
+    if nccl.p2p_bandwidth <= 0:
+        return None
+    ll = nccl.ll_latency_s + nccl.ll_step_s + extra_step_s + size / (bw * nccl.ll_bandwidth)
+    return min(ll, nccl.p2p_latency_s + extra_step_s + size / (bw * nccl.p2p_bandwidth))
+
+
 def nvls_time(nccl: NcclModel, size: float, n: int, bw: float) -> float | None:
     """NVLink SHARP all-reduce (NVSwitch multicast + in-switch reduction): S out and S back
     per GPU; None when the link has no NVLS."""
@@ -74,7 +86,8 @@ def algorithm_times(kind: str, size: float, n: int, nodes: int, bw: float, nccl:
     if kind == "all_to_all":
         return {"pairwise": out["ring"]}
     if kind == "send_recv":
-        return {"p2p": out["ring"]}
+        p2p = p2p_time(nccl, size, bw, extra_step_s)
+        return {"p2p": out["ring"] if p2p is None else p2p}
     if kind == "all_reduce":
         if nodes > 1:
             t_steps, t_factor = tree_terms(n, nodes)

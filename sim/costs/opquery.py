@@ -13,14 +13,16 @@ from __future__ import annotations
 from hardware import get_accelerator, get_system
 from sim.costs.inference import attention_op, forward_time
 from sim.costs.nccl import ring_terms
+from sim.costs.stack_effects import kernel_factor
 from sim.costs.timing import kernel_time, op_time_parts
 from sim.errors import ConfigError
 from sim.ops import Op
 
 
-def _op_doc(op: Op, acc, dtype: str) -> dict:
-    t = kernel_time(op, acc, dtype)
-    tc, tm = op_time_parts(op, acc, dtype)
+def _op_doc(op: Op, acc, dtype: str, kernel: str | None = None) -> dict:
+    k = 1.0 if kernel is None else kernel_factor(kernel, acc)
+    t = k * kernel_time(op, acc, dtype, kernel)
+    tc, tm = op_time_parts(op, acc, dtype, kernel)
     flops, nbytes = op.total_flops, op.total_bytes
     return {"time_s": t, "flops": flops, "bytes": nbytes,
             "achieved_tflops": flops / t / 1e12 if t > 0 else 0.0,
@@ -77,7 +79,10 @@ LAYER_OPS = {"attn_norm": ("attn_norm",), "qkv": ("qkv",), "rope": ("rope",),
 
 
 def attention(model_name: str, accelerator: str, phase: str, batch: int, q_len: int | None,
-              context: int, tp: int = 1, dtype: str = "fp16") -> dict:
+              context: int, tp: int = 1, dtype: str = "fp16",
+              attention_kernel: str | None = None) -> dict:
+    """One fused attention call, priced by the accelerator's model of ``attention_kernel``
+    (its default model, scaled by the kernel's speed ratio, where it has no own fit)."""
     from sim.model import get_model
 
     q = q_len if q_len is not None else (1 if phase == "decode" else None)
@@ -92,8 +97,12 @@ def attention(model_name: str, accelerator: str, phase: str, batch: int, q_len: 
     if model.n_heads % tp:
         raise ConfigError(f"--tp {tp}: must divide the model's {model.n_heads} attention heads")
     op = attention_op(model, [(q, context)] * batch, tp, dtype)
+    a = acc.efficiency.attention
+    model_of = (a.select(attention_kernel).kernel if a is not None else None)
     return {"model": model.name, "accelerator": acc.name, "phase": phase, "batch": batch,
-            "q_len": q, "context": context, "tp": tp, **_op_doc(op, acc, dtype)}
+            "q_len": q, "context": context, "tp": tp,
+            "attention_kernel": attention_kernel or model_of, "attention_model": model_of,
+            **_op_doc(op, acc, dtype, attention_kernel)}
 
 
 def _ranks(system, gpus: int, nodes: int) -> list[int]:

@@ -1,7 +1,10 @@
 """What a stack's kernels and fusions do to per-op time (pure; used by the cost pricing).
 
-- Attention kernel: the accelerator's ``attention_max`` is a FlashAttention-2-class figure;
-  other fused kernels scale the attention op's time by their published speed ratio to FA2:
+- Attention kernel: where the accelerator has a model fitted for the stack's kernel itself
+  ([efficiency.attention] or a [efficiency.attention.<backend>] sub-table, selected in
+  ``sim.costs.timing.op_time(..., attention_kernel=)``), that model prices it (factor 1).
+  Otherwise the accelerator's default attention model (an FA2-class kernel) prices it, scaled
+  by the kernel's published speed ratio to FA2 over the default model's own ratio:
   FlashAttention-1 takes ~2x as long (Dao 2023, FlashAttention-2, abstract and Fig. 4-5:
   "around 2x faster"), FlashAttention-3 1/1.5 on Hopper (Shah et al. 2024, FlashAttention-3,
   Sec. 4.1: 1.5-2.0x over FA2 in FP16; the low end taken), FlashInfer's prefill/decode kernels
@@ -23,7 +26,10 @@
 
 from __future__ import annotations
 
-KERNEL_TIME_VS_FA2 = {"fa1": 2.0, "fa2": 1.0, "fa3": 1 / 1.5, "flashinfer": 1.0}
+KERNEL_TIME_VS_FA2 = {"fa1": 2.0, "fa2": 1.0, "fa3": 1 / 1.5, "flashinfer": 1.0,
+                     # FA2's flash_attn_with_kvcache over a paged cache: no published ratio; a
+                     # GPU without its own fitted model prices it as FA2
+                     "fa2-paged": 1.0}
 
 # torch.optim.Adam's single-tensor path runs ~6 kernels per parameter tensor (lerp m, mul+
 # addcmul v, sqrt, add eps, addcdiv), each reading and writing fp32 state: about twice the bytes
@@ -31,11 +37,26 @@ KERNEL_TIME_VS_FA2 = {"fa1": 2.0, "fa2": 1.0, "fa3": 1 / 1.5, "flashinfer": 1.0}
 OPTIMIZER_UNFUSED_TRAFFIC = 2.0
 
 
-def op_factor(op, stack, flash: bool) -> float:
-    """Multiplier on a compute op's time under ``stack``."""
-    if op.kind == "attention" and flash:
-        return KERNEL_TIME_VS_FA2.get(stack.attention_kernel, 1.0)
-    return 1.0
+def op_factor(op, stack, flash: bool, acc=None) -> float:
+    """Multiplier on a compute op's time under ``stack`` (on accelerator ``acc``)."""
+    if op.kind != "attention" or not flash:
+        return 1.0
+    return kernel_factor(stack.attention_kernel, acc)
+
+
+def kernel_factor(kernel: str, acc=None) -> float:
+    """Time multiplier of fused attention kernel ``kernel`` on ``acc`` (module docstring)."""
+    model = acc.efficiency.attention if acc is not None else None
+    if model is None:
+        return KERNEL_TIME_VS_FA2.get(kernel, 1.0)
+    if model.own(kernel) is not None:
+        return 1.0
+    return KERNEL_TIME_VS_FA2.get(kernel, 1.0) / KERNEL_TIME_VS_FA2.get(model.kernel, 1.0)
+
+
+def attention_kernel(stack) -> str | None:
+    """The attention kernel that selects the accelerator's attention model (None: default)."""
+    return stack.attention_kernel if stack is not None and stack.flash else None
 
 
 def unfused_extra(ops, stack, acc) -> dict:

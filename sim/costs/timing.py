@@ -83,10 +83,11 @@ def _check(op: Op) -> None:
                           "sim.costs.comm.collective_time over its group, not op_time")
 
 
-def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16") -> tuple[float, float]:
+def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16",
+                  attention_kernel: str | None = None) -> tuple[float, float]:
     """(compute seconds, memory seconds) of ONE repetition of ``op``, before overhead."""
     _check(op)
-    modelled = _kernel_model(op, acc, dtype)
+    modelled = _kernel_model(op, acc, dtype, attention_kernel)
     if modelled is not None:
         return modelled[1], modelled[2]
     t_compute = op.flops / _compute_rate(op, acc, dtype) if op.flops > 0 else 0.0
@@ -114,28 +115,31 @@ def _score_passes(op: Op, acc: Accelerator, dtype: str) -> float:
     return nbytes / (acc.memory_bandwidth * eff.attention_memory_bandwidth)
 
 
-def _kernel_model(op: Op, acc: Accelerator, dtype: str) -> tuple[float, float, float] | None:
+def _kernel_model(op: Op, acc: Accelerator, dtype: str,
+                  attention_kernel: str | None = None) -> tuple[float, float, float] | None:
     """(time, compute, memory) of one repetition from the kernel models, or None when the
-    accelerator has no model for this op's kind (then the roofline below prices it)."""
+    accelerator has no model for this op's kind (then the roofline below prices it).
+    ``attention_kernel`` (the stack's) picks the attention model fitted for that kernel."""
     e = acc.efficiency
     if (op.kind in ("matmul", "router") and e.gemm is not None and op.mnk is not None
             and acc.compute_units is not None):
         m, n, k = op.mnk
         return K.gemm_time(m, n, k, acc, dtype, op.bytes)
     if op.kind == "attention" and e.attention is not None:
-        return K.attention_time(op, acc, dtype)
+        return K.attention_time(op, acc, dtype, attention_kernel)
     if op.kind not in TENSOR_KINDS and e.memory is not None:
         return K.memory_kernel_time(op.bytes, op.flops, K.memory_class(op), acc,
                                     _compute_rate(op, acc, dtype))
     return None
 
 
-def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
+def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",
+                attention_kernel: str | None = None) -> float:
     """Seconds the kernel(s) of ``op`` run on the GPU (all ``op.count`` repetitions), without
     the launch gap: the kernel models where the catalog has them, else the roofline max of
     compute and memory time (Williams et al. 2009) plus the optional CPU per-call terms."""
     _check(op)
-    modelled = _kernel_model(op, accelerator, dtype)
+    modelled = _kernel_model(op, accelerator, dtype, attention_kernel)
     if modelled is not None:
         return op.count * modelled[0]
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
@@ -143,14 +147,15 @@ def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
                        + _score_passes(op, accelerator, dtype))
 
 
-def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> float:
+def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",
+            attention_kernel: str | None = None) -> float:
     """Seconds for ``op`` (all ``op.count`` repetitions): ``kernel_time`` plus one kernel
     launch overhead. Repetitions (the experts of a rank) run as one grouped kernel (Gale et
     al. 2022, MegaBlocks), so they pay one launch but keep the per-GEMM efficiency of their
     size; a CPU profile may set ``repeat_call_s``, the cost of each extra BLAS call (no grouped
     kernel there)."""
     eff = accelerator.efficiency
-    return (kernel_time(op, accelerator, dtype) + eff.kernel_overhead_s
+    return (kernel_time(op, accelerator, dtype, attention_kernel) + eff.kernel_overhead_s
             + (op.count - 1) * eff.repeat_call_s)
 
 

@@ -171,9 +171,10 @@ class TrainWork:
         if op.is_comm:
             ranks = self.group_of(op.group, stage)
             return self.net.call_time(op.collective, op.bytes, ranks) * op.count
-        t = self._op_time(op, self.cluster.accelerator, self.plan.dtype)
         st = self.plan.stack
-        return t * stack_effects.op_factor(op, st, self.plan.flash_attention) if st else t
+        acc = self.cluster.accelerator
+        t = self._op_time(op, acc, self.plan.dtype, stack_effects.attention_kernel(st))
+        return t * stack_effects.op_factor(op, st, self.plan.flash_attention, acc) if st else t
 
     def _compute(self, run: list, part: int, stage: int = 0) -> list[Segment]:
         if not run:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-ATTENTION_KERNELS = ("none", "math", "fa1", "fa2", "fa3", "flashinfer")
+# fa2-paged: FlashAttention-2's flash_attn_with_kvcache over a paged KV cache for prefill and
+# decode (Sarathi-Serve's FLASH_ATTENTION backend; Vidur's A100 attention profiles)
+ATTENTION_KERNELS = ("none", "math", "fa1", "fa2", "fa2-paged", "fa3", "flashinfer")
 GRANULARITIES = ("layer", "parameter")
 CP_COMMS = ("ring", "all_gather")  # TransformerEngine cp_comm_type "p2p" / "all_gather"
 ALGORITHMS = ("ring", "tree", "hierarchical")
@@ -39,7 +41,8 @@ class Field:
 
 FIELDS: tuple[Field, ...] = (
     Field("attention_kernel", "attention", "kernel", "enum", "--attention-kernel",
-          "attention kernel: none/math (scores materialised), fa1, fa2, fa3, flashinfer",
+          "attention kernel: none/math (scores materialised), fa1, fa2, fa2-paged (FA2 over a "
+          "paged KV cache), fa3, flashinfer",
           ATTENTION_KERNELS, serving=True),
     Field("grad_accumulation_fusion", "fusions", "grad_accumulation", "bool",
           "--grad-accumulation-fusion", "weight-gradient GEMMs accumulate into main_grad"),
