@@ -29,6 +29,9 @@ def accelerator_doc(a: Accelerator) -> dict:
             "matmul_max": e.matmul_max, "matmul_half_flops": e.matmul_half_flops,
             "attention_max": e.attention_max, "memory_bandwidth": e.memory_bandwidth,
             "kernel_overhead_s": e.kernel_overhead_s,
+            # fused attention kernels with a model of their own (the first is the default);
+            # a stack's attention_kernel selects one (sim.costs.stack_effects)
+            "attention_kernels": _attention_kernels(e),
         },
         # spec sheet vs achievable: a large GEMM reaches matmul_max x peak, a streaming kernel
         # memory_bandwidth x HBM bandwidth (hardware.types.EfficiencyModel)
@@ -38,6 +41,14 @@ def accelerator_doc(a: Accelerator) -> dict:
         },
         "sources": dict(a.sources),
     }
+
+
+def _attention_kernels(e) -> dict:
+    a = e.attention
+    if a is None:
+        return {}
+    return {a.kernel: e.attention_max,
+            **{b: m.attention_max or e.attention_max for b, m in a.backends}}
 
 
 def link_doc(link: Link) -> dict:

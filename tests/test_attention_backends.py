@@ -158,3 +158,16 @@ def test_op_attention_takes_the_stacks_kernel_and_names_the_model_it_used(capsys
     assert docs["fa2-paged"]["time_s"] == pytest.approx(454e-6, rel=0.08)  # measured 454 us
     assert docs["fa1"]["attention_model"] == "flashinfer"
     assert docs["fa1"]["time_s"] == pytest.approx(2 * docs["flashinfer"]["time_s"], rel=1e-9)
+
+
+def test_hardware_show_lists_the_attention_kernels_with_their_own_models(capsys):
+    import json
+
+    from sim.cli.main import main
+
+    assert main(["hardware", "show", "a100-sxm-80gb", "--json"]) == 0
+    kernels = json.loads(capsys.readouterr().out)["efficiency"]["attention_kernels"]
+    assert kernels == {"flashinfer": 0.5178, "fa2-paged": 0.5141}
+    assert main(["hardware", "show", "h100-sxm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["efficiency"]["attention_kernels"] == {
+        "flashinfer": 0.35}  # FA2-class on Hopper (Shah et al. 2024)

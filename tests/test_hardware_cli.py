@@ -11,7 +11,7 @@ from sim.cli.main import main
 ACCELERATOR_KEYS = {"name", "kind", "vendor", "peak_flops", "memory_bytes", "memory_bandwidth",
                     "efficiency", "achievable", "sources", "compute_units"}
 EFFICIENCY_KEYS = {"matmul_max", "matmul_half_flops", "attention_max", "memory_bandwidth",
-                   "kernel_overhead_s"}
+                   "kernel_overhead_s", "attention_kernels"}
 SYSTEM_KEYS = {"name", "kind", "accelerator", "gpus_per_node", "intra_node", "inter_node",
                "scale_out", "price_per_gpu_hour", "accelerator_spec", "sources"}
 LINK_KEYS = {"name", "kind", "bandwidth", "bandwidth_bidirectional", "latency", "sources"}
