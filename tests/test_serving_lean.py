@@ -87,7 +87,8 @@ def test_rejections_at_the_door_carry_the_same_reasons():
     ({"replicas": 2}, "simpy"), ({"policy": "disaggregated"}, "simpy"),
     ({"preemption": "swap"}, "simpy"),
     ({"draft_model": "tiny-llama", "speculative_tokens": 2}, "simpy")])
-def test_one_dispatch_point_picks_the_lean_engine_only_where_it_is_exact(overrides, engine):
+def test_one_dispatch_point_picks_the_lean_engine_only_where_it_is_exact(overrides, engine,
+                                                                        needs_fast_forward):
     cfg = ServingConfig(**overrides)
     assert api.engine_for(cfg, StepTimer(None, None)) == engine
     assert api.engine_for(cfg, StepTimer(None, None, exact=True)) == "simpy"
