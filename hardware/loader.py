@@ -143,6 +143,7 @@ def _accelerator(c: dict, sources: FrozenMap, where: str, base) -> Accelerator:
         matmul_memory_bandwidth=e.get("matmul_memory_bandwidth"),
         gemv_memory_bandwidth=e.get("gemv_memory_bandwidth"),
         gemv_row_s=e.get("gemv_row", 0.0), repeat_call_s=e.get("repeat_call", 0.0),
+        attention_memory_bandwidth=e.get("attention_memory_bandwidth", 0.0),
         gemm=_gemm(e.get("gemm")), memory=_memory(e.get("memory")),
         attention=_attention(e.get("attention"), where),
     )

@@ -66,6 +66,7 @@ EFFICIENCY = {
     "matmul_half_dim": F("nonneg", False), "matmul_memory_bandwidth": F("fraction", False),
     "gemv_memory_bandwidth": F("fraction", False),
     "gemv_row": F("qty", False, arg="time"), "repeat_call": F("qty", False, arg="time"),
+    "attention_memory_bandwidth": F("fraction", False),
     "gemm": F("table", False, GEMM), "memory": F("table", False, MEMORY_KERNELS),
     "attention": F("table", False, ATTENTION_KERNELS),
 }

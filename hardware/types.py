@@ -84,6 +84,11 @@ class EfficiencyModel:
     # grouped GEMM kernel: one BLAS call per expert slice; a GPU runs one grouped launch).
     gemv_row_s: float = 0.0
     repeat_call_s: float = 0.0
+    # Optional CPU attention term (0 = off for every catalog GPU): eager (math-path) attention
+    # on a CPU runs its two bmms (at attention_max of peak) and then its score passes (scale,
+    # mask, softmax) as separate vector kernels at attention_memory_bandwidth of HBM
+    # bandwidth, so the passes add to the bmm time instead of overlapping it.
+    attention_memory_bandwidth: float = 0.0
     # Per-architecture kernel models (hardware.kernel_models; sim.costs.kernels prices them):
     # None keeps the saturating matmul_efficiency / flat memory_bandwidth above (CPU profiles).
     gemm: GemmModel | None = None

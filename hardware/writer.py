@@ -61,6 +61,8 @@ def accelerator_raw(a: Accelerator, kind: bool = True) -> dict:
     for key in ("gemv_row", "repeat_call"):  # optional CPU call terms: written only when set
         if getattr(e, f"{key}_s") > 0:
             raw["efficiency"][key] = q(getattr(e, f"{key}_s"), "time")
+    if e.attention_memory_bandwidth > 0:  # optional CPU attention term
+        raw["efficiency"]["attention_memory_bandwidth"] = float(e.attention_memory_bandwidth)
     raw["efficiency"].update(kernel_models_raw(e))
     if a.compute_units is not None:
         raw["compute_units"] = a.compute_units

@@ -39,6 +39,9 @@ class Op:
     # attention only: the sequences of the call as (how many, new tokens, cached context)
     # groups, for the per-sequence and per-block terms of sim.costs.kernels.attention_time
     seqs: tuple[tuple[int, int, int], ...] = ()
+    # attention only: score elements an eager (math-path) attention materialises (0: fused
+    # kernel), for the optional CPU attention term of sim.costs.timing
+    scores: float = 0.0
 
     @property
     def is_comm(self) -> bool:

@@ -87,7 +87,9 @@ def _attention_ops(model: ModelConfig, seqs: tuple[tuple[int, int], ...], tp: in
         qo += q_len * heads * (d_qk + d_v) * db
     groups = Counter(seqs)  # identical (new tokens, context) sequences priced together
     grouped = tuple((n, q, c) for (q, c), n in sorted(groups.items()))
-    return Op(name, "attention", flops, kv + qo, "fwd", layer, seqs=grouped), kv
+    # score elements if run eagerly (the CPU reference; a GPU profile ignores them)
+    scores = 0.0 if model.attention.kind == "linear" else flops / (2 * (d_qk + d_v))
+    return Op(name, "attention", flops, kv + qo, "fwd", layer, seqs=grouped, scores=scores), kv
 
 
 def _experts_touched_ops(model: ModelConfig, ops: list[Op], tokens: int, ep: int,

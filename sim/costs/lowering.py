@@ -165,7 +165,8 @@ def _attention_op(c: _Ctx) -> Op:
         elems += 4 * flops / (2 * (d_qk + d_v))
     nbytes = elems * c.db + _dropout_score_bytes(m, s, c.key, flops)
     seqs = ((s.batch, s.seq // c.key.cp, s.kv_len),)  # this rank's query block per sequence
-    return Op("attention", "attention", flops, nbytes, "fwd", c.layer, seqs=seqs)
+    scores = 0.0 if c.key.flash or m.attention.kind == "linear" else flops / (2 * (d_qk + d_v))
+    return Op("attention", "attention", flops, nbytes, "fwd", c.layer, seqs=seqs, scores=scores)
 
 
 def _dropout_score_bytes(m: ModelConfig, s: Shape, key: LayerKey, flops: float) -> float:

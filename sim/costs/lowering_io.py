@@ -74,7 +74,7 @@ def backward_of(op: Op, attention_factor: float) -> tuple[list[Op], list[Op]]:
         return [dx], [dw]
     if op.kind == "attention":
         return [replace(op, name="attention_bwd", flops=op.flops * attention_factor,
-                        bytes=2 * op.bytes, pass_="bwd_input")], []
+                        bytes=2 * op.bytes, scores=2 * op.scores, pass_="bwd_input")], []
     return [replace(op, name=f"{op.name}_bwd", bytes=1.5 * op.bytes, pass_="bwd_input")], []
 
 

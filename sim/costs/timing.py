@@ -27,6 +27,7 @@ from functools import lru_cache
 
 from hardware.types import Accelerator
 from sim.costs import kernels as K
+from sim.dtypes import dtype_bytes
 from sim.errors import ConfigError
 from sim.ops import Op
 
@@ -98,6 +99,22 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16",
     return t_compute, t_memory
 
 
+# passes over the materialised scores of eager attention: scale, mask, softmax read + write
+# (the math path's ~4 passes of sim.costs.lowering._attention_op)
+SCORE_PASSES = 4
+
+
+def _score_passes(op: Op, acc: Accelerator, dtype: str) -> float:
+    """Optional CPU term of ONE repetition (0 unless the profile sets it): eager attention
+    runs its score passes as vector kernels after the bmms, at ``attention_memory_bandwidth``
+    of HBM bandwidth, so they add to the bmm time instead of overlapping it."""
+    eff = acc.efficiency
+    if op.kind != "attention" or eff.attention_memory_bandwidth <= 0 or op.scores <= 0:
+        return 0.0
+    nbytes = SCORE_PASSES * op.scores * dtype_bytes(dtype)
+    return nbytes / (acc.memory_bandwidth * eff.attention_memory_bandwidth)
+
+
 def _kernel_model(op: Op, acc: Accelerator, dtype: str,
                   attention_kernel: str | None = None) -> tuple[float, float, float] | None:
     """(time, compute, memory) of one repetition from the kernel models, or None when the
@@ -126,7 +143,8 @@ def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",
     if modelled is not None:
         return op.count * modelled[0]
     t_compute, t_memory = op_time_parts(op, accelerator, dtype)
-    return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency))
+    return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency)
+                       + _score_passes(op, accelerator, dtype))
 
 
 def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",

@@ -289,11 +289,26 @@ class StepTimer:
             n_p, tok, ctx, n_d, mean, spec = key
             p_lens, p_ctx = (_split(tok, n_p), _split(ctx, n_p)) if n_p else ([], [])
             kv = [mean] * n_d
+        if p_lens and self.stack is not None and self.stack.prefill_batching == "per-request":
+            return self._per_request(p_lens, p_ctx, kv, spec)
         if not spec:
             return self._target(p_lens, p_ctx, kv)
         k = self.spec_k  # verification: k+1 positions per sequence on top of its cache
         t = self._target(p_lens + [k + 1] * len(kv), p_ctx + kv, [])
         return t + self._draft_time(p_lens, p_ctx, kv)
+
+    def _per_request(self, p_lens, p_ctx, kv, spec) -> float:
+        """The stack's ``prefill_batching = "per-request"``: one forward per joining prompt
+        chunk (and its draft prefill), then the running sequences' iteration as priced
+        without prompts; the scheduler's per-iteration time is paid once."""
+        t = sum(self._call(self.model, [n], [c], [], scheduler=False)
+                for n, c in zip(p_lens, p_ctx, strict=True))
+        if spec:
+            t += sum(self._call(self.draft, [n], [c], [], scheduler=False)
+                     for n, c in zip(p_lens, p_ctx, strict=True))
+        if kv:
+            return t + self._price(((), (), tuple(kv), spec))
+        return t + self.stack.scheduler_overhead_s
 
     def _draft_time(self, p_lens, p_ctx, kv) -> float:
         """Draft model: prefill the same prompt chunks, then k sequential decode steps."""
@@ -307,7 +322,7 @@ class StepTimer:
     def _target(self, p_lens, p_ctx, kv) -> float:
         return self._call(self.model, p_lens, p_ctx, kv)
 
-    def _call(self, model, p_lens, p_ctx, kv) -> float:
+    def _call(self, model, p_lens, p_ctx, kv, scheduler: bool = True) -> float:
         if not p_lens and not kv:
             return 0.0
         self.calls += 1
@@ -317,4 +332,4 @@ class StepTimer:
             return _seconds(cost)
         from sim.serving.stackcost import iteration_time
 
-        return iteration_time(_seconds(cost), self.stack, self._n_ops)
+        return iteration_time(_seconds(cost), self.stack, self._n_ops, scheduler)

@@ -13,7 +13,7 @@ File format (one file per stack, the stem is its name)::
                   compute_slowdown
     [collectives] algorithms = ["ring", "tree"]
     [framework]   iteration_overhead_s
-    [serving]     cuda_graphs, scheduler_overhead_s
+    [serving]     cuda_graphs, scheduler_overhead_s, prefill_batching
     [sources]     "<section>" or "<section>.<key>" = "paper / code / dataset that says so"
 
 A training stack sets every training knob, a serving stack every serving knob (the attention

@@ -4,7 +4,8 @@ A stack is the fourth input next to model, plan and hardware: which attention ke
 fusions, what dropout, what overlaps with what (DP gradient buckets, ZeRO-3/FSDP gathers with a
 prefetch depth, TP communication overlap, asynchronous pipeline p2p), which collective
 algorithms the communication library offers, the per-iteration framework overhead, and for
-serving engines CUDA graphs and the scheduler's per-iteration overhead.
+serving engines CUDA graphs, the scheduler's per-iteration overhead and whether the prompts
+joining an iteration run packed into one forward or one forward each.
 
 ``FIELDS`` is the single description of every knob: its TOML section and key, its kind, its
 CLI flag and help. The loader (``sim.stack.loader``), the CLI flags (``sim.cli.stack_flags``) and
@@ -23,6 +24,7 @@ GRANULARITIES = ("layer", "parameter")
 CP_COMMS = ("ring", "all_gather")  # TransformerEngine cp_comm_type "p2p" / "all_gather"
 ALGORITHMS = ("ring", "tree", "hierarchical")
 KINDS = ("training", "serving")
+PREFILL_BATCHING = ("packed", "per-request")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ FIELDS: tuple[Field, ...] = (
           "decode iterations replayed as CUDA graphs (no per-kernel launch cost)", serving=True),
     Field("scheduler_overhead_s", "serving", "scheduler_overhead_s", "nonneg",
           "--scheduler-overhead", "serving scheduler time per iteration, seconds", serving=True),
+    Field("prefill_batching", "serving", "prefill_batching", "enum", "--prefill-batching",
+          "prompts joining an iteration: packed (one forward with the decodes) or per-request "
+          "(one forward per prompt, then one for the decodes)", PREFILL_BATCHING, serving=True),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 
@@ -119,6 +124,7 @@ class Stack:
     launch_overhead_s: float = 0.0
     cuda_graphs: bool = False
     scheduler_overhead_s: float = 0.0
+    prefill_batching: str = "packed"
     sources: tuple = ()  # ((dotted key, source), ...)
 
     @property

@@ -29,7 +29,14 @@ The remaining knobs:
 - the reference server's per-iteration overhead outside model forwards (``serving.
   iteration_overhead`` on the small serving model and workloads of its own): recorded for a
   software stack of the reference implementation, not a hardware knob;
-- attention_max: eager attention (two bmms + softmax) at a few shapes, achieved / peak;
+- attention: eager attention at six shapes (head dims 32-128, 64-512 tokens), fitted as
+  ``t = F / (peak a) + B / (bandwidth w) + c`` (nonnegative least squares on relative error;
+  F the bmm FLOPs, B the bytes of the score passes, ``sim.costs.timing.SCORE_PASSES``): on a
+  CPU the two bmms and the score passes (scale, mask, softmax) are separate kernels one after
+  another, so their times add;
+  a = ``attention_max``, w = ``attention_memory_bandwidth``, c (the call's own dispatch) is
+  left to the per-op overhead. Before: one ``attention_max`` = median achieved / peak over
+  three shapes, which moved 0.19-0.30 between runs and priced d=64 attention ~1.5x slow;
 - communication: ``torch.distributed`` all-reduce on gloo between 2 local processes over
   sizes 4 KiB-8 MiB; ring all-reduce over n=2 costs ``2 alpha + S / B`` (NCCL bus-bandwidth
   convention, ``sim.costs.comm``), so a two-point fit gives alpha and B;
@@ -110,7 +117,7 @@ class Calibration:
     aten_op_overhead_s: float  # per simulated op, forward+backward block alone (reported)
     memory_bandwidth: float  # best elementwise (copy/add) bandwidth over 1-16 MiB
     memory_efficiency: float  # median / best elementwise bandwidth
-    attention_max: float
+    attention_max: float  # bmm rate of eager attention / peak
     link_bandwidth: float
     link_latency: float
     matmul_points: tuple  # ((m, n, k, seconds), ...)
@@ -122,6 +129,7 @@ class Calibration:
     gemv_row_s: float = 0.0  # per output row of a GEMV
     repeat_call_s: float = 0.0  # per extra BLAS call of a repeated op (MoE expert slice)
     node_contention: float = 1.0  # slowdown of each of 2 workers busy at once
+    attention_memory_bandwidth: float = 0.0  # eager attention's score passes / bandwidth
     reference_s: float = 0.0  # the reference GEMM's estimate: the shared time scale
     # the reference server's own seconds per iteration outside model forwards (Python
     # scheduling, KV-slot bookkeeping); recorded for the reference-implementation stack
@@ -189,9 +197,31 @@ def _matmul(t: dict) -> tuple[tuple, object]:
     return points, fit_matmul(points)
 
 
-def _attention(t: dict, peak: float) -> float:
-    effs = [mb.attention_flops(k) / v / peak for k, v in t.items() if k.startswith("attention")]
-    return min(1.0, float(statistics.median(effs)))
+def fit_attention(flops, nbytes, times, peak: float = float("inf")
+                  ) -> tuple[float, float, float]:
+    """(FLOP/s, bytes/s, fixed s) of ``t = F / R + B / W + c``, nonnegative least squares on
+    relative error (each row divided by its time), R at most ``peak`` (the bmms are GEMMs:
+    when the free fit lets the bytes term take their time, R = peak and W, c are refitted);
+    a term the data cannot see is 0 (inf)."""
+    from scipy.optimize import nnls
+
+    t = np.asarray(times, dtype=float)
+    f, b = np.asarray(flops, float), np.asarray(nbytes, float)
+    (inv_r, inv_w, c), _ = nnls(np.stack([f / t, b / t, 1.0 / t], 1), np.ones_like(t))
+    if inv_r * peak < 1:
+        inv_r = 1.0 / peak
+        (inv_w, c), _ = nnls(np.stack([b / t, 1.0 / t], 1), 1.0 - f * inv_r / t)
+    return (1.0 / inv_r if inv_r > 0 else float("inf"),
+            1.0 / inv_w if inv_w > 0 else float("inf"), float(c))
+
+
+def _attention(t: dict, peak: float, bandwidth: float) -> dict:
+    names = [k for k in t if k.startswith("attention")]
+    rate, bw, _ = fit_attention([mb.attention_flops(k) for k in names],
+                                [mb.attention_score_bytes(k) for k in names], [t[k] for k in names],
+                                peak)
+    return {"attention_max": min(1.0, rate / peak),
+            "attention_memory_bandwidth": min(1.0, bw / bandwidth)}
 
 
 def _repeat_call(t: dict, fit) -> float:
@@ -219,15 +249,17 @@ def calibrate(device: str = "cpu", threads: int = 1, quick: bool = False) -> Cal
                                                                        "full"], device=device)
     t = {k: v[""].seconds for k, v in timed.items()}
     points, fit = _matmul(t)
+    bands = _bandwidths(t)
     cal = Calibration(
         device=device, threads=threads, peak_fp32=fit.rate,
         peak_bf16=bf16_peak(device, fit.rate, 256 if quick else 1024),
         matmul_fixed_s=fit.fixed_s, kernel_overhead_s=0.0, inference_overhead_s=0.0,
-        aten_op_overhead_s=0.0, attention_max=_attention(t, fit.rate), link_bandwidth=1.0,
+        aten_op_overhead_s=0.0, link_bandwidth=1.0,
         link_latency=0.0, matmul_points=points, allreduce_points=(),
         matmul_half_dim=fit.half_dim, matmul_fit_rms_log_error=fit.rms_log_error,
         repeat_call_s=_repeat_call(t, fit), reference_s=ref_s,
-        spreads={k: v[""].spread for k, v in timed.items()}, **_bandwidths(t))
+        spreads={k: v[""].spread for k, v in timed.items()}, **bands,
+        **_attention(t, fit.rate, bands["memory_bandwidth"]))
     cal = _with_overhead(cal, t)
     return _with_gloo(cal, threads, quick, load0)
 

@@ -14,7 +14,8 @@ the profile is measured the same way and at the same moments as every other.
   backward on 8 tokens, and a no-grad forward on one token through 16 such blocks (cold
   weights, as in decode): the per-op overhead is what the model's roofline leaves
   unexplained there, divided by the ops the lowering prices;
-- ``attention BxHxSxD``: eager attention (two bmms and a softmax);
+- ``attention BxHxSxD``: eager attention (two bmms, then scale, mask and softmax passes over
+  the scores);
 - ``grouped E``: the reference MoE's grouped linear (``grouped.py``) forward + backward over E
   tiny expert slices: the slope in E is the cost of one BLAS call per expert slice.
 
@@ -31,7 +32,10 @@ POOL_BYTES = 128 << 20
 STREAM_ROWS = (2, 4, 16)
 GEMV_SHAPES = ((1024, 1024), (2048, 2048), (4096, 1024), (1024, 4096), (4096, 512))
 QUICK_GEMV = ((1024, 1024), (2048, 2048), (4096, 512))
-ATTENTION_SHAPES = ((2, 4, 128, 32), (2, 8, 256, 32), (4, 8, 256, 64))
+# head dims 32-128 and 64-512 tokens, so the bmm FLOPs (~ s^2 d) and the score traffic (~ s^2)
+# separate in the fit; the first four are the quick set
+ATTENTION_SHAPES = ((2, 4, 128, 32), (4, 8, 256, 64), (8, 2, 64, 64), (2, 2, 192, 128),
+                    (2, 8, 256, 32), (1, 4, 512, 64))
 GROUPED = (1, 16)  # expert slices
 GROUPED_WIDTH, GROUPED_ROWS = 32, 2  # tiny slices: the call cost, not the math, dominates
 BLOCK_TOKENS = {"train": 8, "infer": 1}
@@ -92,7 +96,7 @@ def attention_cases(device: str, quick: bool) -> dict:
     from sim.validation.layers import eager_attention
 
     out = {}
-    for b, h, s, d in ATTENTION_SHAPES[:2] if quick else ATTENTION_SHAPES:
+    for b, h, s, d in ATTENTION_SHAPES[:4] if quick else ATTENTION_SHAPES:
         q, k, v = (torch.randn(b, h, s, d, device=device) for _ in range(3))
         blocked = torch.zeros(s, s, dtype=torch.bool, device=device)
         out[f"attention {b}x{h}x{s}x{d}"] = (
@@ -103,6 +107,15 @@ def attention_cases(device: str, quick: bool) -> dict:
 def attention_flops(name: str) -> float:
     b, h, s, d = (int(x) for x in name.split()[1].split("x"))
     return 4.0 * b * h * s * s * d  # QK^T and AV: 2*s*s*d each per head
+
+
+def attention_score_bytes(name: str) -> float:
+    """fp32 bytes of the score passes the CPU attention term prices for this eager attention
+    (``sim.costs.timing.SCORE_PASSES`` passes over the b x h x s x s scores)."""
+    from sim.costs.timing import SCORE_PASSES
+
+    b, h, s, d = (int(x) for x in name.split()[1].split("x"))
+    return 4.0 * SCORE_PASSES * b * h * s * s
 
 
 def block_config():

@@ -30,7 +30,9 @@ def accelerator(cal, name: str, memory_bytes: int) -> Accelerator:
                           matmul_half_dim=cal.matmul_half_dim,
                           matmul_memory_bandwidth=cal.gemm_memory_efficiency,
                           gemv_memory_bandwidth=cal.gemv_memory_efficiency,
-                          gemv_row_s=cal.gemv_row_s, repeat_call_s=cal.repeat_call_s)
+                          gemv_row_s=cal.gemv_row_s, repeat_call_s=cal.repeat_call_s,
+                          attention_memory_bandwidth=getattr(cal, "attention_memory_bandwidth",
+                                                             0.0))
     peaks = {"fp32": cal.peak_fp32, "tf32": cal.peak_fp32, "bf16": cal.peak_bf16,
              "fp16": cal.peak_bf16}
     sources = {"memory": "physical memory of the machine", "memory_bandwidth": src,
@@ -38,7 +40,7 @@ def accelerator(cal, name: str, memory_bytes: int) -> Accelerator:
     sources.update({f"efficiency.{k}": src for k in (
         "matmul_max", "matmul_half_flops", "attention_max", "memory_bandwidth",
         "kernel_overhead", "matmul_half_dim", "matmul_memory_bandwidth",
-        "gemv_memory_bandwidth", "gemv_row", "repeat_call")})
+        "gemv_memory_bandwidth", "gemv_row", "repeat_call", "attention_memory_bandwidth")})
     return Accelerator(name=name, vendor=cal.device, peak_flops=peaks, memory_bytes=memory_bytes,
                        memory_bandwidth=cal.memory_bandwidth, efficiency=eff, sources=sources)
 
@@ -126,12 +128,14 @@ algorithms = ["ring"]
 [serving]
 cuda_graphs = false
 scheduler_overhead_s = {overhead!r}
+prefill_batching = "per-request"
 
 [sources]
 "attention" = "sim/validation/layers.py eager_attention: two matmuls and a softmax, scores materialised"
 "collectives" = "one process serves; the gloo cases use torch.distributed's ring all-reduce"
 "serving.cuda_graphs" = "eager PyTorch (no graph capture)"
 "serving.scheduler_overhead_s" = "{where}: sim.validation.serving.iteration_overhead, the reference server's busy time minus its model-forward time per iteration"
+"serving.prefill_batching" = "sim/validation/serving.py RealServer.run: one batch-1 forward per joining request (_prefill), then one forward for the running decodes (_decode)"
 """
 
 
