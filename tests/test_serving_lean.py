@@ -126,3 +126,22 @@ def test_kv_blocks_of_a_decode_run_are_the_boundary_counts_summed(bs):
     assert b.need_sum(60) == int(cum[:60].sum())
     for free in (0, 5, 40, 333):
         assert b.longest(free) == int(np.searchsorted(cum, free, side="right"))
+
+
+@pytest.mark.parametrize("arrival", [np.repeat(np.arange(6) * 0.5, 5), np.zeros(30),
+                                     np.array([0.5, 0.1, 0.3, 2.0, 1.0, 1.0] * 5)])
+def test_simultaneous_and_unsorted_arrivals_are_served_in_the_same_order(arrival):
+    n = len(arrival)
+    w = Workload(arrival, np.arange(1, n + 1) * 37, np.arange(n, 0, -1) * 11)
+    for policy in ("continuous", "prefill-first"):
+        a, b = lean_and_simpy(policy=policy, workload=w, gpu_memory_utilization=0.2,
+                              max_batch=8)
+        assert_same(a, b)
+        assert_same_log(a, b)
+
+
+def test_a_replica_without_kv_memory_rejects_everything_in_both_engines():
+    a, b = lean_and_simpy(policy="continuous", model="llama3-70b", system="dgx-a100-80gb",
+                          num_requests=5, arrival_rate=1)
+    assert a.summary["requests_rejected"] == 5 and a.summary["iterations"] == 0
+    assert_same(a, b)
