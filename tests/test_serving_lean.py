@@ -1,9 +1,12 @@
 """The lean engine (issue 18) gives the SimPy engine's results: the same per-request records
 (timestamps within 1e-9 relative, counts identical), the same summary and the same iteration
 log row for row, over random workloads, policies, token budgets and memory pressure; its
-closed forms (decode-run time, KV blocks per run) equal the step-by-step sums."""
+closed forms (decode-run time, KV blocks per run) equal the step-by-step sums. Serving
+engine stacks (packed or per-request prefills) price through the same corners in both."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,6 +17,7 @@ from sim.serving import Workload, api, simulate_serving
 from sim.serving.config import ServingConfig
 from sim.serving.decoderun import Boundaries, DecodeClock
 from sim.serving.steptime import StepTimer
+from sim.stack.loader import get_stack
 from tests.test_serving_fastforward import assert_same
 
 
@@ -47,12 +51,13 @@ def _workload(seed: int, n: int, rate: float) -> Workload:
 @given(seed=st.integers(0, 2**16), n=st.integers(1, 60), rate=st.sampled_from([0.5, 4, 40]),
        policy=st.sampled_from(["continuous", "prefill-first"]),
        memory=st.sampled_from([0.9, 0.21]), budget=st.sampled_from([None, 2048]),
-       max_batch=st.sampled_from([4, 32]))
+       max_batch=st.sampled_from([4, 32]), stack=st.sampled_from([None, "packed", "per-request"]))
 def test_the_lean_engine_equals_the_simpy_engine_on_random_workloads(
-        seed, n, rate, policy, memory, budget, max_batch):
+        seed, n, rate, policy, memory, budget, max_batch, stack):
+    engine = None if stack is None else replace(get_stack("vllm-2024"), prefill_batching=stack)
     a, b = lean_and_simpy(policy=policy, workload=_workload(seed, n, rate),
                           gpu_memory_utilization=memory, max_batch=max_batch,
-                          max_batched_tokens=budget, seed=seed)
+                          max_batched_tokens=budget, seed=seed, stack=engine)
     assert_same(a, b)
     assert_same_log(a, b)
 
@@ -82,7 +87,8 @@ def test_rejections_at_the_door_carry_the_same_reasons():
     ({"replicas": 2}, "simpy"), ({"policy": "disaggregated"}, "simpy"),
     ({"preemption": "swap"}, "simpy"),
     ({"draft_model": "tiny-llama", "speculative_tokens": 2}, "simpy")])
-def test_one_dispatch_point_picks_the_lean_engine_only_where_it_is_exact(overrides, engine):
+def test_one_dispatch_point_picks_the_lean_engine_only_where_it_is_exact(overrides, engine,
+                                                                        needs_fast_forward):
     cfg = ServingConfig(**overrides)
     assert api.engine_for(cfg, StepTimer(None, None)) == engine
     assert api.engine_for(cfg, StepTimer(None, None, exact=True)) == "simpy"

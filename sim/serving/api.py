@@ -9,29 +9,39 @@ per-request and per-iteration DataFrames and the aggregate summary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ConfigError, PlanError
 from sim.serving import lean, results
 from sim.serving.config import ServingConfig
-from sim.serving.engine import Simulation
 from sim.serving.kvcache import KVBudget, budget
 from sim.serving.lean import LeanSimulation
-from sim.serving.request import Request
 from sim.serving.steptime import StepTimer
 from sim.serving.workload import ArrivalSpec, LengthSpec, Workload, make_workload, read_trace
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
 class ServingResult:
     config: ServingConfig
     summary: dict
-    requests: pd.DataFrame  # one row per request (``results.COLUMNS``)
+    columns: dict = field(repr=False)  # per-request arrays (``results.COLUMNS``)
     logs: list = field(repr=False)  # (replica index, IterLog) per replica
     kv: KVBudget
     _timeline: pd.DataFrame | None = field(default=None, repr=False)
+    _requests: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def requests(self) -> pd.DataFrame:
+        """One row per request (``results.COLUMNS``), built on first use (a run that only
+        reports its summary never imports pandas)."""
+        if self._requests is None:
+            self._requests = results.frame(self.columns)
+        return self._requests
 
     @property
     def timeline(self) -> pd.DataFrame:
@@ -152,20 +162,23 @@ def run_simulation(cfg: ServingConfig, workload: Workload, timer, kv: KVBudget,
     acc = acceptance_rates(cfg.acceptance, len(workload), cfg.seed)
     if engine_for(cfg, timer) == "lean":
         sim = LeanSimulation(cfg, timer, kv.blocks)
-        df = results.records_from_columns(sim.run(
+        cols = results.columns(sim.run(
             workload.arrival_s, workload.prompt_tokens, workload.output_tokens))
     else:
+        from sim.serving.engine import Simulation
+        from sim.serving.request import Request
+
         cols = (workload.arrival_s, workload.prompt_tokens, workload.output_tokens, acc)
         reqs = [Request(i, t, p, o, a) for i, (t, p, o, a) in enumerate(
             zip(*(np.asarray(c).tolist() for c in cols), strict=True))]
         sim = Simulation(cfg, timer, kv.blocks, kv.kv_bytes_per_token, cluster)
         sim.run(reqs)
-        df = results.records(sim.done, sim.rejected)
+        cols = results.records(sim.done, sim.rejected)
     logs = [(r.idx, r.log) for r in sim.replicas]
     extra = _extra(sim, kv, timer)
     extra.update(results.iteration_means(logs, kv.blocks))
-    summary = results.summarize(df, cfg, extra)
-    return ServingResult(cfg, summary, df, logs, kv)
+    summary = results.summarize(cols, cfg, extra)
+    return ServingResult(cfg, summary, cols, logs, kv)
 
 
 def engine_for(cfg: ServingConfig, timer) -> str:
@@ -175,7 +188,7 @@ def engine_for(cfg: ServingConfig, timer) -> str:
     return "lean" if lean.supports(cfg, timer) else "simpy"
 
 
-def _extra(sim: Simulation, kv: KVBudget, timer) -> dict:
+def _extra(sim, kv: KVBudget, timer) -> dict:
     peak = max(r.pool.peak for r in sim.replicas)
     steps = sum(r.spec_steps for r in sim.replicas)
     out = {

@@ -27,6 +27,7 @@ from bisect import bisect_right
 from itertools import accumulate
 
 from sim.serving.steptime import bracket as _bracket
+from sim.serving.steptime import nearest as _nearest
 
 
 class DecodeClock:
@@ -35,9 +36,9 @@ class DecodeClock:
     def __init__(self, timer):
         self.timer = timer
         self._price = timer.corner
+        self._cache = timer.cache  # priced corners (``_price`` fills it)
         self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [hi, A, B or None]
         self._steps: dict[tuple[int, int], float] = {}  # (n, mean) -> one step's seconds
-        self._mixed: dict[tuple[int, int, int, int], float] = {}
 
     def step(self, n: int, kv_sum: int) -> float:
         """One decode step, exactly as the stepping engine prices it (``StepTimer.step``
@@ -50,14 +51,36 @@ class DecodeClock:
 
     def mixed(self, lens: list[int], n: int, kv_sum: int) -> float:
         """An iteration prefilling whole prompts of ``lens`` tokens beside ``n`` decodes
-        holding ``kv_sum`` tokens (``StepTimer.step`` depends on the number of prompts,
-        their total and the decodes' n and mean context: memoised on those)."""
-        key = (len(lens), sum(lens), n, kv_sum // n if n else 0)
-        t = self._mixed.get(key)
-        if t is None:
-            t = self._mixed[key] = self.timer.step(lens, [0] * len(lens), n, kv_sum, None,
-                                                   False)
+        holding ``kv_sum`` tokens: ``StepTimer.step``'s trilinear interpolation in (prompt
+        tokens, decodes, mean context), the same operations in the same order (so the same
+        float), without its general set-up."""
+        tok = sum(lens)
+        n_p = min(_nearest(len(lens)), tok)
+        ml, mh, fm = _bracket(kv_sum // n if n else 0, 0)
+        x, y = _bracket(tok, n_p), _bracket(n, 0)
+        t = self._bilinear(n_p, x, y, ml)
+        if fm:
+            t += fm * (self._bilinear(n_p, x, y, mh) - t)
         return t
+
+    def _bilinear(self, n_p: int, x: tuple, y: tuple, m: int) -> float:
+        """``StepTimer._bilinear`` over (prompt tokens, decodes) at mean context ``m``
+        (``x``, ``y``: their grid brackets)."""
+        (xl, xh, fx), (yl, yh, fy) = x, y
+        get, price = self._cache.get, self._price
+        key = (n_p, xl, 0, yl, m, False)
+        low = get(key) or price(key)
+        if fy:
+            key = (n_p, xl, 0, yh, m, False)
+            low += fy * ((get(key) or price(key)) - low)
+        if not fx:
+            return low
+        key = (n_p, xh, 0, yl, m, False)
+        high = get(key) or price(key)
+        if fy:
+            key = (n_p, xh, 0, yh, m, False)
+            high += fy * ((get(key) or price(key)) - high)
+        return low + fx * (high - low)
 
     def _cell(self, n: int, m: int) -> tuple[int, list]:
         """(lo, [hi, A, B]) of the grid cell of mean context ``m`` for ``n`` sequences."""

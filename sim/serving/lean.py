@@ -29,9 +29,9 @@ from collections import deque
 
 import numpy as np
 
-from sim.serving import fastforward
 from sim.serving.decoderun import Boundaries, DecodeClock
 from sim.serving.engine import misfit, model_context
+from sim.serving.fastforward import MAX_STEPS, MIN_STEPS
 from sim.serving.iterlog import IterLog
 from sim.serving.policies import POLICIES
 
@@ -112,7 +112,6 @@ class LeanSimulation:
                 "finish": self.finish, "preemptions": self.pre, "rejected": rejected}
         if not keep.all():
             cols = {k: v[keep] for k, v in cols.items()}
-        cols["rejected"] = cols["rejected"].tolist()
         return cols
 
     # --- the event loop ------------------------------------------------------------------------
@@ -150,17 +149,29 @@ class LeanSimulation:
             self._commit(chunks, decode)
 
     def _steady(self, nxt: float) -> bool:
-        """Only decodes to run: a fast-forwarded run, or one plain decode step when its
-        blocks fit; False when the general schedule must decide (a preemption)."""
-        if self._forward(nxt):
-            return True
+        """Only decodes to run: a fast-forwarded run where ``fastforward.plan`` would make
+        one (same length bounds, so the same log rows), else one decode step when its blocks
+        fit; False when the general schedule must decide (a preemption)."""
         n, k = self.n, self.k
+        kv_sum = self.sum_base + n * k
+        step_s = None
+        to_finish = self._min_fin() - k - 1
+        if to_finish >= MIN_STEPS:
+            step_s = self.clock.step(n, kv_sum)
+            horizon = self._horizon(step_s)
+            if horizon >= MIN_STEPS:
+                steps = int(min(to_finish, MAX_STEPS, horizon))
+                blocks = Boundaries(self.res, k, n, self.bs)
+                steps = min(steps, blocks.longest(self.available))
+                if steps >= MIN_STEPS:
+                    self._forward(blocks, steps, kv_sum // n, nxt)
+                    return True
         new = self.res[-k % self.bs]
         if new > self.available:
             return False
         self._take(new)
         self.dec_blocks += new
-        self.t += self.clock.step(n, self.sum_base + n * k)
+        self.t += self.clock.step(n, kv_sum) if step_s is None else step_s
         self.k = k + 1
         if self.fins[0][0] <= k + 1:
             self._finish_decodes()
@@ -168,32 +179,19 @@ class LeanSimulation:
         return True
 
     # --- fast-forward ----------------------------------------------------------------------------
-    def _forward(self, nxt: float) -> bool:
-        """A decode-only run up to the next event, as ``fastforward.plan`` + ``commit`` make
-        it (same length bounds, so the same log rows); False: step normally."""
-        n, k = self.n, self.k
-        to_finish = self._min_fin() - k - 1
-        if to_finish < fastforward.MIN_STEPS:
-            return False
-        kv_sum = self.sum_base + n * k
-        horizon = self._horizon(self.clock.step(n, kv_sum))
-        if horizon < fastforward.MIN_STEPS:
-            return False
-        steps = int(min(to_finish, fastforward.MAX_STEPS, horizon))
-        blocks = Boundaries(self.res, k, n, self.bs)
-        steps = min(steps, blocks.longest(self.available))
-        if steps < fastforward.MIN_STEPS:
-            return False
-        m, end = self.clock.advance(n, kv_sum // n, steps, self.t, nxt)
+    def _forward(self, blocks: Boundaries, steps: int, mean: int, nxt: float) -> None:
+        """Run up to ``steps`` decode steps, cut by the arrival at ``nxt`` (the step in
+        flight then completes), and commit them as one log row (``fastforward.commit``)."""
+        n = self.n
+        m, end = self.clock.advance(n, mean, steps, self.t, nxt)
         used0 = self.capacity - self.available
         need = blocks.need(m)
         self.available -= need
         self.dec_blocks += need
         self.peak = max(self.peak, used0 + need)
-        self.k = k + m
+        self.k += m
         self.log.add_run(end, m, n, used0 + need, m * used0 + blocks.need_sum(m), 0, n * m)
         self.t = end
-        return True
 
     def _horizon(self, step_s: float) -> float:
         """``Simulation.steps_until_arrival``: the next arrival the arrival process waits

@@ -1,6 +1,6 @@
 """From finished requests to numbers: per-request records, aggregates and the saturation test.
 
-Per request (one DataFrame row): arrival, queueing delay (arrival to first scheduled), time to
+Per request (one row of ``columns``, as a DataFrame on demand): arrival, queueing delay (arrival to first scheduled), time to
 first token (TTFT), time per output token after the first (TPOT = (finish - first token) /
 (output - 1), NaN for one-token answers), end-to-end latency, preemptions, rejection reason.
 
@@ -18,23 +18,26 @@ kept growing. ``offered_rate_rps`` and ``service_rate_rps`` are the two rates co
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ("rid", "arrival_s", "replica", "prompt_tokens", "output_tokens", "generated_tokens",
            "queueing_delay_s", "ttft_s", "tpot_s", "e2e_s", "preemptions", "rejected")
 
 
-def records(done: list, rejected: list) -> pd.DataFrame:
-    """One row per request, sorted by id (columns built as arrays: a million requests
-    need no per-row Python tuples)."""
+def records(done: list, rejected: list) -> dict:
+    """Per-request columns (``COLUMNS``), sorted by id, from Request objects (built as
+    arrays: a million requests need no per-row Python tuples)."""
     reqs = sorted(done + rejected, key=lambda r: r.rid)
 
     def col(name: str, dtype) -> np.ndarray:
         return np.fromiter((getattr(r, name) for r in reqs), dtype=dtype, count=len(reqs))
 
-    return records_from_columns({
+    return columns({
         "rid": col("rid", np.int64), "arrival": col("arrival", np.float64),
         "replica": col("replica", np.int64), "prompt": col("prompt", np.int64),
         "output": col("output", np.int64), "generated": col("generated", np.int64),
@@ -43,19 +46,27 @@ def records(done: list, rejected: list) -> pd.DataFrame:
         "rejected": [r.rejected for r in reqs]})
 
 
-def records_from_columns(c: dict) -> pd.DataFrame:
-    """The per-request DataFrame from columns named as ``Request``'s fields (arrays, one
-    element per request, sorted by id; ``rejected`` a list of reasons)."""
+def columns(c: dict) -> dict:
+    """``COLUMNS`` (numpy arrays; ``rejected`` an object array) from columns named as
+    ``Request``'s fields, one element per request, sorted by id."""
     arrival, output, first, finish = c["arrival"], c["output"], c["first_token"], c["finish"]
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(output > 1, (finish - first) / np.maximum(output - 1, 1), math.nan)
-    return pd.DataFrame({
-        "rid": c["rid"], "arrival_s": arrival, "replica": c["replica"],
-        "prompt_tokens": c["prompt"], "output_tokens": output,
-        "generated_tokens": c["generated"], "queueing_delay_s": c["scheduled"] - arrival,
-        "ttft_s": first - arrival, "tpot_s": tpot, "e2e_s": finish - arrival,
-        "preemptions": c["preemptions"], "rejected": pd.Series(c["rejected"], dtype=object),
-    }, columns=list(COLUMNS))
+    rejected = np.empty(len(arrival), dtype=object)
+    rejected[:] = c["rejected"]
+    return {"rid": c["rid"], "arrival_s": arrival, "replica": c["replica"],
+            "prompt_tokens": c["prompt"], "output_tokens": output,
+            "generated_tokens": c["generated"], "queueing_delay_s": c["scheduled"] - arrival,
+            "ttft_s": first - arrival, "tpot_s": tpot, "e2e_s": finish - arrival,
+            "preemptions": c["preemptions"], "rejected": rejected}
+
+
+def frame(cols: dict) -> pd.DataFrame:
+    """The per-request DataFrame of ``columns`` output (pandas is imported here only)."""
+    import pandas as pd
+
+    data = {k: (pd.Series(v, dtype=object) if k == "rejected" else v) for k, v in cols.items()}
+    return pd.DataFrame(data, columns=list(COLUMNS))
 
 
 REQUEST_OUT_COLUMNS = ("rid", "arrival_s", "first_token_s", "finish_s", "prompt_tokens",
@@ -70,19 +81,26 @@ def request_table(df: pd.DataFrame) -> pd.DataFrame:
     return out[list(REQUEST_OUT_COLUMNS)]
 
 
-def stats(values: pd.Series) -> dict:
-    v = values.dropna().to_numpy()
+def stats(values: np.ndarray) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
     if not len(v):
         return {"mean": None, "p50": None, "p90": None, "p99": None}
     p50, p90, p99 = np.percentile(v, [50, 90, 99])
     return {"mean": float(v.mean()), "p50": float(p50), "p90": float(p90), "p99": float(p99)}
 
 
-def saturation(df: pd.DataFrame) -> dict:
+def _served(cols: dict) -> dict:
+    """The columns of the requests served (not rejected at the door)."""
+    ok = cols["rejected"] == ""
+    return {k: v[ok] for k, v in cols.items()}
+
+
+def saturation(cols: dict) -> dict:
     """Arrival vs completion rates over the second half of the arrival window."""
-    ok = df[df["rejected"] == ""]
-    arr = np.sort(ok["arrival_s"].to_numpy())
-    fin = np.sort((ok["arrival_s"] + ok["e2e_s"]).to_numpy())
+    ok = _served(cols)
+    arr = np.sort(ok["arrival_s"])
+    fin = np.sort(ok["arrival_s"] + ok["e2e_s"])
     if len(arr) < 2 or arr[-1] <= arr[0]:
         return {"saturated": False, "offered_rate_rps": None, "service_rate_rps": None}
     mid, end = (arr[0] + arr[-1]) / 2, arr[-1]
@@ -109,19 +127,22 @@ def rejection_counts(reasons) -> dict:
     return dict(sorted(out.items()))
 
 
-def summarize(df: pd.DataFrame, cfg, extra: dict) -> dict:
-    ok = df[df["rejected"] == ""]
-    start = float(df["arrival_s"].min()) if len(df) else 0.0
-    end = float((ok["arrival_s"] + ok["e2e_s"]).max()) if len(ok) else start
+def summarize(cols: dict, cfg, extra: dict) -> dict:
+    """The aggregate summary of ``columns`` output (numpy only: a serve run that writes no
+    per-request table never imports pandas)."""
+    ok = _served(cols)
+    n_ok = len(ok["rid"])
+    start = float(cols["arrival_s"].min()) if len(cols["rid"]) else 0.0
+    end = float(np.nanmax(ok["arrival_s"] + ok["e2e_s"])) if n_ok else start
     span = end - start if end > start else math.nan
-    good = ok[(ok["ttft_s"] <= cfg.slo_ttft_s) & ~(ok["tpot_s"] > cfg.slo_tpot_s)]
+    good = int(((ok["ttft_s"] <= cfg.slo_ttft_s) & ~(ok["tpot_s"] > cfg.slo_tpot_s)).sum())
     out = {
-        "requests_completed": int(len(ok)),
-        "requests_rejected": int(len(df) - len(ok)),
+        "requests_completed": n_ok,
+        "requests_rejected": int(len(cols["rid"]) - n_ok),
         "throughput_tokens_per_s": float(ok["generated_tokens"].sum() / span),
-        "throughput_requests_per_s": float(len(ok) / span),
-        "goodput_requests_per_s": float(len(good) / span),
-        "slo_attainment": float(len(good) / len(ok)) if len(ok) else None,
+        "throughput_requests_per_s": float(n_ok / span),
+        "goodput_requests_per_s": float(good / span),
+        "slo_attainment": float(good / n_ok) if n_ok else None,
         "ttft_s": stats(ok["ttft_s"]),
         "tpot_s": stats(ok["tpot_s"]),
         "e2e_s": stats(ok["e2e_s"]),
@@ -129,9 +150,9 @@ def summarize(df: pd.DataFrame, cfg, extra: dict) -> dict:
         "preemptions": int(ok["preemptions"].sum()),
         "makespan_s": span,
     }
-    out.update(saturation(df))
+    out.update(saturation(cols))
     out.update(extra)
-    reasons = df.loc[df["rejected"] != "", "rejected"]
+    reasons = cols["rejected"][cols["rejected"] != ""].tolist()
     out["rejection_reasons"] = sorted(set(reasons))[:5]
     out["rejection_counts"] = rejection_counts(reasons)
     return out
@@ -154,6 +175,8 @@ def iteration_means(logs: list, capacity: int) -> dict:
 def timeline(logs: list, capacity: int) -> pd.DataFrame:
     """One row per stepped iteration, or per fast-forwarded run (``steps`` > 1), of every
     replica: end time, iterations, batch, KV use at the end, queue, tokens."""
+    import pandas as pd
+
     frames = []
     for idx, log in logs:
         a = log.arrays()

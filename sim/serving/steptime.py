@@ -83,7 +83,8 @@ def _bracket(x: int, floor: int) -> tuple[int, int, float]:
     return (x, x, 0.0) if got[0] < floor else got
 
 
-bracket = _bracket  # public name: sim.serving.decoderun sums runs over these grid cells
+bracket = _bracket  # public names: sim.serving.decoderun prices runs on the same grid
+nearest = _nearest
 
 
 def _neighbours(x: int, grid: list[int]) -> tuple[int, int, float]:

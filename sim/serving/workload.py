@@ -19,11 +19,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from sim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TRACE_COLUMNS = ("arrival_time_s", "prompt_tokens", "output_tokens")
 MAX_TOKENS = 2**24  # 16.8M tokens per prompt or answer: above every published context window
@@ -136,6 +139,8 @@ def read_trace(path: str | Path) -> pd.DataFrame:
     Every value is checked (finite times >= 0, integer token counts in [1, MAX_TOKENS]); an
     error names the file, the row, the column and the value.
     """
+    import pandas as pd
+
     df = _read_csv(path)
     missing = [c for c in TRACE_COLUMNS if c not in df.columns]
     if missing:
@@ -150,6 +155,8 @@ def read_trace(path: str | Path) -> pd.DataFrame:
 
 
 def _read_csv(path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         return pd.read_csv(path, skipinitialspace=True, dtype=str, keep_default_na=False,
                            encoding="utf-8-sig")  # an Excel CSV starts with a BOM
@@ -161,6 +168,8 @@ def _read_csv(path) -> pd.DataFrame:
 
 def _column(df: pd.DataFrame, col: str, path) -> np.ndarray:
     """One column as checked numbers (float seconds or int64 tokens)."""
+    import pandas as pd
+
     text = df[col].astype(str).str.strip()
     vals = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
     if col == "arrival_time_s":
