@@ -157,3 +157,33 @@ def test_attention_fit_recovers_rate_bandwidth_and_fixed_cost_and_caps_the_rate_
     assert (rate, bw, c) == pytest.approx((60e9, 5e9, 30e-6), rel=1e-6)
     capped, bw2, _ = fit_attention(f, b, f / 60e9 + b / 5e9 + 30e-6, peak=40e9)
     assert capped == 40e9 and bw2 > 5e9  # the bytes term keeps what the capped bmms cannot
+
+
+def test_the_server_clock_leaves_excluded_time_off_and_stays_continuous_across_a_rate_change(
+        monkeypatch):
+    from sim.validation import clock as C
+
+    t = {"now": 10.0}
+    monkeypatch.setattr(C, "now", lambda kind=None: t["now"])
+    clk = C.Clock(kind="cpu", rate=2.0)
+    t["now"] = 11.0
+    assert clk.now() == 2.0
+    t["now"] = 11.5
+    clk.exclude(0.5)  # a reference timing: not the server's time
+    assert clk.now() == 2.0
+    clk.set_rate(1.0)
+    assert clk.now() == 2.0
+    t["now"] = 12.5
+    assert clk.now() == 3.0
+
+
+def test_the_pacer_runs_the_clock_at_the_scale_over_the_mean_reference_time(monkeypatch):
+    from sim.validation import protocol, serving
+
+    protocol.set_scale(2e-4)
+    try:
+        pacer = serving.Pacer("cpu", warm=3)
+        pacer.times = [2e-4, 3e-4, 4e-4]  # the machine made the reference 1.5x slower on average
+        assert pacer.rate() == pytest.approx(2e-4 / 3e-4)
+    finally:
+        protocol.set_scale(None)

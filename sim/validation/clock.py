@@ -51,6 +51,14 @@ class Clock:
     def now(self) -> float:
         return (now(self.kind) - self.start) * self.rate + self.offset
 
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` just spent (e.g. a reference timing) off the timeline."""
+        self.start += seconds
+
+    def set_rate(self, rate: float) -> None:
+        """Change the rate from now on (the timeline stays continuous)."""
+        self.offset, self.start, self.rate = self.now(), now(self.kind), rate
+
     def sleep_until(self, t: float) -> None:
         wait = t - self.now()
         if wait <= 0:
