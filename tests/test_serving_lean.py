@@ -51,13 +51,15 @@ def _workload(seed: int, n: int, rate: float) -> Workload:
 @given(seed=st.integers(0, 2**16), n=st.integers(1, 60), rate=st.sampled_from([0.5, 4, 40]),
        policy=st.sampled_from(["continuous", "prefill-first"]),
        memory=st.sampled_from([0.9, 0.21]), budget=st.sampled_from([None, 2048]),
-       max_batch=st.sampled_from([4, 32]), stack=st.sampled_from([None, "packed", "per-request"]))
+       max_batch=st.sampled_from([4, 32]), stack=st.sampled_from([None, "packed", "per-request"]),
+       replicas=st.sampled_from([1, 1, 3]))
 def test_the_lean_engine_equals_the_simpy_engine_on_random_workloads(
-        seed, n, rate, policy, memory, budget, max_batch, stack):
+        seed, n, rate, policy, memory, budget, max_batch, stack, replicas):
     engine = None if stack is None else replace(get_stack("vllm-2024"), prefill_batching=stack)
     a, b = lean_and_simpy(policy=policy, workload=_workload(seed, n, rate),
                           gpu_memory_utilization=memory, max_batch=max_batch,
-                          max_batched_tokens=budget, seed=seed, stack=engine)
+                          max_batched_tokens=budget, seed=seed, stack=engine,
+                          replicas=replicas)
     assert_same(a, b)
     assert_same_log(a, b)
 
@@ -84,7 +86,9 @@ def test_rejections_at_the_door_carry_the_same_reasons():
 @pytest.mark.parametrize(("overrides", "engine"), [
     ({}, "lean"), ({"policy": "prefill-first"}, "lean"), ({"fast_forward": False}, "simpy"),
     ({"policy": "chunked"}, "simpy"), ({"policy": "static"}, "simpy"),
-    ({"replicas": 2}, "simpy"), ({"policy": "disaggregated"}, "simpy"),
+    ({"replicas": 2}, "lean"), ({"replicas": 2, "router": "least-outstanding"}, "simpy"),
+    ({"replicas": 1, "router": "least-outstanding"}, "lean"),
+    ({"policy": "disaggregated"}, "simpy"),
     ({"preemption": "swap"}, "simpy"),
     ({"draft_model": "tiny-llama", "speculative_tokens": 2}, "simpy")])
 def test_one_dispatch_point_picks_the_lean_engine_only_where_it_is_exact(overrides, engine,

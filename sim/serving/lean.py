@@ -1,7 +1,7 @@
 """The lean serving engine: the SimPy engine's schedule, without SimPy or a per-request object.
 
-For the configurations where it is exact (``supports``: one colocated replica, ``continuous``
-or ``prefill-first`` batching, recompute preemption, no speculative decoding, interpolated
+For the configurations where it is exact (``supports``: colocated replicas, one or any number
+behind the round-robin router, ``continuous`` or ``prefill-first`` batching, recompute preemption, no speculative decoding, interpolated
 step times, ep = 1) this engine replays the SimPy engine's decisions (``sim.serving.replica``,
 ``sim.serving.policies``) in a plain loop: the next event is the next arrival or the end of
 the iteration in flight, so there is no event queue; requests are indices into arrays drawn
@@ -40,7 +40,8 @@ POLICIES_SUPPORTED = ("continuous", "prefill-first")
 
 def supports(cfg, timer) -> bool:
     """Whether the lean engine reproduces the SimPy engine for this configuration."""
-    return (cfg.fast_forward and cfg.deployment == "colocated" and cfg.replicas == 1
+    return (cfg.fast_forward and cfg.deployment == "colocated"
+            and (cfg.replicas == 1 or cfg.router == "round-robin")
             and cfg.policy in POLICIES_SUPPORTED and cfg.preemption == "recompute"
             and not cfg.speculative_tokens and not timer.exact and timer.groups == 1)
 
@@ -52,8 +53,20 @@ class _Pool:
         self.peak = peak
 
 
+class _Replica:
+    """What ``api`` reads of a replica: its index, iteration log and KV peak."""
+
+    spec_steps = spec_tokens = 0
+
+    def __init__(self, idx: int, log: IterLog, peak: int):
+        self.idx, self.log, self.pool = idx, log, _Pool(peak)
+
+
 class LeanSimulation:
-    """One replica serving a workload; ``run`` returns the per-request columns."""
+    """Colocated replicas serving a workload; ``run`` returns the per-request columns.
+    Round-robin routing does not depend on the replicas' state, and replicas share nothing
+    else (the horizon hint is every request's arrival), so each replica's requests are
+    simulated in turn by the same loop."""
 
     def __init__(self, cfg, timer, blocks: int):
         self.cfg, self.timer, self.capacity = cfg, timer, blocks
@@ -62,12 +75,10 @@ class LeanSimulation:
         self.clock = DecodeClock(timer)
         self.bs, self.max_batch = cfg.block_size, cfg.max_batch
         self.context = model_context(getattr(timer, "model", None))
-        # what api reads of a Simulation and its replicas
-        self.replicas, self.idx, self.log = [self], 0, IterLog()
-        self.spec_k = self.spec_steps = self.spec_tokens = 0
+        # what api reads of a Simulation
+        self.replicas: list[_Replica] = []
+        self.spec_k = self.preemptions = 0
         self.transfers: list = []
-        self.preemptions = 0
-        self.pool = _Pool(0)
 
     # --- workload in, columns out ------------------------------------------------------------
     def run(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray) -> dict:
@@ -81,10 +92,16 @@ class LeanSimulation:
         rejected = self._door(prompt, output)
         times = np.maximum.accumulate(np.asarray(arrival, dtype=np.float64))  # arrival events
         ok = np.flatnonzero(rejected == "")
-        self._loop(times.tolist(), ok.tolist(), times[ok].tolist())
-        self.pool.peak = self.peak
+        replica = np.full(n, -1, dtype=np.int64)
+        replica[ok] = np.arange(len(ok)) % self.cfg.replicas  # the round-robin cycle
+        hints = times.tolist()
+        for r in range(self.cfg.replicas):
+            mine = ok[replica[ok] == r]
+            self.log = IterLog()
+            self._loop(hints, mine.tolist(), times[mine].tolist())
+            self.replicas.append(_Replica(r, self.log, self.peak))
         served = ~np.isnan(self.finish)
-        return self._columns(arrival, prompt, output, rejected, served)
+        return self._columns(arrival, prompt, output, rejected, served, replica)
 
     def _door(self, prompt: np.ndarray, output: np.ndarray) -> np.ndarray:
         """The rejection reason of every request ('' for those admitted at the door)."""
@@ -101,12 +118,12 @@ class LeanSimulation:
                                 context=self.context)
         return reasons
 
-    def _columns(self, arrival, prompt, output, rejected, served) -> dict:
+    def _columns(self, arrival, prompt, output, rejected, served, replica) -> dict:
         keep = served | (rejected != "")  # a request stuck in the queue has no record
         gen = np.asarray(self.gen, dtype=np.int64)
         cols = {"rid": np.arange(len(arrival), dtype=np.int64),
                 "arrival": np.asarray(arrival, dtype=np.float64),
-                "replica": np.where(rejected == "", 0, -1).astype(np.int64),
+                "replica": replica,
                 "prompt": prompt.astype(np.int64), "output": output.astype(np.int64),
                 "generated": gen, "scheduled": self.sched, "first_token": self.first,
                 "finish": self.finish, "preemptions": self.pre, "rejected": rejected}
