@@ -37,8 +37,10 @@ class DecodeClock:
         self.timer = timer
         self._price = timer.corner
         self._cache = timer.cache  # priced corners (``_price`` fills it)
-        self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [hi, A, B or None]
+        self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [lo, hi, A, B or None, ..]
+        self._last: dict[int, list] = {}  # n -> the cell its last run used
         self._steps: dict[tuple[int, int], float] = {}  # (n, mean) -> one step's seconds
+        self._rows: dict[tuple, float] = {}  # (n_p, tokens, n, mean) -> interpolated in n
 
     def step(self, n: int, kv_sum: int) -> float:
         """One decode step, exactly as the stepping engine prices it (``StepTimer.step``
@@ -49,41 +51,52 @@ class DecodeClock:
             t = self._steps[key] = self.timer.step((), (), n, kv_sum, None, False)
         return t
 
-    def mixed(self, lens: list[int], n: int, kv_sum: int) -> float:
-        """An iteration prefilling whole prompts of ``lens`` tokens beside ``n`` decodes
-        holding ``kv_sum`` tokens: ``StepTimer.step``'s trilinear interpolation in (prompt
-        tokens, decodes, mean context), the same operations in the same order (so the same
-        float), without its general set-up."""
-        tok = sum(lens)
-        n_p = min(_nearest(len(lens)), tok)
+    def mixed(self, prompts: int, tok: int, n: int, kv_sum: int) -> float:
+        """An iteration prefilling ``prompts`` whole prompts of ``tok`` tokens in all beside
+        ``n`` decodes holding ``kv_sum`` tokens: ``StepTimer.step``'s trilinear interpolation
+        in (prompt tokens, decodes, mean context), the same operations in the same order (so
+        the same float), without its general set-up."""
+        n_p = min(prompts if prompts <= 8 else _nearest(prompts), tok)  # 0..8 on the grid
         ml, mh, fm = _bracket(kv_sum // n if n else 0, 0)
-        x, y = _bracket(tok, n_p), _bracket(n, 0)
-        t = self._bilinear(n_p, x, y, ml)
+        xl, xh, fx = _bracket(tok, n_p)
+        t = self._bilinear(n_p, xl, xh, fx, n, ml)
         if fm:
-            t += fm * (self._bilinear(n_p, x, y, mh) - t)
+            t += fm * (self._bilinear(n_p, xl, xh, fx, n, mh) - t)
         return t
 
-    def _bilinear(self, n_p: int, x: tuple, y: tuple, m: int) -> float:
+    def _bilinear(self, n_p: int, xl: int, xh: int, fx: float, n: int, m: int) -> float:
         """``StepTimer._bilinear`` over (prompt tokens, decodes) at mean context ``m``
-        (``x``, ``y``: their grid brackets)."""
-        (xl, xh, fx), (yl, yh, fy) = x, y
-        get, price = self._cache.get, self._price
-        key = (n_p, xl, 0, yl, m, False)
-        low = get(key) or price(key)
-        if fy:
-            key = (n_p, xl, 0, yh, m, False)
-            low += fy * ((get(key) or price(key)) - low)
+        (``xl``, ``xh``, ``fx``: the prompt tokens' grid bracket)."""
+        rows = self._rows
+        low = rows.get((n_p, xl, n, m))
+        if low is None:
+            low = self._row(n_p, xl, n, m)
         if not fx:
             return low
-        key = (n_p, xh, 0, yl, m, False)
-        high = get(key) or price(key)
-        if fy:
-            key = (n_p, xh, 0, yh, m, False)
-            high += fy * ((get(key) or price(key)) - high)
+        high = rows.get((n_p, xh, n, m))
+        if high is None:
+            high = self._row(n_p, xh, n, m)
         return low + fx * (high - low)
 
-    def _cell(self, n: int, m: int) -> tuple[int, list]:
-        """(lo, [hi, A, B]) of the grid cell of mean context ``m`` for ``n`` sequences."""
+    def _row(self, n_p: int, x: int, n: int, m: int) -> float:
+        """The corners at prompt tokens ``x`` interpolated in the decode count ``n``
+        (memoised: iterations repeat these rows far more often than they vary)."""
+        yl, yh, fy = _bracket(n, 0)
+        get, price = self._cache.get, self._price
+        key = (n_p, x, 0, yl, m, False)
+        low = get(key) or price(key)
+        if fy:
+            key = (n_p, x, 0, yh, m, False)
+            low += fy * ((get(key) or price(key)) - low)
+        self._rows[(n_p, x, n, m)] = low
+        return low
+
+    def _cell(self, n: int, m: int) -> list:
+        """[lo, hi, A, B or None, ...] of the grid cell lo <= m < hi of the mean context for
+        ``n`` sequences (B is priced on first use, ``_slope``)."""
+        cell = self._last.get(n)
+        if cell is not None and cell[0] <= m < cell[1]:
+            return cell
         lo, hi, _ = _bracket(m, 0)
         if hi == lo:  # m is a grid point: the cell runs to the next one
             hi = _bracket(m + 1, 0)[1]
@@ -92,20 +105,21 @@ class DecodeClock:
             xl, xh, fx = _bracket(n, 1)
             low = self._price((0, 0, 0, xl, lo, False))
             a = low + fx * (self._price((0, 0, 0, xh, lo, False)) - low) if fx else low
-            cell = self._cells[(n, lo)] = [hi, a, None, xl, xh, fx]
-        return lo, cell
+            cell = self._cells[(n, lo)] = [lo, hi, a, None, xl, xh, fx]
+        self._last[n] = cell
+        return cell
 
-    def _slope(self, n: int, lo: int, cell: list) -> float:
+    def _slope(self, cell: list) -> float:
         """B of a cell (per unit of mean context), pricing its upper corners on first use."""
-        if cell[2] is None:
-            hi, _, _, xl, xh, fx = cell
+        if cell[3] is None:
+            lo, hi, _, _, xl, xh, fx = cell
             c = self._price
             dl = c((0, 0, 0, xl, hi, False)) - c((0, 0, 0, xl, lo, False))
             if fx:
                 dh = c((0, 0, 0, xh, hi, False)) - c((0, 0, 0, xh, lo, False))
                 dl = dl + fx * (dh - dl)
-            cell[2] = dl / (hi - lo)
-        return cell[2]
+            cell[3] = dl / (hi - lo)
+        return cell[3]
 
     def advance(self, n: int, m0: int, steps: int, t0: float, deadline: float
                 ) -> tuple[int, float]:
@@ -113,15 +127,17 @@ class DecodeClock:
         after the first step ending at or after ``deadline``. Returns (steps done, end)."""
         t, m, end, done = t0, m0, m0 + steps, 0
         while m < end:
-            lo, cell = self._cell(n, m)
-            stop = min(end, cell[0])
+            cell = self._cell(n, m)
+            lo, hi, a = cell[0], cell[1], cell[2]
+            stop = end if end < hi else hi
             k, u = stop - m, m - lo
-            b = self._slope(n, lo, cell) if stop - 1 > lo else 0.0
-            a = cell[1]
+            b = (cell[3] if cell[3] is not None else self._slope(cell)) if stop - 1 > lo \
+                else 0.0
             seg = k * a + b * (k * u + k * (k - 1) / 2)
             if t + seg >= deadline:
                 j = _first_reaching(a, b, u, k, t, deadline)
-                self._price_rest(n, stop, end)
+                if stop < end:
+                    self._price_rest(n, stop, end)
                 return done + j, t + (j * a + b * (j * u + j * (j - 1) / 2))
             t, m, done = t + seg, stop, done + k
         return done, t
@@ -130,18 +146,15 @@ class DecodeClock:
         """Price the corners of the steps planned beyond the cut (the stepping engine's
         fast-forward prices a whole planned run before an arrival ends it early)."""
         while m < end:
-            lo, cell = self._cell(n, m)
-            stop = min(end, cell[0])
-            if stop - 1 > lo:
-                self._slope(n, lo, cell)
+            cell = self._cell(n, m)
+            stop = min(end, cell[1])
+            if stop - 1 > cell[0]:
+                self._slope(cell)
             m = stop
 
 
 def _first_reaching(a: float, b: float, u: int, k: int, t: float, deadline: float) -> int:
     """Smallest j in 1..k with t + j a + b (j u + j (j - 1) / 2) >= deadline (k does)."""
-    def reached(j: int) -> bool:
-        return t + (j * a + b * (j * u + j * (j - 1) / 2)) >= deadline
-
     gap = deadline - t  # root of b/2 j^2 + (a + b (u - 1/2)) j - gap = 0, then checked
     lin = a + b * (u - 0.5)
     if b > 0:
@@ -149,9 +162,9 @@ def _first_reaching(a: float, b: float, u: int, k: int, t: float, deadline: floa
     else:
         j = math.ceil(gap / lin) if lin > 0 else k
     j = min(max(j, 1), k)
-    while j > 1 and reached(j - 1):
+    while j > 1 and t + ((j - 1) * a + b * ((j - 1) * u + (j - 1) * (j - 2) / 2)) >= deadline:
         j -= 1
-    while j < k and not reached(j):
+    while j < k and not t + (j * a + b * (j * u + j * (j - 1) / 2)) >= deadline:
         j += 1
     return j
 

@@ -4,38 +4,42 @@ One row is a group of consecutive iterations of identical composition: one row p
 when the replica steps, one row per fast-forwarded run of decode steps (``steps`` > 1). A row
 holds the end time of its last iteration, how many iterations it covers, the batch, the KV
 blocks in use at its end and summed over its iterations, the queue length and the tokens it
-produced. Rows are appended to one flat ``array.array`` of doubles (56 bytes a row, one call
+produced. Rows are packed as native doubles into one ``bytearray`` (56 bytes a row, one call
 per row; the integer fields stay exact below 2^53), so a million-request run keeps its record
-without a Python object per iteration; ``arrays`` splits it into typed columns.
+without a Python object per iteration; ``arrays`` splits it into typed columns. Packing a
+row with ``struct`` costs ~0.25 us against ~0.6 us for ``array.extend`` of a tuple (which
+converts item by item); the lean engine packs rows itself (``ROW.pack``, then adds the
+iterations to ``iterations``).
 """
 
 from __future__ import annotations
 
-from array import array
+import struct
 
 import numpy as np
 
 COLUMNS = ("t_s", "steps", "batch", "kv_blocks_used", "kv_used_sum", "waiting", "tokens")
+ROW = struct.Struct(f"={len(COLUMNS)}d")  # one row, native doubles, no padding
 
 
 class IterLog:
     def __init__(self):
-        self.rows = array("d")
+        self.rows = bytearray()
         self.iterations = 0  # sum of ``steps``
 
     def add(self, t: float, batch: int, used: int, waiting: int, tokens: int) -> None:
         """One stepped iteration."""
-        self.rows.extend((t, 1, batch, used, used, waiting, tokens))
+        self.rows += ROW.pack(t, 1, batch, used, used, waiting, tokens)
         self.iterations += 1
 
     def add_run(self, t: float, steps: int, batch: int, used: int, used_sum: int,
                 waiting: int, tokens: int) -> None:
         """``steps`` iterations ending at ``t``; ``used_sum`` sums KV use over them."""
-        self.rows.extend((t, steps, batch, used, used_sum, waiting, tokens))
+        self.rows += ROW.pack(t, steps, batch, used, used_sum, waiting, tokens)
         self.iterations += steps
 
     def __len__(self) -> int:
-        return len(self.rows) // len(COLUMNS)
+        return len(self.rows) // ROW.size
 
     def arrays(self) -> dict[str, np.ndarray]:
         table = np.frombuffer(self.rows, dtype=np.float64).reshape(-1, len(COLUMNS)) \

@@ -32,7 +32,7 @@ import numpy as np
 from sim.serving.decoderun import Boundaries, DecodeClock
 from sim.serving.engine import misfit, model_context
 from sim.serving.fastforward import MAX_STEPS, MIN_STEPS
-from sim.serving.iterlog import IterLog
+from sim.serving.iterlog import ROW, IterLog
 from sim.serving.policies import POLICIES
 
 POLICIES_SUPPORTED = ("continuous", "prefill-first")
@@ -84,11 +84,10 @@ class LeanSimulation:
     def run(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray) -> dict:
         n = len(arrival)
         self.prompt, self.output = prompt.tolist(), output.tolist()
-        self.gen = [0] * n
-        self.sched = np.full(n, math.nan)
-        self.first = np.full(n, math.nan)
-        self.finish = np.full(n, math.nan)
-        self.pre = np.zeros(n, np.int64)
+        self.gen, self.gbase, self.pre = [0] * n, [0] * n, [0] * n
+        self.sched, self.first, self.finish = [math.nan] * n, [math.nan] * n, [math.nan] * n
+        self.shift = max(n, 1).bit_length()  # heap entries: finishing step << shift | rid
+        self.mask = (1 << self.shift) - 1
         rejected = self._door(prompt, output)
         times = np.maximum.accumulate(np.asarray(arrival, dtype=np.float64))  # arrival events
         ok = np.flatnonzero(rejected == "")
@@ -97,9 +96,10 @@ class LeanSimulation:
         hints = times.tolist()
         for r in range(self.cfg.replicas):
             mine = ok[replica[ok] == r]
-            self.log = IterLog()
+            self.log, self.waiting = IterLog(), deque()
             self._loop(hints, mine.tolist(), times[mine].tolist())
             self.replicas.append(_Replica(r, self.log, self.peak))
+        self.finish = np.asarray(self.finish, dtype=np.float64)
         served = ~np.isnan(self.finish)
         return self._columns(arrival, prompt, output, rejected, served, replica)
 
@@ -125,8 +125,10 @@ class LeanSimulation:
                 "arrival": np.asarray(arrival, dtype=np.float64),
                 "replica": replica,
                 "prompt": prompt.astype(np.int64), "output": output.astype(np.int64),
-                "generated": gen, "scheduled": self.sched, "first_token": self.first,
-                "finish": self.finish, "preemptions": self.pre, "rejected": rejected}
+                "generated": gen, "scheduled": np.asarray(self.sched, dtype=np.float64),
+                "first_token": np.asarray(self.first, dtype=np.float64),
+                "finish": self.finish, "preemptions": np.asarray(self.pre, dtype=np.int64),
+                "rejected": rejected}
         if not keep.all():
             cols = {k: v[keep] for k, v in cols.items()}
         return cols
@@ -134,226 +136,203 @@ class LeanSimulation:
     # --- the event loop ------------------------------------------------------------------------
     def _loop(self, times: list, ok: list, ok_times: list) -> None:
         """Arrivals (``ok_times[p]``: when admitted request ``ok[p]`` reaches the replica)
-        against iteration ends; ``times``: every request's arrival, for the horizon hint."""
-        self.t, self.k, self.n, self.sum_base = 0.0, 0, 0, 0
-        self.res = [0] * self.bs
-        self.running: dict[int, list] = {}
-        self.fins: list = []
-        self.tick, self.available, self.peak, self.dec_blocks = 0, self.capacity, 0, 0
-        self.waiting: deque[int] = deque()
-        self.times, self.hint_at, self.last_hint = times, 0, _last_hint(times)
-        p, total = 0, len(ok)
-        waiting = self.waiting
+        against iteration ends; ``times``: every request's arrival, for the horizon hint.
+
+        One function with the replica's state in local variables (issue 18: this loop runs
+        a few times per request; attribute and call overhead was most of its cost). The
+        decode batch: ``running`` maps each running request to its base (context less the
+        batch's step counter ``k``; insertion order is join order, so the newest is last),
+        ``fins`` is a heap of ``finishing step << shift | rid`` holding exactly the running
+        requests, ``res[c]`` counts bases congruent to c modulo the block size and
+        ``sum_base`` sums them (the batch's context is ``sum_base + n k``)."""
+        bs, cap, max_batch, clock = self.bs, self.capacity, self.max_batch, self.clock
+        output, gen, gbase, first, finish = (self.output, self.gen, self.gbase, self.first,
+                                             self.finish)
+        first_policy, budget, limit = self.first_policy, self.policy.token_budget, None
+        if first_policy:
+            limit = self.policy.prompt_limit(self)
+        shift = self.shift
+        rows, pack = self.log.rows, ROW.pack
+        step_memo, nkey = {}, max_batch + 1  # one decode step's seconds by mean * nkey + n
+        t, k, n, sum_base, available, peak, iters = 0.0, 0, 0, 0, cap, 0, 0
+        res, running, fins, waiting = [0] * bs, {}, [], self.waiting
+        hints, h, last_hint = [*times, math.inf], 0, _last_hint(times)
+        arrive, p = [*ok_times, math.inf], 0
+        nxt = arrive[0]
         while True:
-            t = self.t
-            while p < total and ok_times[p] <= t:
+            while nxt <= t:
                 waiting.append(ok[p])
                 p += 1
-            if not (self.n or waiting):
-                if p == total:
-                    return
-                self.t = max(t, ok_times[p])  # idle: wake at the next arrival
-                continue
-            if not waiting and self._steady(ok_times[p] if p < total else math.inf):
-                continue
-            chunks, decode = self._schedule()
+                nxt = arrive[p]
+            if not waiting:
+                if not n:
+                    if p == len(ok):
+                        break
+                    t = nxt  # idle: wake at the next arrival
+                    continue
+                # only decodes to run: a fast-forwarded run where ``fastforward.plan`` would
+                # make one (same length bounds, so the same log rows), else one decode step
+                # when its blocks fit, else the general schedule (a preemption)
+                kv_sum = sum_base + n * k
+                fin0 = fins[0] >> shift
+                step_s = None
+                if fin0 - k - 1 >= MIN_STEPS:
+                    key = kv_sum // n * nkey + n
+                    step_s = step_memo.get(key)
+                    if step_s is None:
+                        step_s = step_memo[key] = clock.step(n, kv_sum)
+                    while hints[h] <= t:  # ``Simulation.steps_until_arrival``
+                        h += 1
+                    gap = (last_hint if h == len(times) else hints[h]) - t
+                    horizon = gap / step_s + 2 if gap >= 0 and step_s > 0 else math.inf
+                    if horizon >= MIN_STEPS:
+                        steps = int(min(fin0 - k - 1, MAX_STEPS, horizon))
+                        blocks = Boundaries(res, k, n, bs)
+                        steps = min(steps, blocks.longest(available))
+                        if steps >= MIN_STEPS:  # ``fastforward.commit``: one log row
+                            m, end = clock.advance(n, kv_sum // n, steps, t, nxt)
+                            used0 = cap - available
+                            need = blocks.need(m)
+                            available -= need
+                            if used0 + need > peak:
+                                peak = used0 + need
+                            k += m
+                            iters += m
+                            rows += pack(end, m, n, used0 + need,
+                                         m * used0 + blocks.need_sum(m), 0, n * m)
+                            t = end
+                            continue
+                new = res[-k % bs]
+                if new <= available:
+                    available -= new
+                    if cap - available > peak:
+                        peak = cap - available
+                    if step_s is None:
+                        key = kv_sum // n * nkey + n
+                        step_s = step_memo.get(key)
+                        if step_s is None:
+                            step_s = step_memo[key] = clock.step(n, kv_sum)
+                    t += step_s
+                    k += 1
+                    tokens = n
+                    if fin0 <= k:
+                        done, bases, freed = self._finish(fins, k, running, res, t)
+                        n, sum_base, available = n - done, sum_base - bases, available + freed
+                    iters += 1
+                    rows += pack(t, 1, n, cap - available, cap - available, 0, tokens)
+                    continue
+            # one iteration: ``Continuous.schedule`` / ``PrefillFirst.schedule``
+            chunks, decode = None, True
+            if first_policy and waiting:
+                chunks, available = _admit(waiting, max_batch - n, limit, True, available,
+                                           self, t)
+                decode = not chunks
+            if decode:
+                while n:  # ``Replica.reserve_decode``: preempt the newest while short
+                    new = res[-k % bs]
+                    if new <= available:
+                        available -= new
+                        break
+                    rid = next(reversed(running))
+                    base, fins = running.pop(rid), self._evict(rid, fins, k)
+                    res[base % bs] -= 1
+                    n, sum_base = n - 1, sum_base - base
+                    available += -(-(base + k) // bs)
+                if waiting and not first_policy:  # once, after reserving
+                    chunks, available = _admit(
+                        waiting, max_batch - n, None if budget is None else budget - n,
+                        not n, available, self, t)
+                decode = n > 0
+            if cap - available > peak:
+                peak = cap - available
             if not chunks and not decode:  # nothing fits until something arrives
-                if p == total:
-                    return
-                self.t = max(t, ok_times[p])
-                continue
-            self.t = t + self._price(chunks, decode)
-            self._commit(chunks, decode)
-
-    def _steady(self, nxt: float) -> bool:
-        """Only decodes to run: a fast-forwarded run where ``fastforward.plan`` would make
-        one (same length bounds, so the same log rows), else one decode step when its blocks
-        fit; False when the general schedule must decide (a preemption)."""
-        n, k = self.n, self.k
-        kv_sum = self.sum_base + n * k
-        step_s = None
-        to_finish = self._min_fin() - k - 1
-        if to_finish >= MIN_STEPS:
-            step_s = self.clock.step(n, kv_sum)
-            horizon = self._horizon(step_s)
-            if horizon >= MIN_STEPS:
-                steps = int(min(to_finish, MAX_STEPS, horizon))
-                blocks = Boundaries(self.res, k, n, self.bs)
-                steps = min(steps, blocks.longest(self.available))
-                if steps >= MIN_STEPS:
-                    self._forward(blocks, steps, kv_sum // n, nxt)
-                    return True
-        new = self.res[-k % self.bs]
-        if new > self.available:
-            return False
-        self._take(new)
-        self.dec_blocks += new
-        self.t += self.clock.step(n, kv_sum) if step_s is None else step_s
-        self.k = k + 1
-        if self.fins[0][0] <= k + 1:
-            self._finish_decodes()
-        self.log.add(self.t, self.n, self.capacity - self.available, 0, n)
-        return True
-
-    # --- fast-forward ----------------------------------------------------------------------------
-    def _forward(self, blocks: Boundaries, steps: int, mean: int, nxt: float) -> None:
-        """Run up to ``steps`` decode steps, cut by the arrival at ``nxt`` (the step in
-        flight then completes), and commit them as one log row (``fastforward.commit``)."""
-        n = self.n
-        m, end = self.clock.advance(n, mean, steps, self.t, nxt)
-        used0 = self.capacity - self.available
-        need = blocks.need(m)
-        self.available -= need
-        self.dec_blocks += need
-        self.peak = max(self.peak, used0 + need)
-        self.k += m
-        self.log.add_run(end, m, n, used0 + need, m * used0 + blocks.need_sum(m), 0, n * m)
-        self.t = end
-
-    def _horizon(self, step_s: float) -> float:
-        """``Simulation.steps_until_arrival``: the next arrival the arrival process waits
-        for (any request, rejected ones too), in steps of ``step_s``, plus 2."""
-        times, i, t = self.times, self.hint_at, self.t
-        while i < len(times) and times[i] <= t:
-            i += 1
-        self.hint_at = i
-        hint = times[i] if i < len(times) else self.last_hint
-        gap = hint - t
-        return gap / step_s + 2 if gap >= 0 and step_s > 0 else math.inf
-
-    def _min_fin(self) -> float:
-        fins, running = self.fins, self.running
-        while fins:
-            fin, tick, rid = fins[0]
-            seq = running.get(rid)
-            if seq is not None and seq[3] == tick:
-                return fin
-            heapq.heappop(fins)
-        return math.inf
-
-    # --- one iteration -------------------------------------------------------------------------
-    def _schedule(self) -> tuple[list, bool]:
-        """``Continuous.schedule`` / ``PrefillFirst.schedule``: (prefill chunks, decode?)."""
-        if self.first_policy:
-            if self.waiting:
-                chunks = self._admit(self.max_batch - self.n,
-                                     self.policy.prompt_limit(self), True)
-                if chunks:
-                    return chunks, False
-            self._reserve_decode()
-            return [], self.n > 0
-        self._reserve_decode()  # once, before admitting (a preemption requeues the newest)
-        if not self.waiting:
-            return [], True
-        budget = self.policy.token_budget
-        chunks = self._admit(self.max_batch - self.n,
-                             None if budget is None else budget - self.n, not self.n)
-        return chunks, self.n > 0
-
-    def _price(self, chunks: list, decode: bool) -> float:
-        n, kv = (self.n, self.sum_base + self.n * self.k) if decode else (0, 0)
-        if not chunks:
-            return self.clock.step(n, kv)
-        return self.clock.mixed([c[1] for c in chunks], n, kv)
-
-    def _admit(self, room: int, budget: int | None, force: bool) -> list:
-        """``Replica.admit`` (FCFS while blocks and the token budget allow): returns the
-        prefill chunks (rid, tokens, blocks)."""
-        out, waiting, bs, prompt, gen = [], self.waiting, self.bs, self.prompt, self.gen
-        while waiting and len(out) < room:
-            rid = waiting[0]
-            todo = prompt[rid] + gen[rid]
-            if budget is not None:
-                if todo > budget and not force:
+                if p == len(ok):
                     break
-                budget -= todo
-                force = False
-            need = -(-todo // bs)
-            if need > self.available:
-                break
-            self._take(need)
-            waiting.popleft()
-            if not gen[rid]:
-                self.sched[rid] = self.t
-            out.append((rid, todo, need))
-        return out
+                t = max(t, nxt)
+                continue
+            kv_sum = sum_base + n * k if decode else 0
+            if chunks:
+                t += clock.mixed(len(chunks), sum(c[1] for c in chunks), n if decode else 0,
+                                 kv_sum)
+            else:
+                t += clock.step(n, kv_sum)
+            # commit
+            tokens = 0
+            if decode and n:
+                tokens = n
+                k += 1
+                if fins[0] >> shift <= k:
+                    done, bases, freed = self._finish(fins, k, running, res, t)
+                    n, sum_base, available = n - done, sum_base - bases, available + freed
+            for rid, todo, blocks in chunks or ():
+                tokens += 1
+                g = gen[rid]
+                if not g:
+                    first[rid] = t
+                gen[rid] = g = g + 1
+                if g >= output[rid]:
+                    available += blocks
+                    finish[rid] = t
+                else:  # join the decode batch
+                    base = todo - k
+                    running[rid] = base
+                    gbase[rid] = g - k
+                    heapq.heappush(fins, (output[rid] - g + k) << shift | rid)
+                    res[base % bs] += 1
+                    n, sum_base = n + 1, sum_base + base
+            iters += 1
+            rows += pack(t, 1, n, cap - available, cap - available, len(waiting), tokens)
+        self.peak, self.log.iterations = peak, iters
 
-    def _take(self, blocks: int) -> None:
-        self.available -= blocks
-        used = self.capacity - self.available
-        if used > self.peak:
-            self.peak = used
+    def _finish(self, fins: list, k: int, running: dict, res: list, t: float) -> tuple:
+        """Take the requests finishing by step ``k`` out of the decode batch at time ``t``:
+        (how many, their bases summed, blocks freed)."""
+        shift, mask, bs, gen, gbase, finish = (self.shift, self.mask, self.bs, self.gen,
+                                               self.gbase, self.finish)
+        done = bases = freed = 0
+        while fins and fins[0] >> shift <= k:
+            rid = heapq.heappop(fins) & mask
+            base = running.pop(rid)
+            gen[rid] = gbase[rid] + k
+            res[base % bs] -= 1
+            done, bases, freed = done + 1, bases + base, freed - (-(base + k) // bs)
+            finish[rid] = t
+        return done, bases, freed
 
-    def _reserve_decode(self) -> None:
-        """Blocks for the decode step's new tokens; preempt the newest while they do not
-        fit (``Replica.reserve_decode``)."""
-        while self.n:
-            new = self.res[-self.k % self.bs]
-            if new <= self.available:
-                self._take(new)
-                self.dec_blocks += new
-                return
-            self._preempt(max(self.running, key=lambda r: self.running[r][3]))
-
-    def _preempt(self, rid: int) -> None:
-        ctx = self._remove(rid)
-        blocks = -(-ctx // self.bs)
-        self.dec_blocks -= blocks
-        self.available += blocks
+    def _evict(self, rid: int, fins: list, k: int) -> list:
+        """Preempt ``rid`` (recompute): requeue it first and drop its heap entry; returns
+        the heap."""
+        self.gen[rid] = self.gbase[rid] + k
         self.pre[rid] += 1
         self.preemptions += 1
         self.waiting.appendleft(rid)
+        fins.remove((self.output[rid] - self.gbase[rid]) << self.shift | rid)
+        heapq.heapify(fins)
+        return fins
 
-    def _remove(self, rid: int) -> int:
-        """Take ``rid`` out of the decode batch; returns its context."""
-        base, gbase, _, _ = self.running.pop(rid)
-        self.gen[rid] = gbase + self.k
-        self.res[base % self.bs] -= 1
-        self.sum_base -= base
-        self.n -= 1
-        return base + self.k
 
-    def _commit(self, chunks: list, decode: bool) -> None:
-        tokens = 0
-        if decode and self.n:
-            tokens = self.n
-            self.k += 1
-            self._finish_decodes()
-        for rid, todo, blocks in chunks:
-            tokens += 1
-            gen = self.gen[rid]
-            if not gen:
-                self.first[rid] = self.t
-            self.gen[rid] = gen = gen + 1
-            if gen >= self.output[rid]:
-                self.available += blocks
-                self.finish[rid] = self.t
-            else:
-                self.dec_blocks += blocks
-                self._join(rid, todo, gen)
-        self.log.add(self.t, self.n, self.capacity - self.available, len(self.waiting), tokens)
-
-    def _finish_decodes(self) -> None:
-        fins, k, freed = self.fins, self.k, 0
-        while fins and fins[0][0] <= k:
-            _, tick, rid = heapq.heappop(fins)
-            seq = self.running.get(rid)
-            if seq is None or seq[3] != tick:
-                continue
-            freed += -(-self._remove(rid) // self.bs)
-            self.finish[rid] = self.t
-        self.available += freed
-        self.dec_blocks -= freed
-
-    def _join(self, rid: int, ctx: int, gen: int) -> None:
-        k = self.k
-        base, fin = ctx - k, k + self.output[rid] - gen
-        self.running[rid] = [base, gen - k, fin, self.tick]
-        heapq.heappush(self.fins, (fin, self.tick, rid))
-        self.tick += 1
-        self.res[base % self.bs] += 1
-        self.sum_base += base
-        self.n += 1
+def _admit(waiting: deque, room: int, budget: int | None, force: bool, available: int,
+           sim: LeanSimulation, t: float) -> tuple[list, int]:
+    """``Replica.admit`` (FCFS while blocks and the token budget allow): the prefill chunks
+    (rid, tokens, blocks) and the blocks left."""
+    out, bs, prompt, gen, sched = [], sim.bs, sim.prompt, sim.gen, sim.sched
+    while waiting and len(out) < room:
+        rid = waiting[0]
+        todo = prompt[rid] + gen[rid]
+        if budget is not None:
+            if todo > budget and not force:
+                break
+            budget -= todo
+            force = False
+        need = -(-todo // bs)
+        if need > available:
+            break
+        available -= need
+        waiting.popleft()
+        if not gen[rid]:
+            sched[rid] = t
+        out.append((rid, todo, need))
+    return out, available
 
 
 def _last_hint(times: list) -> float:
