@@ -125,7 +125,25 @@ class DecodeClock:
                 ) -> tuple[int, float]:
         """Run up to ``steps`` steps from time ``t0``, mean context ``m0`` at the first; stop
         after the first step ending at or after ``deadline``. Returns (steps done, end)."""
-        t, m, end, done = t0, m0, m0 + steps, 0
+        cell = self._last.get(n)
+        if cell is None or not cell[0] <= m0 < cell[1]:
+            cell = self._cell(n, m0)
+        lo, end = cell[0], m0 + steps
+        if end > cell[1]:  # the run crosses into the next cell
+            return self._advance(n, m0, end, t0, deadline)
+        a, u = cell[2], m0 - lo
+        b = (cell[3] if cell[3] is not None else self._slope(cell)) if end - 1 > lo else 0.0
+        seg = steps * a + b * (steps * u + steps * (steps - 1) / 2)
+        if t0 + seg < deadline:
+            return steps, t0 + seg
+        j = _first_reaching(a, b, u, steps, t0, deadline)
+        return j, t0 + (j * a + b * (j * u + j * (j - 1) / 2))
+
+    def _advance(self, n: int, m: int, end: int, t: float, deadline: float
+                 ) -> tuple[int, float]:
+        """``advance`` over the cells of mean contexts m .. end - 1, an arithmetic series in
+        each."""
+        done = 0
         while m < end:
             cell = self._cell(n, m)
             lo, hi, a = cell[0], cell[1], cell[2]
@@ -169,22 +187,41 @@ def _first_reaching(a: float, b: float, u: int, k: int, t: float, deadline: floa
     return j
 
 
-class Boundaries:
-    """KV blocks a run of decode steps takes: ``P[t]`` sequences reach a block boundary
-    within the next t steps (t <= bs), one cycle of the block size."""
+def boundary_counts(res: list[int], k: int, bs: int) -> list[int]:
+    """``P``: ``P[t]`` running sequences reach a block boundary within the next t steps
+    (0 <= t <= bs), from ``res[c]``, the sequences whose base (context less ``k``) is c
+    modulo the block size ``bs``."""
+    a = (-k) % bs  # residue class of base whose context sits on a boundary now
+    return list(accumulate(res[a::-1] + res[:a:-1], initial=0))  # [a], [a-1], .. wrapped
 
-    __slots__ = ("n", "bs", "p", "pp")
+
+def run_fit(p: list[int], n: int, bs: int, steps: int, free: int) -> int:
+    """The longest run of at most ``steps`` steps whose blocks fit in ``free`` blocks."""
+    if free >= n * (steps // bs + 1):  # need(steps) <= that: no block shortage
+        return steps
+    q, rem = divmod(free, n)
+    return min(steps, q * bs + bisect_right(p, rem) - 1)
+
+
+def run_blocks(p: list[int], n: int, bs: int, m: int) -> tuple[int, int]:
+    """(blocks the next ``m`` steps take, those summed over steps 1..m)."""
+    q, r = divmod(m, bs)
+    whole = bs * q * (q - 1) // 2 + q * (r + 1)
+    return q * n + p[r], n * whole + (q * sum(p[:bs]) if q else 0) + sum(p[: r + 1])
+
+
+class Boundaries:
+    """KV blocks a run of decode steps takes (``boundary_counts``, ``run_fit``,
+    ``run_blocks`` on one batch)."""
+
+    __slots__ = ("n", "bs", "p")
 
     def __init__(self, res: list[int], k: int, n: int, bs: int):
-        a = (-k) % bs  # residue class of base whose context sits on a boundary now
-        offsets = res[a::-1] + res[:a:-1]  # offsets[r]: sequences r steps from a boundary
-        self.p = list(accumulate(offsets, initial=0))
-        self.n, self.bs, self.pp = n, bs, None
+        self.p, self.n, self.bs = boundary_counts(res, k, bs), n, bs
 
     def need(self, s: int) -> int:
         """Blocks the next ``s`` steps take."""
-        q, r = divmod(s, self.bs)
-        return q * self.n + self.p[r]
+        return run_blocks(self.p, self.n, self.bs, s)[0]
 
     def longest(self, free: int) -> int:
         """Most steps whose blocks fit in ``free`` free blocks."""
@@ -193,8 +230,4 @@ class Boundaries:
 
     def need_sum(self, m: int) -> int:
         """sum of ``need(j)`` for j = 1..m (the KV use a run adds, summed over its steps)."""
-        if self.pp is None:
-            self.pp = list(accumulate(self.p[: self.bs]))
-        q, r = divmod(m, self.bs)
-        whole = self.bs * q * (q - 1) // 2 + q * (r + 1)
-        return self.n * whole + q * self.pp[-1] + self.pp[r]
+        return run_blocks(self.p, self.n, self.bs, m)[1]

@@ -29,7 +29,7 @@ from collections import deque
 
 import numpy as np
 
-from sim.serving.decoderun import Boundaries, DecodeClock
+from sim.serving.decoderun import DecodeClock, boundary_counts, run_blocks, run_fit
 from sim.serving.engine import misfit, model_context
 from sim.serving.fastforward import MAX_STEPS, MIN_STEPS
 from sim.serving.iterlog import ROW, IterLog
@@ -187,19 +187,19 @@ class LeanSimulation:
                     horizon = gap / step_s + 2 if gap >= 0 and step_s > 0 else math.inf
                     if horizon >= MIN_STEPS:
                         steps = int(min(fin0 - k - 1, MAX_STEPS, horizon))
-                        blocks = Boundaries(res, k, n, bs)
-                        steps = min(steps, blocks.longest(available))
+                        blocks = boundary_counts(res, k, bs)
+                        steps = run_fit(blocks, n, bs, steps, available)
                         if steps >= MIN_STEPS:  # ``fastforward.commit``: one log row
                             m, end = clock.advance(n, kv_sum // n, steps, t, nxt)
                             used0 = cap - available
-                            need = blocks.need(m)
+                            need, need_sum = run_blocks(blocks, n, bs, m)
                             available -= need
                             if used0 + need > peak:
                                 peak = used0 + need
                             k += m
                             iters += m
-                            rows += pack(end, m, n, used0 + need,
-                                         m * used0 + blocks.need_sum(m), 0, n * m)
+                            rows += pack(end, m, n, used0 + need, m * used0 + need_sum, 0,
+                                         n * m)
                             t = end
                             continue
                 new = res[-k % bs]
