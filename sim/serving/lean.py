@@ -72,6 +72,7 @@ class LeanSimulation:
         self.cfg, self.timer, self.capacity = cfg, timer, blocks
         self.policy = POLICIES[cfg.policy](cfg)
         self.first_policy = cfg.policy == "prefill-first"
+        self.limit = self.policy.prompt_limit(self) if self.first_policy else None
         self.clock = DecodeClock(timer)
         self.bs, self.max_batch = cfg.block_size, cfg.max_batch
         self.context = model_context(getattr(timer, "model", None))
@@ -148,10 +149,7 @@ class LeanSimulation:
         bs, cap, max_batch, clock = self.bs, self.capacity, self.max_batch, self.clock
         output, gen, gbase, first, finish = (self.output, self.gen, self.gbase, self.first,
                                              self.finish)
-        first_policy, budget, limit = self.first_policy, self.policy.token_budget, None
-        if first_policy:
-            limit = self.policy.prompt_limit(self)
-        shift = self.shift
+        shift, mask, heappush, heappop = self.shift, self.mask, heapq.heappush, heapq.heappop
         rows, pack = self.log.rows, ROW.pack
         step_memo, nkey = {}, max_batch + 1  # one decode step's seconds by mean * nkey + n
         t, k, n, sum_base, available, peak, iters = 0.0, 0, 0, 0, cap, 0, 0
@@ -164,6 +162,7 @@ class LeanSimulation:
                 waiting.append(ok[p])
                 p += 1
                 nxt = arrive[p]
+            stepped = False
             if not waiting:
                 if not n:
                     if p == len(ok):
@@ -174,9 +173,9 @@ class LeanSimulation:
                 # make one (same length bounds, so the same log rows), else one decode step
                 # when its blocks fit, else the general schedule (a preemption)
                 kv_sum = sum_base + n * k
-                fin0 = fins[0] >> shift
+                to_finish = (fins[0] >> shift) - k - 1
                 step_s = None
-                if fin0 - k - 1 >= MIN_STEPS:
+                if to_finish >= MIN_STEPS:
                     key = kv_sum // n * nkey + n
                     step_s = step_memo.get(key)
                     if step_s is None:
@@ -186,85 +185,61 @@ class LeanSimulation:
                     gap = (last_hint if h == len(times) else hints[h]) - t
                     horizon = gap / step_s + 2 if gap >= 0 and step_s > 0 else math.inf
                     if horizon >= MIN_STEPS:
-                        steps = int(min(fin0 - k - 1, MAX_STEPS, horizon))
                         blocks = boundary_counts(res, k, bs)
-                        steps = run_fit(blocks, n, bs, steps, available)
+                        steps = run_fit(blocks, n, bs, int(min(to_finish, MAX_STEPS, horizon)),
+                                        available)
                         if steps >= MIN_STEPS:  # ``fastforward.commit``: one log row
-                            m, end = clock.advance(n, kv_sum // n, steps, t, nxt)
-                            used0 = cap - available
+                            m, t = clock.advance(n, kv_sum // n, steps, t, nxt)
+                            used = cap - available
                             need, need_sum = run_blocks(blocks, n, bs, m)
                             available -= need
-                            if used0 + need > peak:
-                                peak = used0 + need
+                            if used + need > peak:
+                                peak = used + need
                             k += m
                             iters += m
-                            rows += pack(end, m, n, used0 + need, m * used0 + need_sum, 0,
-                                         n * m)
-                            t = end
+                            rows += pack(t, m, n, used + need, m * used + need_sum, 0, n * m)
                             continue
                 new = res[-k % bs]
-                if new <= available:
+                if new <= available:  # one decode step, committed below
                     available -= new
-                    if cap - available > peak:
-                        peak = cap - available
                     if step_s is None:
                         key = kv_sum // n * nkey + n
                         step_s = step_memo.get(key)
                         if step_s is None:
                             step_s = step_memo[key] = clock.step(n, kv_sum)
                     t += step_s
-                    k += 1
-                    tokens = n
-                    if fin0 <= k:
-                        done, bases, freed = self._finish(fins, k, running, res, t)
-                        n, sum_base, available = n - done, sum_base - bases, available + freed
-                    iters += 1
-                    rows += pack(t, 1, n, cap - available, cap - available, 0, tokens)
-                    continue
-            # one iteration: ``Continuous.schedule`` / ``PrefillFirst.schedule``
-            chunks, decode = None, True
-            if first_policy and waiting:
-                chunks, available = _admit(waiting, max_batch - n, limit, True, available,
-                                           self, t)
-                decode = not chunks
-            if decode:
-                while n:  # ``Replica.reserve_decode``: preempt the newest while short
-                    new = res[-k % bs]
-                    if new <= available:
-                        available -= new
+                    chunks, decode, stepped = (), True, True
+            if not stepped:  # ``Continuous.schedule`` / ``PrefillFirst.schedule``
+                chunks, decode, available, n, sum_base, fins = self._schedule(
+                    t, k, n, sum_base, available, res, running, fins)
+                if not chunks and not decode:  # nothing fits until something arrives
+                    if p == len(ok):
                         break
-                    rid = next(reversed(running))
-                    base, fins = running.pop(rid), self._evict(rid, fins, k)
-                    res[base % bs] -= 1
-                    n, sum_base = n - 1, sum_base - base
-                    available += -(-(base + k) // bs)
-                if waiting and not first_policy:  # once, after reserving
-                    chunks, available = _admit(
-                        waiting, max_batch - n, None if budget is None else budget - n,
-                        not n, available, self, t)
-                decode = n > 0
+                    t = max(t, nxt)
+                    continue
+                kv_sum = sum_base + n * k if decode else 0
+                if chunks:
+                    t += clock.mixed(len(chunks), self.tokens, n if decode else 0, kv_sum)
+                else:
+                    t += clock.step(n, kv_sum)
             if cap - available > peak:
                 peak = cap - available
-            if not chunks and not decode:  # nothing fits until something arrives
-                if p == len(ok):
-                    break
-                t = max(t, nxt)
-                continue
-            kv_sum = sum_base + n * k if decode else 0
-            if chunks:
-                t += clock.mixed(len(chunks), sum(c[1] for c in chunks), n if decode else 0,
-                                 kv_sum)
-            else:
-                t += clock.step(n, kv_sum)
-            # commit
+            # commit the iteration at its end ``t``
             tokens = 0
             if decode and n:
                 tokens = n
                 k += 1
-                if fins[0] >> shift <= k:
-                    done, bases, freed = self._finish(fins, k, running, res, t)
-                    n, sum_base, available = n - done, sum_base - bases, available + freed
-            for rid, todo, blocks in chunks or ():
+                if fins[0] >> shift <= k:  # finishing decodes leave the batch
+                    freed = 0
+                    while fins and fins[0] >> shift <= k:
+                        rid = heappop(fins) & mask
+                        base = running.pop(rid)
+                        gen[rid] = gbase[rid] + k
+                        res[base % bs] -= 1
+                        n, sum_base, freed = n - 1, sum_base - base, freed - (-(base + k) // bs)
+                        finish[rid] = t
+                    available += freed
+            for rid, todo, blocks in chunks:
                 tokens += 1
                 g = gen[rid]
                 if not g:
@@ -277,27 +252,67 @@ class LeanSimulation:
                     base = todo - k
                     running[rid] = base
                     gbase[rid] = g - k
-                    heapq.heappush(fins, (output[rid] - g + k) << shift | rid)
+                    heappush(fins, (output[rid] - g + k) << shift | rid)
                     res[base % bs] += 1
                     n, sum_base = n + 1, sum_base + base
             iters += 1
             rows += pack(t, 1, n, cap - available, cap - available, len(waiting), tokens)
         self.peak, self.log.iterations = peak, iters
 
-    def _finish(self, fins: list, k: int, running: dict, res: list, t: float) -> tuple:
-        """Take the requests finishing by step ``k`` out of the decode batch at time ``t``:
-        (how many, their bases summed, blocks freed)."""
-        shift, mask, bs, gen, gbase, finish = (self.shift, self.mask, self.bs, self.gen,
-                                               self.gbase, self.finish)
-        done = bases = freed = 0
-        while fins and fins[0] >> shift <= k:
-            rid = heapq.heappop(fins) & mask
-            base = running.pop(rid)
-            gen[rid] = gbase[rid] + k
+    def _schedule(self, t, k, n, sum_base, available, res, running, fins) -> tuple:
+        """``Continuous.schedule`` / ``PrefillFirst.schedule`` at time ``t``: reserve the
+        decode step's blocks (preempting the newest while they do not fit,
+        ``Replica.reserve_decode``) and admit prompts. Returns (chunks, decode?, and the
+        batch state it changed); ``self.tokens`` is the chunks' prompt tokens."""
+        waiting, bs = self.waiting, self.bs
+        if self.first_policy and waiting:
+            chunks, available = self._admit(self.max_batch - n, self.limit, True, available, t)
+            if chunks:
+                return chunks, False, available, n, sum_base, fins
+        while n:
+            new = res[-k % bs]
+            if new <= available:
+                available -= new
+                break
+            rid = next(reversed(running))  # the newest
+            base, fins = running.pop(rid), self._evict(rid, fins, k)
             res[base % bs] -= 1
-            done, bases, freed = done + 1, bases + base, freed - (-(base + k) // bs)
-            finish[rid] = t
-        return done, bases, freed
+            n, sum_base = n - 1, sum_base - base
+            available += -(-(base + k) // bs)
+        chunks = ()
+        if waiting and not self.first_policy:  # once, after reserving
+            budget = self.policy.token_budget
+            chunks, available = self._admit(self.max_batch - n,
+                                            None if budget is None else budget - n, not n,
+                                            available, t)
+        return chunks, n > 0, available, n, sum_base, fins
+
+    def _admit(self, room: int, budget: int | None, force: bool, available: int, t: float
+               ) -> tuple[list, int]:
+        """``Replica.admit`` (FCFS while blocks and the token budget allow): the prefill
+        chunks (rid, tokens, blocks) and the blocks left; ``self.tokens``: their tokens."""
+        out, waiting, bs, prompt, gen, sched = (
+            [], self.waiting, self.bs, self.prompt, self.gen, self.sched)
+        tokens = 0
+        while waiting and len(out) < room:
+            rid = waiting[0]
+            todo = prompt[rid] + gen[rid]
+            if budget is not None:
+                if todo > budget and not force:
+                    break
+                budget -= todo
+                force = False
+            need = -(-todo // bs)
+            if need > available:
+                break
+            available -= need
+            waiting.popleft()
+            if not gen[rid]:
+                sched[rid] = t
+            out.append((rid, todo, need))
+            tokens += todo
+        self.tokens = tokens
+        return out, available
 
     def _evict(self, rid: int, fins: list, k: int) -> list:
         """Preempt ``rid`` (recompute): requeue it first and drop its heap entry; returns
@@ -309,30 +324,6 @@ class LeanSimulation:
         fins.remove((self.output[rid] - self.gbase[rid]) << self.shift | rid)
         heapq.heapify(fins)
         return fins
-
-
-def _admit(waiting: deque, room: int, budget: int | None, force: bool, available: int,
-           sim: LeanSimulation, t: float) -> tuple[list, int]:
-    """``Replica.admit`` (FCFS while blocks and the token budget allow): the prefill chunks
-    (rid, tokens, blocks) and the blocks left."""
-    out, bs, prompt, gen, sched = [], sim.bs, sim.prompt, sim.gen, sim.sched
-    while waiting and len(out) < room:
-        rid = waiting[0]
-        todo = prompt[rid] + gen[rid]
-        if budget is not None:
-            if todo > budget and not force:
-                break
-            budget -= todo
-            force = False
-        need = -(-todo // bs)
-        if need > available:
-            break
-        available -= need
-        waiting.popleft()
-        if not gen[rid]:
-            sched[rid] = t
-        out.append((rid, todo, need))
-    return out, available
 
 
 def _last_hint(times: list) -> float:
