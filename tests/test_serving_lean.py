@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sim.serving import Workload, api, simulate_serving
 from sim.serving.config import ServingConfig
-from sim.serving.decoderun import Boundaries, DecodeClock
+from sim.serving.decoderun import DecodeClock, Hits, run_blocks, run_fit
 from sim.serving.steptime import StepTimer
 from sim.stack.loader import get_stack
 from tests.test_serving_fastforward import assert_same
@@ -118,14 +118,21 @@ def test_a_decode_run_in_closed_form_equals_the_step_by_step_sum():
 def test_kv_blocks_of_a_decode_run_are_the_boundary_counts_summed(bs):
     rng = np.random.default_rng(bs)
     ctx, k = rng.integers(1, 200, size=13), 37
-    res = np.bincount((ctx - k) % bs, minlength=bs).tolist()
-    b = Boundaries(res, k, len(ctx), bs)
+    hits = Hits(bs)
+    for c in ctx.tolist():
+        hits.add(c - k, +1)
+    hits.add(500, +1)
+    hits.add(500, -1)  # a sequence that left again
+    n, s0 = len(ctx), k % bs
     need = [int(((ctx + j) % bs == 0).sum()) for j in range(2000)]  # step j's new blocks
     cum = np.cumsum(need)
-    assert [b.need(s) for s in range(1, 2001)] == cum.tolist()
-    assert b.need_sum(60) == int(cum[:60].sum())
+    got = [run_blocks(hits.d2, hits.e2, s0, n, bs, s) for s in range(1, 2001)]
+    assert [b for b, _ in got] == cum.tolist()
+    assert [s for _, s in got][:60:7] == [int(cum[:m].sum()) for m in range(1, 61, 7)]
+    assert got[1999][1] == int(cum.sum())
     for free in (0, 5, 40, 333):
-        assert b.longest(free) == int(np.searchsorted(cum, free, side="right"))
+        assert run_fit(hits.d2, s0, n, bs, 10**6, free) == int(
+            np.searchsorted(cum, free, side="right"))
 
 
 @pytest.mark.parametrize("arrival", [np.repeat(np.arange(6) * 0.5, 5), np.zeros(30),

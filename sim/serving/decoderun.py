@@ -17,7 +17,11 @@ between; see ``sim.serving.fastforward``). Two sums describe it, and both are cl
   with its next token (vLLM's paged cache, Kwon et al. 2023, Sec. 4.1). With c_r sequences
   reaching a boundary r steps from now (0 <= r < bs), the blocks the next s steps need are
   (s // bs) n + P[s % bs] (P: prefix sums of c), so the longest run the free pool allows and
-  the KV use summed over a run (for the mean utilisation) are integer formulas, exact.
+  the KV use summed over a run (for the mean utilisation) are integer formulas, exact. The
+  batch keeps c as ``hits``: ``d2[j]`` sequences start a block at the steps k = j (mod bs),
+  stored twice over (j < 2 bs) so that c_r = ``d2[k % bs + r]`` is a slice, beside
+  ``e2[j] = j d2[j]``; a run's blocks are then two slice sums, with no per-run set-up
+  (sum_{r < R} c_r (R - r) = (R + s0) sum c - sum e over the slice, s0 = k % bs).
 """
 
 from __future__ import annotations
@@ -187,47 +191,41 @@ def _first_reaching(a: float, b: float, u: int, k: int, t: float, deadline: floa
     return j
 
 
-def boundary_counts(res: list[int], k: int, bs: int) -> list[int]:
-    """``P``: ``P[t]`` running sequences reach a block boundary within the next t steps
-    (0 <= t <= bs), from ``res[c]``, the sequences whose base (context less ``k``) is c
-    modulo the block size ``bs``."""
-    a = (-k) % bs  # residue class of base whose context sits on a boundary now
-    return list(accumulate(res[a::-1] + res[:a:-1], initial=0))  # [a], [a-1], .. wrapped
+class Hits:
+    """The running set's block boundaries (module docstring): ``d2`` and ``e2``, each of
+    2 bs counts. ``add(base, +1 / -1)`` as a sequence of base ``base`` (context less the step
+    counter) joins or leaves; the lean engine applies the same four updates inline."""
+
+    __slots__ = ("bs", "d2", "e2")
+
+    def __init__(self, bs: int):
+        self.bs, self.d2, self.e2 = bs, [0] * (2 * bs), [0] * (2 * bs)
+
+    def add(self, base: int, sign: int) -> None:
+        j = -base % self.bs  # its context base + k reaches a boundary at k = j (mod bs)
+        self.d2[j] += sign
+        self.d2[j + self.bs] += sign
+        self.e2[j] += sign * j
+        self.e2[j + self.bs] += sign * (j + self.bs)
 
 
-def run_fit(p: list[int], n: int, bs: int, steps: int, free: int) -> int:
-    """The longest run of at most ``steps`` steps whose blocks fit in ``free`` blocks."""
-    if free >= n * (steps // bs + 1):  # need(steps) <= that: no block shortage
-        return steps
+def run_fit(d2: list[int], s0: int, n: int, bs: int, steps: int, free: int) -> int:
+    """The longest run of at most ``steps`` steps (from a step counter = ``s0`` mod bs) whose
+    blocks fit in ``free`` blocks (the caller skips this when n (steps // bs + 1) fit)."""
+    p = list(accumulate(d2[s0:s0 + bs], initial=0))  # P[t]: boundaries within t steps
     q, rem = divmod(free, n)
     return min(steps, q * bs + bisect_right(p, rem) - 1)
 
 
-def run_blocks(p: list[int], n: int, bs: int, m: int) -> tuple[int, int]:
+def run_blocks(d2: list[int], e2: list[int], s0: int, n: int, bs: int, m: int
+               ) -> tuple[int, int]:
     """(blocks the next ``m`` steps take, those summed over steps 1..m)."""
     q, r = divmod(m, bs)
+    hit = sum(d2[s0:s0 + r])  # P[r]
+    part = (r + s0) * hit - sum(e2[s0:s0 + r])  # P[0] + .. + P[r]
+    if not q:
+        return hit, part
     whole = bs * q * (q - 1) // 2 + q * (r + 1)
-    return q * n + p[r], n * whole + (q * sum(p[:bs]) if q else 0) + sum(p[: r + 1])
-
-
-class Boundaries:
-    """KV blocks a run of decode steps takes (``boundary_counts``, ``run_fit``,
-    ``run_blocks`` on one batch)."""
-
-    __slots__ = ("n", "bs", "p")
-
-    def __init__(self, res: list[int], k: int, n: int, bs: int):
-        self.p, self.n, self.bs = boundary_counts(res, k, bs), n, bs
-
-    def need(self, s: int) -> int:
-        """Blocks the next ``s`` steps take."""
-        return run_blocks(self.p, self.n, self.bs, s)[0]
-
-    def longest(self, free: int) -> int:
-        """Most steps whose blocks fit in ``free`` free blocks."""
-        q, rem = divmod(free, self.n)
-        return q * self.bs + bisect_right(self.p, rem) - 1
-
-    def need_sum(self, m: int) -> int:
-        """sum of ``need(j)`` for j = 1..m (the KV use a run adds, summed over its steps)."""
-        return run_blocks(self.p, self.n, self.bs, m)[1]
+    full = sum(d2[s0:s0 + bs - 1])
+    cycle = (bs - 1 + s0) * full - sum(e2[s0:s0 + bs - 1])  # P[0] + .. + P[bs - 1]
+    return q * n + hit, n * whole + q * cycle + part

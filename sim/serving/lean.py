@@ -29,7 +29,7 @@ from collections import deque
 
 import numpy as np
 
-from sim.serving.decoderun import DecodeClock, boundary_counts, run_blocks, run_fit
+from sim.serving.decoderun import DecodeClock, Hits, run_blocks, run_fit
 from sim.serving.engine import misfit, model_context
 from sim.serving.fastforward import MAX_STEPS, MIN_STEPS
 from sim.serving.iterlog import ROW, IterLog
@@ -144,8 +144,9 @@ class LeanSimulation:
         decode batch: ``running`` maps each running request to its base (context less the
         batch's step counter ``k``; insertion order is join order, so the newest is last),
         ``fins`` is a heap of ``finishing step << shift | rid`` holding exactly the running
-        requests, ``res[c]`` counts bases congruent to c modulo the block size and
-        ``sum_base`` sums them (the batch's context is ``sum_base + n k``)."""
+        requests, ``d2``/``e2`` count when its sequences start new KV blocks
+        (``decoderun.Hits``) and ``sum_base`` sums the bases (the batch's context is
+        ``sum_base + n k``)."""
         bs, cap, max_batch, clock = self.bs, self.capacity, self.max_batch, self.clock
         output, gen, gbase, first, finish = (self.output, self.gen, self.gbase, self.first,
                                              self.finish)
@@ -153,7 +154,8 @@ class LeanSimulation:
         rows, pack = self.log.rows, ROW.pack
         step_memo, nkey = {}, max_batch + 1  # one decode step's seconds by mean * nkey + n
         t, k, n, sum_base, available, peak, iters = 0.0, 0, 0, 0, cap, 0, 0
-        res, running, fins, waiting = [0] * bs, {}, [], self.waiting
+        hits = Hits(bs)
+        d2, e2, running, fins, waiting = hits.d2, hits.e2, {}, [], self.waiting
         hints, h, last_hint = [*times, math.inf], 0, _last_hint(times)
         arrive, p = [*ok_times, math.inf], 0
         nxt = arrive[0]
@@ -185,13 +187,13 @@ class LeanSimulation:
                     gap = (last_hint if h == len(times) else hints[h]) - t
                     horizon = gap / step_s + 2 if gap >= 0 and step_s > 0 else math.inf
                     if horizon >= MIN_STEPS:
-                        blocks = boundary_counts(res, k, bs)
-                        steps = run_fit(blocks, n, bs, int(min(to_finish, MAX_STEPS, horizon)),
-                                        available)
+                        steps = int(min(to_finish, MAX_STEPS, horizon))
+                        if available < n * (steps // bs + 1):  # the pool may cut the run
+                            steps = run_fit(d2, k % bs, n, bs, steps, available)
                         if steps >= MIN_STEPS:  # ``fastforward.commit``: one log row
                             m, t = clock.advance(n, kv_sum // n, steps, t, nxt)
                             used = cap - available
-                            need, need_sum = run_blocks(blocks, n, bs, m)
+                            need, need_sum = run_blocks(d2, e2, k % bs, n, bs, m)
                             available -= need
                             if used + need > peak:
                                 peak = used + need
@@ -199,7 +201,7 @@ class LeanSimulation:
                             iters += m
                             rows += pack(t, m, n, used + need, m * used + need_sum, 0, n * m)
                             continue
-                new = res[-k % bs]
+                new = d2[k % bs]
                 if new <= available:  # one decode step, committed below
                     available -= new
                     if step_s is None:
@@ -211,7 +213,7 @@ class LeanSimulation:
                     chunks, decode, stepped = (), True, True
             if not stepped:  # ``Continuous.schedule`` / ``PrefillFirst.schedule``
                 chunks, decode, available, n, sum_base, fins = self._schedule(
-                    t, k, n, sum_base, available, res, running, fins)
+                    t, k, n, sum_base, available, hits, running, fins)
                 if not chunks and not decode:  # nothing fits until something arrives
                     if p == len(ok):
                         break
@@ -235,7 +237,11 @@ class LeanSimulation:
                         rid = heappop(fins) & mask
                         base = running.pop(rid)
                         gen[rid] = gbase[rid] + k
-                        res[base % bs] -= 1
+                        j = -base % bs
+                        d2[j] -= 1
+                        d2[j + bs] -= 1
+                        e2[j] -= j
+                        e2[j + bs] -= j + bs
                         n, sum_base, freed = n - 1, sum_base - base, freed - (-(base + k) // bs)
                         finish[rid] = t
                     available += freed
@@ -253,13 +259,17 @@ class LeanSimulation:
                     running[rid] = base
                     gbase[rid] = g - k
                     heappush(fins, (output[rid] - g + k) << shift | rid)
-                    res[base % bs] += 1
+                    j = -base % bs  # ``Hits.add``
+                    d2[j] += 1
+                    d2[j + bs] += 1
+                    e2[j] += j
+                    e2[j + bs] += j + bs
                     n, sum_base = n + 1, sum_base + base
             iters += 1
             rows += pack(t, 1, n, cap - available, cap - available, len(waiting), tokens)
         self.peak, self.log.iterations = peak, iters
 
-    def _schedule(self, t, k, n, sum_base, available, res, running, fins) -> tuple:
+    def _schedule(self, t, k, n, sum_base, available, hits, running, fins) -> tuple:
         """``Continuous.schedule`` / ``PrefillFirst.schedule`` at time ``t``: reserve the
         decode step's blocks (preempting the newest while they do not fit,
         ``Replica.reserve_decode``) and admit prompts. Returns (chunks, decode?, and the
@@ -270,13 +280,13 @@ class LeanSimulation:
             if chunks:
                 return chunks, False, available, n, sum_base, fins
         while n:
-            new = res[-k % bs]
+            new = hits.d2[k % bs]
             if new <= available:
                 available -= new
                 break
             rid = next(reversed(running))  # the newest
             base, fins = running.pop(rid), self._evict(rid, fins, k)
-            res[base % bs] -= 1
+            hits.add(base, -1)
             n, sum_base = n - 1, sum_base - base
             available += -(-(base + k) // bs)
         chunks = ()
