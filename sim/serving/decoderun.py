@@ -44,7 +44,7 @@ class DecodeClock:
         self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [lo, hi, A, B or None, ..]
         self._last: dict[int, list] = {}  # n -> the cell its last run used
         self._steps: dict[tuple[int, int], float] = {}  # (n, mean) -> one step's seconds
-        self._rows: dict[tuple, float] = {}  # (n_p, tokens, n, mean) -> interpolated in n
+        self._pairs: dict[tuple, tuple] = {}  # (n_p, x lo, x hi, n, mean) -> ``_pair``
 
     def step(self, n: int, kv_sum: int) -> float:
         """One decode step, exactly as the stepping engine prices it (``StepTimer.step``
@@ -63,28 +63,25 @@ class DecodeClock:
         n_p = min(prompts if prompts <= 8 else _nearest(prompts), tok)  # 0..8 on the grid
         ml, mh, fm = _bracket(kv_sum // n if n else 0, 0)
         xl, xh, fx = _bracket(tok, n_p)
-        t = self._bilinear(n_p, xl, xh, fx, n, ml)
+        pairs = self._pairs
+        low, high = pairs.get((n_p, xl, xh, n, ml)) or self._pair(n_p, xl, xh, n, ml)
+        t = low + fx * (high - low) if fx else low  # ``StepTimer._bilinear``
         if fm:
-            t += fm * (self._bilinear(n_p, xl, xh, fx, n, mh) - t)
+            low, high = pairs.get((n_p, xl, xh, n, mh)) or self._pair(n_p, xl, xh, n, mh)
+            t += fm * ((low + fx * (high - low) if fx else low) - t)
         return t
 
-    def _bilinear(self, n_p: int, xl: int, xh: int, fx: float, n: int, m: int) -> float:
-        """``StepTimer._bilinear`` over (prompt tokens, decodes) at mean context ``m``
-        (``xl``, ``xh``, ``fx``: the prompt tokens' grid bracket)."""
-        rows = self._rows
-        low = rows.get((n_p, xl, n, m))
-        if low is None:
-            low = self._row(n_p, xl, n, m)
-        if not fx:
-            return low
-        high = rows.get((n_p, xh, n, m))
-        if high is None:
-            high = self._row(n_p, xh, n, m)
-        return low + fx * (high - low)
+    def _pair(self, n_p: int, xl: int, xh: int, n: int, m: int) -> tuple[float, float]:
+        """The corners at prompt tokens ``xl`` and ``xh`` (its grid bracket), each
+        interpolated in the decode count ``n``, at mean context ``m`` (memoised: iterations
+        repeat these far more often than they vary)."""
+        low = self._row(n_p, xl, n, m)
+        pair = self._pairs[(n_p, xl, xh, n, m)] = (
+            low, self._row(n_p, xh, n, m) if xh != xl else low)
+        return pair
 
     def _row(self, n_p: int, x: int, n: int, m: int) -> float:
-        """The corners at prompt tokens ``x`` interpolated in the decode count ``n``
-        (memoised: iterations repeat these rows far more often than they vary)."""
+        """The corners at prompt tokens ``x`` interpolated in the decode count ``n``."""
         yl, yh, fy = _bracket(n, 0)
         get, price = self._cache.get, self._price
         key = (n_p, x, 0, yl, m, False)
@@ -92,7 +89,6 @@ class DecodeClock:
         if fy:
             key = (n_p, x, 0, yh, m, False)
             low += fy * ((get(key) or price(key)) - low)
-        self._rows[(n_p, x, n, m)] = low
         return low
 
     def _cell(self, n: int, m: int) -> list:
