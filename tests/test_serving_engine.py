@@ -123,3 +123,28 @@ def test_moe_that_does_not_fit_one_gpu_rejects_and_fits_with_expert_parallelism(
     assert split.kv.groups == 2 and split.summary["requests_completed"] == 20
     assert split.kv.tokens == 2 * int(split.kv.free_bytes // split.kv.kv_bytes_per_token)
     _check_conservation(split)
+
+
+def test_a_decode_step_that_preempts_reserves_its_kv_blocks_once(monkeypatch):
+    # A steady decode step that preempts requeues the newest sequence; the iteration then admits
+    # from the queue and must not take the step's new-block reservation a second time.
+    from sim.serving.replica import Replica
+
+    calls: dict[tuple[int, int], int] = {}
+    reserve = Replica.reserve_decode
+
+    def counting(self, adv):
+        if self.run.n:
+            key = (id(self), self.run.k)
+            calls[key] = calls.get(key, 0) + 1
+        return reserve(self, adv)
+
+    monkeypatch.setattr(Replica, "reserve_decode", counting)
+    rng = np.random.default_rng(3)  # this workload reserved 3 blocks twice before the fix
+    w = Workload(np.sort(rng.uniform(0, 3, 150)), rng.integers(64, 1024, 150),
+                 rng.integers(64, 512, 150))
+    r = simulate_serving(workload=w, policy="continuous", gpu_memory_utilization=0.2,
+                         max_batch=64, fast_forward=False)
+    assert r.summary["preemptions"] > 50
+    assert calls and max(calls.values()) == 1
+    _check_conservation(r)

@@ -14,9 +14,9 @@ it, are the same row for row.
 
 Exactness against the SimPy engine (issue 18): identical counts (completed, rejected,
 preemptions, tokens, iterations, KV blocks) and timestamps equal up to the rounding of the
-closed-form run sums (relative 1e-13 or so; the tolerance is 1e-9). Its quirks are kept on
-purpose, e.g. when a steady decode step preempts, the continuous policy reserves the decode
-step's blocks a second time (``Continuous.schedule`` calls ``reserve_decode`` twice). An
+closed-form run sums (relative 1e-13 or so; the tolerance is 1e-9). Both reserve a decode
+step's blocks once per iteration, before admitting (a steady step that preempts requeues the
+preempted sequence and then admits from the queue without reserving again). An
 arrival and a step end at the very same instant are ordered arrival first (the SimPy engine
 orders such ties by event id; with continuous time they do not occur).
 """
@@ -242,11 +242,9 @@ class LeanSimulation:
                     return chunks, False
             self._reserve_decode()
             return [], self.n > 0
+        self._reserve_decode()  # once, before admitting (a preemption requeues the newest)
         if not self.waiting:
-            self._reserve_decode()
-            if not self.waiting:
-                return [], True
-        self._reserve_decode()  # a second time after a preemption, as Continuous does
+            return [], True
         budget = self.policy.token_budget
         chunks = self._admit(self.max_batch - self.n,
                              None if budget is None else budget - self.n, not self.n)

@@ -62,20 +62,22 @@ class Continuous:
     def _pull(self, rep, room: int) -> int:
         return room
 
-    def _memory(self, rep) -> tuple[float, int]:
-        """Reserve decode growth (preempting if needed), then swap back what fits."""
+    def _memory(self, rep, reserved: float | None = None) -> tuple[float, int]:
+        """Reserve decode growth (preempting if needed) unless this iteration already did
+        (``reserved``: its swap-out time), then swap back what fits."""
         adv = rep.sim.spec_k + 1
-        extra = rep.reserve_decode(adv)
+        extra = rep.reserve_decode(adv) if reserved is None else reserved
         room = self.max_batch - rep.run.n - len(rep.prefilling) - rep.incoming
         t, room = rep.swap_in(room, adv)
         return extra + t, room
 
     def schedule(self, rep) -> Iteration | None:
+        reserved = None
         if not (rep.waiting or rep.prefilling or rep.swapped or rep.kv_wait):
-            extra = rep.reserve_decode(rep.sim.spec_k + 1)  # steady state: decodes only
+            reserved = rep.reserve_decode(rep.sim.spec_k + 1)  # steady state: decodes only
             if not (rep.waiting or rep.swapped):
-                return Iteration(decode=True, extra_s=extra) if rep.run.n else None
-        extra, room = self._memory(rep)
+                return Iteration(decode=True, extra_s=reserved) if rep.run.n else None
+        extra, room = self._memory(rep, reserved)  # a preemption above: reserved once only
         room = self._pull(rep, room)
         if not rep.swapped:  # swapped sequences go before new ones (vLLM)
             rep.admit(room, budget=self._prefill_budget(rep),
