@@ -22,6 +22,10 @@ bounds the throughput when iterations are pipelined.
 Each op is priced by the roofline (``sim.costs.timing.op_time``); collectives by
 ``sim.costs.comm.collective_time`` on the cluster (an ``Accelerator`` alone suffices when
 nothing is communicated).
+Reuse: everything but the attention op depends on the token count alone, so each layer kind's
+ops are priced once per (layer, tokens, plan) into the ``CostContext`` table "forward_time"
+and a call prices its attention op and adds the records in the ops' order, with the same
+expressions as one pass over the list (docs/design-serving.md, "Pricing a corner").
 """
 
 from __future__ import annotations
