@@ -22,6 +22,10 @@ bounds the throughput when iterations are pipelined.
 Each op is priced by the roofline (``sim.costs.timing.op_time``); collectives by
 ``sim.costs.comm.collective_time`` on the cluster (an ``Accelerator`` alone suffices when
 nothing is communicated).
+Reuse: everything but the attention op depends on the token count alone, so each layer kind's
+ops are priced once per (layer, tokens, plan) into the ``CostContext`` table "forward_time"
+and a call prices its attention op and adds the records in the ops' order, with the same
+expressions as one pass over the list (docs/design-serving.md, "Pricing a corner").
 """
 
 from __future__ import annotations
@@ -29,16 +33,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, replace
-from itertools import pairwise
+from functools import lru_cache, reduce
+from itertools import groupby, pairwise, repeat
+from operator import add
+from typing import NamedTuple
 
 from hardware.types import Accelerator
 from sim.costs.attention import attention_core_flops, head_dims
+from sim.costs.context import CostContext
 from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer, linear_state_bytes
 from sim.costs.layout import StageLayout
 from sim.costs.lowering import dtype_bytes, lower_embedding, lower_head, lower_layer
 from sim.costs.moe import expected_experts_touched
 from sim.costs.stack_effects import attention_kernel, op_factor
-from sim.costs.timing import op_time, op_time_parts
+from sim.costs.timing import op_time_with_parts
 from sim.errors import ConfigError
 from sim.model.config import ModelConfig
 from sim.ops import Op
@@ -77,19 +85,35 @@ class StepCost:
 def _attention_ops(model: ModelConfig, seqs: tuple[tuple[int, int], ...], tp: int, db: float,
                    layer: int, name: str) -> tuple[Op, float]:
     """One batched attention op over ``seqs`` = ((new tokens, context), ...) and its KV bytes."""
+    flops, kv, qo = _attention_sums(model, seqs, tp, db)
+    return _attention_op(model, seqs, flops, kv + qo, layer, name), kv
+
+
+def _attention_op(model: ModelConfig, seqs, flops: float, nbytes: float, layer: int,
+                  name: str = "attention") -> Op:
     d_qk, d_v = head_dims(model)
-    heads = model.n_heads // tp
-    kv_tok = kv_bytes_per_token_layer(model, db, tp)
-    flops = kv = qo = 0.0
-    for q_len, ctx in seqs:
-        flops += attention_core_flops(model, q_len, ctx) / tp
-        kv += cached_tokens(model, ctx + q_len) * kv_tok + 2 * linear_state_bytes(model, db, tp)
-        qo += q_len * heads * (d_qk + d_v) * db
     groups = Counter(seqs)  # identical (new tokens, context) sequences priced together
     grouped = tuple((n, q, c) for (q, c), n in sorted(groups.items()))
     # score elements if run eagerly (the CPU reference; a GPU profile ignores them)
     scores = 0.0 if model.attention.kind == "linear" else flops / (2 * (d_qk + d_v))
-    return Op(name, "attention", flops, kv + qo, "fwd", layer, seqs=grouped, scores=scores), kv
+    return Op(name, "attention", flops, nbytes, "fwd", layer, seqs=grouped, scores=scores)
+
+
+def _attention_sums(model: ModelConfig, seqs, tp: int, db: float) -> tuple[float, float, float]:
+    """(FLOPs, KV bytes, Q/O bytes) summed sequence by sequence in order; each distinct
+    sequence's terms are computed once and a run of equal sequences is added one by one
+    (``reduce``), so the sums are those of the plain loop, bit for bit."""
+    d_qk, d_v = head_dims(model)
+    heads = model.n_heads // tp
+    kv_tok = kv_bytes_per_token_layer(model, db, tp)
+    flops = kv = qo = 0.0
+    for (q_len, ctx), run in groupby(seqs):
+        n = len(list(run))
+        flops = reduce(add, repeat(attention_core_flops(model, q_len, ctx) / tp, n), flops)
+        dkv = cached_tokens(model, ctx + q_len) * kv_tok + 2 * linear_state_bytes(model, db, tp)
+        kv = reduce(add, repeat(dkv, n), kv)
+        qo = reduce(add, repeat(q_len * heads * (d_qk + d_v) * db, n), qo)
+    return flops, kv, qo
 
 
 def _experts_touched_ops(model: ModelConfig, ops: list[Op], tokens: int, ep: int,
@@ -145,35 +169,78 @@ class _Pricer:
                              st.collective_algorithms) * op.count
         return collective_time(op.collective, op.bytes, ranks, self.cluster) * op.count
 
+    def record(self, op: Op) -> tuple:
+        """What ``price`` adds for one op: (is_comm, time, compute_s, memory_s, FLOPs,
+        HBM bytes), each term by the same expression as the sum over a list uses."""
+        if op.is_comm:
+            return True, self.comm(op), 0.0, 0.0, op.total_flops, 0.0
+        st = self.plan.stack
+        k = 1.0 if st is None else op_factor(op, st, True, self.acc)
+        kern = attention_kernel(st)
+        dt, tc, tm = op_time_with_parts(op, self.acc, self.dtype, kern)
+        return (False, k * dt, k * tc * op.count, k * tm * op.count, op.total_flops,
+                op.total_bytes)
+
     def price(self, ops: list[Op]) -> tuple[float, float, float, float]:
         """(time, compute_s, memory_s, comm_s) of a list of ops run back to back."""
-        t = c = mem = com = 0.0
-        for op in ops:
-            if op.is_comm:
-                dt = self.comm(op)
-                com += dt
-            else:
-                st = self.plan.stack
-                k = 1.0 if st is None else op_factor(op, st, True, self.acc)
-                kern = attention_kernel(st)
-                tc, tm = op_time_parts(op, self.acc, self.dtype, kern)
-                c, mem = c + k * tc * op.count, mem + k * tm * op.count
-                dt = k * op_time(op, self.acc, self.dtype, kern)
-            t += dt
-        return t, c, mem, com
+        return _total([self.record(op) for op in ops])[0]
 
 
-def _layer_ops(model, layer, tokens, seqs, plan, db) -> tuple[list[Op], float]:
-    ops = lower_layer(model, layer, Shape(1, tokens, "prefill"), plan)
-    attn, kv = _attention_ops(model, seqs, plan.tp, db, layer, "attention")
-    ops = [attn if op.kind == "attention" else op for op in ops]
-    if model.is_moe_layer(layer):
-        ops = _experts_touched_ops(model, ops, tokens, plan.ep, db)
-    return ops, kv
+def _total(records) -> tuple[tuple[float, float, float, float], float, float]:
+    """((time, compute_s, memory_s, comm_s), FLOPs, non-comm HBM bytes) of op records
+    (``_Pricer.record``) run back to back, summed in list order."""
+    t = c = mem = com = 0.0
+    for is_comm, dt, dc, dm, _, _ in records:
+        if is_comm:
+            com += dt
+        else:
+            c, mem = c + dc, mem + dm
+        t += dt
+    return ((t, c, mem, com), sum(r[4] for r in records),
+            sum(r[5] for r in records if not r[0]))
 
 
+class _Layer(NamedTuple):
+    """A layer kind's ops for ``tokens`` new tokens, priced once: every op's record, with
+    None where the mix's attention op goes, and the weight bytes read (attention reads
+    none). Everything here depends on the token count, never on the sequences."""
+
+    records: tuple
+    weights: float
+
+
+def _layer(memo: dict, pricer: _Pricer, model, layer: int, tokens: int, db: float) -> _Layer:
+    """The priced layer template of ``(layer, tokens, plan)``, from the context's memo."""
+    key = (layer, tokens, pricer.plan)
+    got = memo.get(key)
+    if got is None:
+        plan = pricer.plan
+        ops = lower_layer(model, layer, Shape(1, tokens, "prefill"), plan)
+        if model.is_moe_layer(layer):  # the attention op passes through unchanged
+            ops = _experts_touched_ops(model, ops, tokens, plan.ep, db)
+        got = memo[key] = _Layer(
+            tuple(None if op.kind == "attention" else pricer.record(op) for op in ops),
+            _weight_bytes(ops, db, model, tokens, plan.ep))
+    return got
+
+
+def _ends(memo: dict, pricer: _Pricer, model, tokens: int, n_seqs: int, db: float) -> tuple:
+    """(parts, FLOPs, bytes, weight bytes) of the embedding and the head, from the memo."""
+    key = ("ends", tokens, n_seqs, pricer.plan)
+    got = memo.get(key)
+    if got is None:
+        plan = pricer.plan
+        ops = (lower_embedding(model, Shape(1, tokens, "prefill"), plan)
+               + lower_head(model, Shape(n_seqs, 1, "decode"), plan))
+        got = memo[key] = (*_total([pricer.record(op) for op in ops]),
+                           _weight_bytes(ops, db, model, tokens, plan.ep))
+    return got
+
+
+@lru_cache(maxsize=256)
 def _layer_kinds(model: ModelConfig, pp: int) -> dict[int, list[int]]:
-    """A representative layer of each kind (dense, MoE) -> how many of it each stage holds."""
+    """A representative layer of each kind (dense, MoE) -> how many of it each stage holds
+    (cached: callers must not mutate it)."""
     kinds: dict[bool, int] = {}
     counts: dict[int, list[int]] = {}
     for stage, st in enumerate(StageLayout.split(model, pp).stages):
@@ -188,9 +255,26 @@ def _seqs(prefill_lens, prefill_ctx, decode_kv_lens) -> tuple[tuple[int, int], .
     if len(prefill_ctx) != len(prefill_lens):
         raise ConfigError(f"prefill_ctx has {len(prefill_ctx)} entries for "
                           f"{len(prefill_lens)} prefill chunks; give one context per chunk")
-    if any(n <= 0 for n in prefill_lens) or any(c < 0 for c in (*prefill_ctx, *decode_kv_lens)):
+    if min(prefill_lens, default=1) <= 0 or min((*prefill_ctx, *decode_kv_lens), default=0) < 0:
         raise ConfigError("prefill lengths must be positive and contexts/KV lengths >= 0")
-    return tuple(zip(prefill_lens, prefill_ctx, strict=True)) + tuple((1, kv) for kv in decode_kv_lens)
+    return (tuple(zip(prefill_lens, prefill_ctx, strict=True))
+            + tuple(zip(repeat(1), decode_kv_lens)))
+
+
+def _memo(model: ModelConfig, cluster_or_accelerator) -> dict:
+    """The context's table of priced layer templates; a fresh one for a hand-built
+    (unhashable) Accelerator, which then prices without reuse."""
+    try:
+        return CostContext.of(model, cluster_or_accelerator).memo("forward_time")
+    except TypeError:
+        return {}
+
+
+@lru_cache(maxsize=256)
+def _plan(tp: int, pp: int, ep: int, dtype: str, stack) -> ParallelPlan:
+    """One replica's plan (``ep`` attention groups in lockstep); cached, so its hash, which
+    keys the context's memo, is computed once."""
+    return ParallelPlan(tp=tp, pp=pp, dp=ep, ep=ep, dtype=dtype, global_batch=ep, stack=stack)
 
 
 def _resolve(cluster_or_accelerator):
@@ -208,22 +292,23 @@ def forward_time(model: ModelConfig, cluster_or_accelerator, *, tp: int = 1, pp:
     (sim.costs.stack_effects, sim.costs.analytic_overlap)."""
     cluster, acc = _resolve(cluster_or_accelerator)
     seqs = _seqs(prefill_lens, prefill_ctx, decode_kv_lens)
-    tokens = sum(q for q, _ in seqs)
+    tokens = sum(prefill_lens) + (len(seqs) - len(prefill_lens))
     if tokens == 0:
         return StepCost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
     if not 1 <= pp <= model.n_layers:
         raise ConfigError(f"pp={pp} must be between 1 and n_layers={model.n_layers}")
-    plan = ParallelPlan(tp=tp, pp=pp, dp=ep, ep=ep, dtype=dtype, global_batch=ep, stack=stack)
+    plan = _plan(tp, pp, ep, dtype, stack)
     db, pricer = dtype_bytes(dtype), _Pricer(cluster, acc, plan, dtype)
+    memo = _memo(model, cluster_or_accelerator)
+    flops, kv, qo = _attention_sums(model, seqs, tp, db)
     acc_ = _Sum(pp)
     for layer, per_stage in _layer_kinds(model, pp).items():
-        ops, layer_kv = _layer_ops(model, layer, tokens, seqs, plan, db)
-        acc_.add(ops, pricer.price(ops), per_stage, layer_kv,
-                 _weight_bytes(ops, db, model, tokens, ep))
-    ends = (lower_embedding(model, Shape(1, tokens, "prefill"), plan)
-            + lower_head(model, Shape(len(seqs), 1, "decode"), plan))
-    acc_.add(ends, pricer.price(ends), [0] * (pp - 1) + [1], 0.0,
-             _weight_bytes(ends, db, model, tokens, ep))
+        tpl = _layer(memo, pricer, model, layer, tokens, db)
+        attn = pricer.record(_attention_op(model, seqs, flops, kv + qo, layer))
+        parts, f, nbytes = _total([attn if r is None else r for r in tpl.records])
+        acc_.add(parts, per_stage, kv, tpl.weights, f, nbytes)
+    parts, f, nbytes, weights = _ends(memo, pricer, model, tokens, len(seqs), db)
+    acc_.add(parts, [0] * (pp - 1) + [1], 0.0, weights, f, nbytes)
     p2p = _pp_sends(pricer, tokens * model.hidden * db, plan) if pp > 1 else 0.0
     return StepCost(acc_.time + p2p, acc_.flops, acc_.bytes, acc_.weights, acc_.kv,
                     acc_.compute, acc_.memory, acc_.comm + p2p, max(acc_.stages), tokens)
@@ -237,13 +322,16 @@ class _Sum:
         self.time = self.compute = self.memory = self.comm = 0.0
         self.flops = self.bytes = self.weights = self.kv = 0.0
 
-    def add(self, ops, parts, per_stage, kv: float, weights: float) -> None:
+    def add(self, parts, per_stage, kv: float, weights: float, flops: float,
+            nbytes: float) -> None:
+        """One layer kind (or the ends): ``parts`` and the ops' summed FLOPs and non-comm
+        bytes, times how many of it each stage holds."""
         n, (t, c, mem, com) = sum(per_stage), parts
         self.stages = [st + k * t for st, k in zip(self.stages, per_stage, strict=True)]
         self.time, self.compute = self.time + n * t, self.compute + n * c
         self.memory, self.comm = self.memory + n * mem, self.comm + n * com
-        self.flops += n * sum(op.total_flops for op in ops) / self.pp
-        self.bytes += n * sum(op.total_bytes for op in ops if not op.is_comm) / self.pp
+        self.flops += n * flops / self.pp
+        self.bytes += n * nbytes / self.pp
         self.weights += n * weights / self.pp
         self.kv += n * kv / self.pp
 

@@ -159,6 +159,20 @@ def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",
             + (op.count - 1) * eff.repeat_call_s)
 
 
+def op_time_with_parts(op: Op, accelerator: Accelerator, dtype: str = "bf16",
+                       attention_kernel: str | None = None) -> tuple[float, float, float]:
+    """(``op_time``, then ``op_time_parts``) of ``op``, evaluating the kernel model once
+    (the same expressions as those two, so the same numbers bit for bit)."""
+    _check(op)
+    modelled = _kernel_model(op, accelerator, dtype, attention_kernel)
+    if modelled is None:
+        return (op_time(op, accelerator, dtype, attention_kernel),
+                *op_time_parts(op, accelerator, dtype, attention_kernel))
+    eff = accelerator.efficiency
+    return (op.count * modelled[0] + eff.kernel_overhead_s + (op.count - 1) * eff.repeat_call_s,
+            modelled[1], modelled[2])
+
+
 def _is_gemv(op: Op, eff) -> bool:
     """A one-token-row GEMM on a profile with the GEMV per-row term (CPU profiles only)."""
     return (eff.gemv_row_s > 0 and op.kind in ("matmul", "router") and op.mnk is not None

@@ -12,7 +12,7 @@ Expert parallelism: ``forward_time`` with ``ep > 1`` prices one attention group'
 over the groups and group 0 (the largest share) is priced.
 
 Caching. Long runs repeat shapes, but decode contexts move every iteration, so an exact cache
-would almost never hit (and ``forward_time`` costs ~0.3 ms a call, O(sequences)). In the
+would almost never hit (and ``forward_time`` costs ~0.07 ms a call, O(sequences)). In the
 default mode an iteration is reduced to a few numbers and priced by interpolating a cache of
 grid points (0..8 exactly, then two points per octave, neighbours at most 41% apart, and both
 sides of every 64-row GEMM tile boundary up to 1024, where the kernel model steps):
