@@ -44,6 +44,7 @@ class DecodeClock:
         self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [lo, hi, A, B or None, ..]
         self._last: dict[int, list] = {}  # n -> the cell its last run used
         self._steps: dict[tuple[int, int], float] = {}  # (n, mean) -> one step's seconds
+        self._near: dict[int, tuple] = {}
         self._pairs: dict[tuple, tuple] = {}  # (n_p, x lo, x hi, n, mean) -> ``_pair``
 
     def step(self, n: int, kv_sum: int) -> float:
@@ -61,8 +62,12 @@ class DecodeClock:
         in (prompt tokens, decodes, mean context), the same operations in the same order (so
         the same float), without its general set-up."""
         n_p = min(prompts if prompts <= 8 else _nearest(prompts), tok)  # 0..8 on the grid
-        ml, mh, fm = _bracket(kv_sum // n if n else 0, 0)
-        xl, xh, fx = _bracket(tok, n_p)
+        near = self._near  # ``bracket(x, 0)`` by x
+        mean = kv_sum // n if n else 0
+        ml, mh, fm = near.get(mean) or self._bracket(mean)
+        xl, xh, fx = near.get(tok) or self._bracket(tok)
+        if xl < n_p:  # ``bracket(tok, n_p)``: exact below the floor
+            xl, xh, fx = tok, tok, 0.0
         pairs = self._pairs
         low, high = pairs.get((n_p, xl, xh, n, ml)) or self._pair(n_p, xl, xh, n, ml)
         t = low + fx * (high - low) if fx else low  # ``StepTimer._bilinear``
@@ -70,6 +75,10 @@ class DecodeClock:
             low, high = pairs.get((n_p, xl, xh, n, mh)) or self._pair(n_p, xl, xh, n, mh)
             t += fm * ((low + fx * (high - low) if fx else low) - t)
         return t
+
+    def _bracket(self, x: int) -> tuple[int, int, float]:
+        got = self._near[x] = _bracket(x, 0)
+        return got
 
     def _pair(self, n_p: int, xl: int, xh: int, n: int, m: int) -> tuple[float, float]:
         """The corners at prompt tokens ``xl`` and ``xh`` (its grid bracket), each

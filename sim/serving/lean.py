@@ -151,6 +151,7 @@ class LeanSimulation:
         output, gen, gbase, first, finish = (self.output, self.gen, self.gbase, self.first,
                                              self.finish)
         shift, mask, heappush, heappop = self.shift, self.mask, heapq.heappush, heapq.heappop
+        first_policy, budget = self.first_policy, self.policy.token_budget
         rows, pack = self.log.rows, ROW.pack
         step_memo, nkey = {}, max_batch + 1  # one decode step's seconds by mean * nkey + n
         t, k, n, sum_base, available, peak, iters = 0.0, 0, 0, 0, cap, 0, 0
@@ -193,7 +194,12 @@ class LeanSimulation:
                         if steps >= MIN_STEPS:  # ``fastforward.commit``: one log row
                             m, t = clock.advance(n, kv_sum // n, steps, t, nxt)
                             used = cap - available
-                            need, need_sum = run_blocks(d2, e2, k % bs, n, bs, m)
+                            s0 = k % bs
+                            if m < bs:  # ``run_blocks`` within one block cycle
+                                need = sum(d2[s0:s0 + m])
+                                need_sum = (m + s0) * need - sum(e2[s0:s0 + m])
+                            else:
+                                need, need_sum = run_blocks(d2, e2, s0, n, bs, m)
                             available -= need
                             if used + need > peak:
                                 peak = used + need
@@ -212,8 +218,15 @@ class LeanSimulation:
                     t += step_s
                     chunks, decode, stepped = (), True, True
             if not stepped:  # ``Continuous.schedule`` / ``PrefillFirst.schedule``
-                chunks, decode, available, n, sum_base, fins = self._schedule(
-                    t, k, n, sum_base, available, hits, running, fins)
+                if n and waiting and not first_policy and d2[k % bs] <= available:
+                    available -= d2[k % bs]  # the decode step's blocks fit: admit after it
+                    chunks, available = self._admit(
+                        max_batch - n, None if budget is None else budget - n, False,
+                        available, t)
+                    decode = True
+                else:
+                    chunks, decode, available, n, sum_base, fins = self._schedule(
+                        t, k, n, sum_base, available, hits, running, fins)
                 if not chunks and not decode:  # nothing fits until something arrives
                     if p == len(ok):
                         break
