@@ -41,6 +41,12 @@ class IterLog:
     def __len__(self) -> int:
         return len(self.rows) // ROW.size
 
+    def column(self, name: str) -> np.ndarray:
+        """One column (``t_s`` as float64, the others int64), without copying the rest."""
+        i = COLUMNS.index(name)
+        col = np.frombuffer(self.rows, dtype=np.float64)[i::len(COLUMNS)]
+        return col.copy() if i == 0 else col.astype(np.int64)
+
     def arrays(self) -> dict[str, np.ndarray]:
         table = np.frombuffer(self.rows, dtype=np.float64).reshape(-1, len(COLUMNS)) \
             if len(self.rows) else np.zeros((0, len(COLUMNS)))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import deque
 
 import numpy as np
@@ -84,9 +85,11 @@ class LeanSimulation:
     # --- workload in, columns out ------------------------------------------------------------
     def run(self, arrival: np.ndarray, prompt: np.ndarray, output: np.ndarray) -> dict:
         n = len(arrival)
-        self.prompt, self.output = prompt.tolist(), output.tolist()
-        self.gen, self.gbase, self.pre = [0] * n, [0] * n, [0] * n
-        self.sched, self.first, self.finish = [math.nan] * n, [math.nan] * n, [math.nan] * n
+        # per-request state as typed arrays (8 bytes a value, no Python object per request:
+        # a million requests stay inside issue 18's memory bound)
+        self.prompt, self.output = _ints(prompt), _ints(output)
+        self.gen, self.gbase, self.pre = _ints(np.zeros(n)), _ints(np.zeros(n)), [0] * n
+        self.sched, self.first, self.finish = _nans(n), _nans(n), _nans(n)
         self.shift = max(n, 1).bit_length()  # heap entries: finishing step << shift | rid
         self.mask = (1 << self.shift) - 1
         rejected = self._door(prompt, output)
@@ -100,8 +103,7 @@ class LeanSimulation:
             self.log, self.waiting = IterLog(), deque()
             self._loop(hints, mine.tolist(), times[mine].tolist())
             self.replicas.append(_Replica(r, self.log, self.peak))
-        self.finish = np.asarray(self.finish, dtype=np.float64)
-        served = ~np.isnan(self.finish)
+        served = ~np.isnan(np.frombuffer(self.finish))
         return self._columns(arrival, prompt, output, rejected, served, replica)
 
     def _door(self, prompt: np.ndarray, output: np.ndarray) -> np.ndarray:
@@ -121,14 +123,14 @@ class LeanSimulation:
 
     def _columns(self, arrival, prompt, output, rejected, served, replica) -> dict:
         keep = served | (rejected != "")  # a request stuck in the queue has no record
-        gen = np.asarray(self.gen, dtype=np.int64)
+        gen = np.frombuffer(self.gen, dtype=np.int64)
         cols = {"rid": np.arange(len(arrival), dtype=np.int64),
                 "arrival": np.asarray(arrival, dtype=np.float64),
                 "replica": replica,
                 "prompt": prompt.astype(np.int64), "output": output.astype(np.int64),
-                "generated": gen, "scheduled": np.asarray(self.sched, dtype=np.float64),
-                "first_token": np.asarray(self.first, dtype=np.float64),
-                "finish": self.finish, "preemptions": np.asarray(self.pre, dtype=np.int64),
+                "generated": gen, "scheduled": np.frombuffer(self.sched),
+                "first_token": np.frombuffer(self.first), "finish": np.frombuffer(self.finish),
+                "preemptions": np.asarray(self.pre, dtype=np.int64),
                 "rejected": rejected}
         if not keep.all():
             cols = {k: v[keep] for k, v in cols.items()}
@@ -347,6 +349,16 @@ class LeanSimulation:
         fins.remove((self.output[rid] - self.gbase[rid]) << self.shift | rid)
         heapq.heapify(fins)
         return fins
+
+
+def _ints(values: np.ndarray) -> array:
+    out = array("q")
+    out.frombytes(np.asarray(values, dtype=np.int64).tobytes())
+    return out
+
+
+def _nans(n: int) -> array:
+    return array("d", [math.nan]) * n
 
 
 def _last_hint(times: list) -> float:

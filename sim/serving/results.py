@@ -162,11 +162,11 @@ def iteration_means(logs: list, capacity: int) -> dict:
     """Batch size and KV-cache utilisation averaged over iterations (integer sums, so
     stepped and fast-forwarded runs give the same numbers)."""
     steps = batch = used = 0
-    for _, log in logs:
-        a = log.arrays()
-        steps += int(a["steps"].sum())
-        batch += int((a["batch"] * a["steps"]).sum())
-        used += int(a["kv_used_sum"].sum())
+    for _, log in logs:  # one column at a time (a million-request log is 200 MB)
+        n_steps = log.column("steps")
+        steps += int(n_steps.sum())
+        batch += int((log.column("batch") * n_steps).sum())
+        used += int(log.column("kv_used_sum").sum())
     return {"batch_size_mean": batch / steps if steps else 0.0,
             "kv_cache_mean_utilization": used / (capacity * steps) if steps and capacity
             else 0.0}
