@@ -6,7 +6,10 @@ step times, ep = 1) this engine replays the SimPy engine's decisions (``sim.serv
 ``sim.serving.policies``) in a plain loop: the next event is the next arrival or the end of
 the iteration in flight, so there is no event queue; requests are indices into arrays drawn
 by the workload; the decode batch is a dict of the few running requests with a heap of their
-finishing steps; per-request results go straight into preallocated numpy columns. Decode-only
+finishing steps; per-request results go straight into preallocated typed arrays (read as
+numpy columns at the end). The loop keeps a replica's state in local variables (issue 18:
+it runs ~4 times per request, so attribute and call overhead was most of its cost; see
+docs/design-serving.md, "The engine's own cost"). Decode-only
 runs between events are fast-forwarded in closed form (``sim.serving.decoderun``), segmented
 as the SimPy engine's fast-forward segments them (``sim.serving.fastforward``: the same
 MIN_STEPS, MAX_STEPS and arrival horizon), so the iteration log, and the timeline built from
