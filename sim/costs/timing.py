@@ -86,10 +86,11 @@ def _check(op: Op) -> None:
 def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16",
                   attention_kernel: str | None = None) -> tuple[float, float]:
     """(compute seconds, memory seconds) of ONE repetition of ``op``, before overhead."""
-    _check(op)
-    modelled = _kernel_model(op, acc, dtype, attention_kernel)
-    if modelled is not None:
-        return modelled[1], modelled[2]
+    return _kernel_and_parts(op, acc, dtype, attention_kernel)[1:]
+
+
+def _roofline_parts(op: Op, acc: Accelerator, dtype: str) -> tuple[float, float]:
+    """(compute, memory) seconds of one repetition where no kernel model prices ``op``."""
     t_compute = op.flops / _compute_rate(op, acc, dtype) if op.flops > 0 else 0.0
     smallest = min(op.mnk) if op.mnk is not None else None
     # GEMMs and attention (its Q/K/V are bmm operands: decode streams the KV cache) read
@@ -97,6 +98,19 @@ def op_time_parts(op: Op, acc: Accelerator, dtype: str = "bf16",
     mem_eff = acc.efficiency.memory_efficiency(op.kind in TENSOR_KINDS, smallest)
     t_memory = op.bytes / (acc.memory_bandwidth * mem_eff)
     return t_compute, t_memory
+
+
+def _kernel_and_parts(op: Op, acc: Accelerator, dtype: str,
+                      attention_kernel: str | None) -> tuple[float, float, float]:
+    """(``kernel_time``, compute, memory of one repetition): one kernel-model evaluation."""
+    _check(op)
+    modelled = _kernel_model(op, acc, dtype, attention_kernel)
+    if modelled is not None:
+        return op.count * modelled[0], modelled[1], modelled[2]
+    t_compute, t_memory = _roofline_parts(op, acc, dtype)
+    kernel = op.count * (max(t_compute, t_memory) + _call_terms(op, acc.efficiency)
+                         + _score_passes(op, acc, dtype))
+    return kernel, t_compute, t_memory
 
 
 # passes over the materialised scores of eager attention: scale, mask, softmax read + write
@@ -138,13 +152,7 @@ def kernel_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",
     """Seconds the kernel(s) of ``op`` run on the GPU (all ``op.count`` repetitions), without
     the launch gap: the kernel models where the catalog has them, else the roofline max of
     compute and memory time (Williams et al. 2009) plus the optional CPU per-call terms."""
-    _check(op)
-    modelled = _kernel_model(op, accelerator, dtype, attention_kernel)
-    if modelled is not None:
-        return op.count * modelled[0]
-    t_compute, t_memory = op_time_parts(op, accelerator, dtype)
-    return op.count * (max(t_compute, t_memory) + _call_terms(op, accelerator.efficiency)
-                       + _score_passes(op, accelerator, dtype))
+    return _kernel_and_parts(op, accelerator, dtype, attention_kernel)[0]
 
 
 def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",
@@ -154,23 +162,16 @@ def op_time(op: Op, accelerator: Accelerator, dtype: str = "bf16",
     al. 2022, MegaBlocks), so they pay one launch but keep the per-GEMM efficiency of their
     size; a CPU profile may set ``repeat_call_s``, the cost of each extra BLAS call (no grouped
     kernel there)."""
-    eff = accelerator.efficiency
-    return (kernel_time(op, accelerator, dtype, attention_kernel) + eff.kernel_overhead_s
-            + (op.count - 1) * eff.repeat_call_s)
+    return op_time_with_parts(op, accelerator, dtype, attention_kernel)[0]
 
 
 def op_time_with_parts(op: Op, accelerator: Accelerator, dtype: str = "bf16",
                        attention_kernel: str | None = None) -> tuple[float, float, float]:
-    """(``op_time``, then ``op_time_parts``) of ``op``, evaluating the kernel model once
-    (the same expressions as those two, so the same numbers bit for bit)."""
-    _check(op)
-    modelled = _kernel_model(op, accelerator, dtype, attention_kernel)
-    if modelled is None:
-        return (op_time(op, accelerator, dtype, attention_kernel),
-                *op_time_parts(op, accelerator, dtype, attention_kernel))
+    """(``op_time``, then ``op_time_parts``) of ``op`` from one kernel-model evaluation."""
+    kernel, t_compute, t_memory = _kernel_and_parts(op, accelerator, dtype, attention_kernel)
     eff = accelerator.efficiency
-    return (op.count * modelled[0] + eff.kernel_overhead_s + (op.count - 1) * eff.repeat_call_s,
-            modelled[1], modelled[2])
+    return (kernel + eff.kernel_overhead_s + (op.count - 1) * eff.repeat_call_s,
+            t_compute, t_memory)
 
 
 def _is_gemv(op: Op, eff) -> bool:
@@ -207,10 +208,9 @@ class RooflinePoint:
 
 def roofline_point(op: Op, accelerator: Accelerator, dtype: str = "bf16") -> RooflinePoint:
     """Arithmetic intensity and binding roof of ``op`` (Williams et al. 2009, Fig. 1)."""
-    t_compute, t_memory = op_time_parts(op, accelerator, dtype)
+    t, t_compute, t_memory = op_time_with_parts(op, accelerator, dtype)
     intensity = op.flops / op.bytes if op.bytes > 0 else float("inf")
     ridge = accelerator.peak(dtype) / accelerator.memory_bandwidth
-    t = op_time(op, accelerator, dtype)
     achieved = op.total_flops / t if t > 0 else 0.0
     return RooflinePoint(op.name, intensity, ridge, "compute" if t_compute >= t_memory
                          else "memory", t, achieved)
