@@ -17,7 +17,7 @@ kind = "serve"
 [base]
 model = "llama3-8b"
 system = "dgx-h100"
-num_requests = 150
+num_requests = 2000  # ~0.2 s a point: the sweep is still running when it is killed
 arrival_rate = 20.0
 prompt_tokens = "256"
 output_tokens = "64"

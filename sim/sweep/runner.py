@@ -43,12 +43,12 @@ def run_sweep(spec, *, out=None, workers: int | None = None, dask_scheduler: str
     try:
         for point, row in _execute(todo, backend, n_workers, address, progress):
             store.put(point.point_id, row)
-    except KeyboardInterrupt:  # Ctrl-C / SIGTERM: keep what is done, as a complete table
-        _write_partial(spec, store, path)
+        table = assemble([store.get(p.point_id) for p in spec.points])
+        if path is not None:
+            write_table(table, path)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM, even while the table is written:
+        _write_partial(spec, store, path)  # keep what is done, as a complete table
         raise
-    table = assemble([store.get(p.point_id) for p in spec.points])
-    if path is not None:
-        write_table(table, path)
     return SweepRun(table, len(todo), len(spec.points) - len(todo), backend,
                     str(path) if path else None)
 
