@@ -94,7 +94,7 @@ def _attention_op(model: ModelConfig, runs, flops: float, nbytes: float, layer: 
     counts: dict[tuple[int, int], int] = {}  # identical (new tokens, context) priced together
     for q, c, n in runs:
         counts[q, c] = counts.get((q, c), 0) + n
-    grouped = tuple((n, q, c) for (q, c), n in sorted(counts.items()))
+    grouped = tuple([(n, q, c) for (q, c), n in sorted(counts.items())])
     # score elements if run eagerly (the CPU reference; a GPU profile ignores them)
     scores = 0.0 if model.attention.kind == "linear" else flops / (2 * (d_qk + d_v))
     return Op(name, "attention", flops, nbytes, "fwd", layer, seqs=grouped, scores=scores)
@@ -133,16 +133,12 @@ def _runs(prefill_lens, prefill_ctx, decode_kv_lens) -> list[tuple[int, int, int
     if len(prefill_ctx) != len(prefill_lens):
         raise ConfigError(f"prefill_ctx has {len(prefill_ctx)} entries for "
                           f"{len(prefill_lens)} prefill chunks; give one context per chunk")
-    runs = [(q, c, n) for (q, c), n in _rle(zip(prefill_lens, prefill_ctx, strict=True))]
-    runs += [(1, c, n) for c, n in _rle(decode_kv_lens)]
+    runs = [(q, c, len(list(run)))
+            for (q, c), run in groupby(zip(prefill_lens, prefill_ctx, strict=True))]
+    runs += [(1, c, len(list(run))) for c, run in groupby(decode_kv_lens)]
     if any(q <= 0 or c < 0 for q, c, _ in runs):
         raise ConfigError("prefill lengths must be positive and contexts/KV lengths >= 0")
     return runs
-
-
-def _rle(values) -> list[tuple]:
-    """(value, how many) for each run of equal neighbours in ``values``, in order."""
-    return [(v, len(list(run))) for v, run in groupby(values)]
 
 
 def _replica(model: ModelConfig, cluster_or_accelerator, plan: ParallelPlan) -> _Replica:
@@ -188,7 +184,7 @@ def forward_time(model: ModelConfig, cluster_or_accelerator, *, tp: int = 1, pp:
     s = rep.iteration(attn, kv, tokens, len(prefill_lens) + len(decode_kv_lens))
     p2p = rep.sends(tokens) if pp > 1 else 0.0
     return StepCost(s.time + p2p, s.flops, s.bytes, s.weights, s.kv, s.compute, s.memory,
-                    s.comm + p2p, max(s.stages), tokens)
+                    s.comm + p2p, s.stage_time, tokens)
 
 
 def attention_op(model: ModelConfig, seqs, tp: int = 1, dtype: str = "bf16",

@@ -92,29 +92,35 @@ class _Layer(NamedTuple):
                 sum((*b0, attn[5], *b1)))
 
 
-class _Sum:
-    """Per-GPU totals over the layers (averaged over the pp stages) and per-stage times."""
+class _Totals(NamedTuple):
+    """Per-GPU totals of an iteration over the layers (averaged over the pp stages)."""
 
-    __slots__ = ("pp", "stages", "time", "compute", "memory", "comm", "flops", "bytes",
-                 "weights", "kv")
+    time: float
+    compute: float
+    memory: float
+    comm: float
+    flops: float
+    bytes: float
+    weights: float
+    kv: float
+    stage_time: float  # the slowest stage's
 
-    def __init__(self, pp: int):
-        self.pp, self.stages = pp, [0.0] * pp
-        self.time = self.compute = self.memory = self.comm = 0.0
-        self.flops = self.bytes = self.weights = self.kv = 0.0
 
-    def add(self, parts, per_stage, n: int, kv: float, weights: float, flops: float,
-            nbytes: float) -> None:
-        """One layer kind (or the ends): ``parts`` and the ops' summed FLOPs and non-comm
-        bytes, times how many of it each stage holds (``n`` in all)."""
-        t, c, mem, com = parts
-        self.stages = [st + k * t for st, k in zip(self.stages, per_stage, strict=True)]
-        self.time, self.compute = self.time + n * t, self.compute + n * c
-        self.memory, self.comm = self.memory + n * mem, self.comm + n * com
-        self.flops += n * flops / self.pp
-        self.bytes += n * nbytes / self.pp
-        self.weights += n * weights / self.pp
-        self.kv += n * kv / self.pp
+def _totals(parts: list, pp: int) -> _Totals:
+    """Sum the layer kinds and the ends, in order: each (parts, per-stage counts, n in all,
+    KV bytes, weight bytes, FLOPs, non-comm bytes) counted n times (per stage for the
+    stage times)."""
+    stages = [0.0] * pp
+    time = compute = memory = comm = flops = nbytes = weights = kv = 0.0
+    for (t, c, mem, com), per_stage, n, dkv, w, f, b in parts:
+        stages = [st + k * t for st, k in zip(stages, per_stage, strict=True)]
+        time, compute, memory, comm = time + n * t, compute + n * c, memory + n * mem, \
+            comm + n * com
+        flops += n * f / pp
+        nbytes += n * b / pp
+        weights += n * w / pp
+        kv += n * dkv / pp
+    return _Totals(time, compute, memory, comm, flops, nbytes, weights, kv, max(stages))
 
 
 class _Kind(NamedTuple):
@@ -176,16 +182,16 @@ class _Replica:
         return collective_time(op.collective, op.bytes, ranks, self.cluster) * op.count
 
     # --- one iteration -------------------------------------------------------------------------
-    def iteration(self, attn: tuple, kv: float, tokens: int, n_seqs: int) -> _Sum:
+    def iteration(self, attn: tuple, kv: float, tokens: int, n_seqs: int) -> _Totals:
         """The totals of an iteration of ``tokens`` new tokens over ``n_seqs`` sequences whose
         attention op's record is ``attn`` (``kv``: its KV bytes, per layer)."""
-        total = _Sum(self.plan.pp)
-        for kind in self.layers(tokens):
-            parts, f, nbytes = kind.layer.total(attn)
-            total.add(parts, kind.per_stage, kind.n, kv, kind.layer.weights, f, nbytes)
-        parts, f, nbytes, weights = self.ends(tokens, n_seqs)
-        total.add(parts, self.last, 1, 0.0, weights, f, nbytes)
-        return total
+        parts = []
+        for layer, per_stage, n in self.layers(tokens):
+            t, f, nbytes = layer.total(attn)
+            parts.append((t, per_stage, n, kv, layer.weights, f, nbytes))
+        t, f, nbytes, weights = self.ends(tokens, n_seqs)
+        parts.append((t, self.last, 1, 0.0, weights, f, nbytes))
+        return _totals(parts, self.plan.pp)
 
     def layers(self, tokens: int) -> tuple[_Kind, ...]:
         """The layer kinds priced for ``tokens`` new tokens."""
