@@ -23,11 +23,11 @@ Each op is priced by the roofline (``sim.costs.timing.op_time``); collectives by
 ``sim.costs.comm.collective_time`` on the cluster (an ``Accelerator`` alone suffices when
 nothing is communicated).
 Reuse: everything but the attention op depends on the token count (or the sequence count)
-alone, so it is priced once per count by the replica's ``sim.costs.inference_replica._Replica``
-(in the ``CostContext`` table "forward_time") and a call prices its attention op and adds the
-records in the ops' order, with the same expressions as one pass over the list
-(docs/design-serving.md, "Pricing a corner"). The sequences travel as runs of equal
-neighbours (``_runs``): a call costs O(distinct neighbours), not O(sequences).
+alone, so it is priced once per count by the replica's ``ReplicaPricer``
+(``sim.costs.inference_replica``, kept in the ``CostContext`` table "forward_time") and a call
+prices its attention op and adds the records in the ops' order, with the same expressions as
+one pass over the list (docs/design-serving.md, "Pricing a corner"). The sequences travel as
+runs of equal neighbours (``_runs``): a call costs O(distinct neighbours), not O(sequences).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from operator import add
 from hardware.types import Accelerator
 from sim.costs.attention import attention_core_flops, head_dims
 from sim.costs.context import CostContext
-from sim.costs.inference_replica import _Replica
+from sim.costs.inference_replica import ReplicaPricer
 from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer, linear_state_bytes
 from sim.costs.lowering import dtype_bytes
 from sim.errors import ConfigError
@@ -141,8 +141,8 @@ def _runs(prefill_lens, prefill_ctx, decode_kv_lens) -> list[tuple[int, int, int
     return runs
 
 
-def _replica(model: ModelConfig, cluster_or_accelerator, plan: ParallelPlan) -> _Replica:
-    """The cost context's ``_Replica`` of ``plan`` (table "forward_time"); a fresh one for a
+def _replica(model: ModelConfig, cluster_or_accelerator, plan: ParallelPlan) -> ReplicaPricer:
+    """The cost context's ``ReplicaPricer`` of ``plan`` (table "forward_time"); a fresh one for a
     hand-built (unhashable) Accelerator, which then prices without reuse."""
     try:
         memo = CostContext.of(model, cluster_or_accelerator).memo("forward_time")
@@ -154,7 +154,7 @@ def _replica(model: ModelConfig, cluster_or_accelerator, plan: ParallelPlan) -> 
             cluster, acc = None, cluster_or_accelerator
         else:
             cluster, acc = cluster_or_accelerator, cluster_or_accelerator.accelerator
-        got = memo[plan] = _Replica(model, cluster, acc, plan)
+        got = memo[plan] = ReplicaPricer(model, cluster, acc, plan)
     return got
 
 

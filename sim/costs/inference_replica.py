@@ -2,7 +2,7 @@
 
 Everything in an iteration but its attention op depends on the token count alone (the
 layers' GEMMs, norms, activations, collectives and the embedding) or on the sequence count
-alone (the head), so a ``_Replica`` (one model on one plan on one cluster or accelerator,
+alone (the head), so a ``ReplicaPricer`` (one model on one plan on one cluster or accelerator,
 kept in the ``CostContext`` table "forward_time") lowers and prices those ops once per count
 (``_Layer``: a layer kind's op records with a hole for the attention op). A call prices only
 its attention op and adds the records in the ops' order with the same expressions as one
@@ -43,7 +43,7 @@ _ZERO = (0.0, 0.0, 0.0, 0.0)
 
 def _total(records) -> tuple[tuple[float, float, float, float], float, float]:
     """((time, compute_s, memory_s, comm_s), FLOPs, non-comm HBM bytes) of op records
-    (``_Replica.record``) run back to back, summed in list order."""
+    (``ReplicaPricer.record``) run back to back, summed in list order."""
     return (_fold(_ZERO, records), sum(r[4] for r in records),
             sum(r[5] for r in records if not r[0]))
 
@@ -132,7 +132,7 @@ class _Kind(NamedTuple):
     n: int
 
 
-class _Replica:
+class ReplicaPricer:
     """Prices one model replica (``plan``: tp, pp, ep, dtype, stack) on one cluster (or a
     bare accelerator, when nothing is communicated) and keeps what it priced: the layer
     kinds per token count, the embedding per token count, the head per sequence count and
