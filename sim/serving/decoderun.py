@@ -27,8 +27,9 @@ between; see ``sim.serving.fastforward``). Two sums describe it, and both are cl
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from itertools import accumulate
+from array import array
+
+import cython
 
 from sim.serving.steptime import bracket as _bracket
 from sim.serving.steptime import nearest as _nearest
@@ -130,8 +131,11 @@ class DecodeClock:
             cell[3] = dl / (hi - lo)
         return cell[3]
 
-    def advance(self, n: int, m0: int, steps: int, t0: float, deadline: float
-                ) -> tuple[int, float]:
+    @cython.locals(n=cython.longlong, m0=cython.longlong, steps=cython.longlong,
+                   t0=cython.double, deadline=cython.double, lo=cython.longlong,
+                   end=cython.longlong, u=cython.longlong, j=cython.longlong,
+                   a=cython.double, b=cython.double, seg=cython.double)
+    def advance(self, n, m0, steps, t0, deadline) -> tuple:
         """Run up to ``steps`` steps from time ``t0``, mean context ``m0`` at the first; stop
         after the first step ending at or after ``deadline``. Returns (steps done, end)."""
         cell = self._last.get(n)
@@ -180,7 +184,10 @@ class DecodeClock:
             m = stop
 
 
-def _first_reaching(a: float, b: float, u: int, k: int, t: float, deadline: float) -> int:
+@cython.locals(a=cython.double, b=cython.double, u=cython.longlong, k=cython.longlong,
+               t=cython.double, deadline=cython.double, gap=cython.double, lin=cython.double,
+               j=cython.longlong)
+def _first_reaching(a, b, u, k, t, deadline) -> cython.longlong:
     """Smallest j in 1..k with t + j a + b (j u + j (j - 1) / 2) >= deadline (k does)."""
     gap = deadline - t  # root of b/2 j^2 + (a + b (u - 1/2)) j - gap = 0, then checked
     lin = a + b * (u - 0.5)
@@ -204,7 +211,7 @@ class Hits:
     __slots__ = ("bs", "d2", "e2")
 
     def __init__(self, bs: int):
-        self.bs, self.d2, self.e2 = bs, [0] * (2 * bs), [0] * (2 * bs)
+        self.bs, self.d2, self.e2 = bs, array("q", [0]) * (2 * bs), array("q", [0]) * (2 * bs)
 
     def add(self, base: int, sign: int) -> None:
         j = -base % self.bs  # its context base + k reaches a boundary at k = j (mod bs)
@@ -214,23 +221,38 @@ class Hits:
         self.e2[j + self.bs] += sign * (j + self.bs)
 
 
-def run_fit(d2: list[int], s0: int, n: int, bs: int, steps: int, free: int) -> int:
+@cython.locals(s0=cython.longlong, n=cython.longlong, bs=cython.longlong,
+               steps=cython.longlong, free=cython.longlong, q=cython.longlong,
+               rem=cython.longlong, r=cython.longlong, hit=cython.longlong)
+def run_fit(d2: cython.longlong[:], s0, n, bs, steps, free) -> cython.longlong:
     """The longest run of at most ``steps`` steps (from a step counter = ``s0`` mod bs) whose
     blocks fit in ``free`` blocks (the caller skips this when n (steps // bs + 1) fit)."""
-    p = list(accumulate(d2[s0:s0 + bs], initial=0))  # P[t]: boundaries within t steps
-    q, rem = divmod(free, n)
-    return min(steps, q * bs + bisect_right(p, rem) - 1)
+    q, rem = free // n, free % n  # whole cycles of bs steps, then P[r] <= rem boundaries
+    r, hit = 0, 0
+    while r < bs - 1 and hit + d2[s0 + r] <= rem:
+        hit += d2[s0 + r]
+        r += 1
+    return min(steps, q * bs + r)
 
 
-def run_blocks(d2: list[int], e2: list[int], s0: int, n: int, bs: int, m: int
-               ) -> tuple[int, int]:
+@cython.locals(s0=cython.longlong, n=cython.longlong, bs=cython.longlong, m=cython.longlong,
+               q=cython.longlong, r=cython.longlong, i=cython.longlong, hit=cython.longlong,
+               part=cython.longlong, full=cython.longlong, cycle=cython.longlong,
+               whole=cython.longlong)
+def run_blocks(d2: cython.longlong[:], e2: cython.longlong[:], s0, n, bs, m) -> tuple:
     """(blocks the next ``m`` steps take, those summed over steps 1..m)."""
-    q, r = divmod(m, bs)
-    hit = sum(d2[s0:s0 + r])  # P[r]
-    part = (r + s0) * hit - sum(e2[s0:s0 + r])  # P[0] + .. + P[r]
+    q, r = m // bs, m % bs
+    hit = part = 0
+    for i in range(s0, s0 + r):
+        hit += d2[i]  # P[r]
+        part -= e2[i]
+    part += (r + s0) * hit  # P[0] + .. + P[r]
     if not q:
         return hit, part
     whole = bs * q * (q - 1) // 2 + q * (r + 1)
-    full = sum(d2[s0:s0 + bs - 1])
-    cycle = (bs - 1 + s0) * full - sum(e2[s0:s0 + bs - 1])  # P[0] + .. + P[bs - 1]
+    full = cycle = 0
+    for i in range(s0, s0 + bs - 1):
+        full += d2[i]
+        cycle -= e2[i]
+    cycle += (bs - 1 + s0) * full  # P[0] + .. + P[bs - 1]
     return q * n + hit, n * whole + q * cycle + part

@@ -31,6 +31,7 @@ import math
 from array import array
 from collections import deque
 
+import cython
 import numpy as np
 
 from sim.serving.decoderun import DecodeClock, Hits, run_blocks, run_fit
@@ -140,6 +141,24 @@ class LeanSimulation:
         return cols
 
     # --- the event loop ------------------------------------------------------------------------
+    @cython.locals(
+        bs=cython.longlong, cap=cython.longlong, max_batch=cython.longlong,
+        shift=cython.longlong, mask=cython.longlong, nkey=cython.longlong,
+        t=cython.double, k=cython.longlong, n=cython.longlong, sum_base=cython.longlong,
+        available=cython.longlong, peak=cython.longlong, iters=cython.longlong,
+        h=cython.longlong, n_hints=cython.longlong, last_hint=cython.double,
+        p=cython.longlong, n_ok=cython.longlong, nxt=cython.double,
+        kv_sum=cython.longlong, to_finish=cython.longlong, key=cython.longlong,
+        step_s=cython.double, gap=cython.double, horizon=cython.double,
+        steps=cython.longlong, m=cython.longlong, used=cython.longlong, s0=cython.longlong,
+        need=cython.longlong, need_sum=cython.longlong, i=cython.longlong,
+        new=cython.longlong, tokens=cython.longlong, freed=cython.longlong,
+        rid=cython.longlong, base=cython.longlong, j=cython.longlong, g=cython.longlong,
+        todo=cython.longlong, blocks=cython.longlong, stepped=cython.bint,
+        decode=cython.bint, first_policy=cython.bint,
+        output=cython.longlong[:], gen=cython.longlong[:], gbase=cython.longlong[:],
+        first=cython.double[:], finish=cython.double[:], d2=cython.longlong[:],
+        e2=cython.longlong[:], hints=cython.double[:], arrive=cython.double[:])
     def _loop(self, times: list, ok: list, ok_times: list) -> None:
         """Arrivals (``ok_times[p]``: when admitted request ``ok[p]`` reaches the replica)
         against iteration ends; ``times``: every request's arrival, for the horizon hint.
@@ -162,9 +181,9 @@ class LeanSimulation:
         t, k, n, sum_base, available, peak, iters = 0.0, 0, 0, 0, cap, 0, 0
         hits = Hits(bs)
         d2, e2, running, fins, waiting = hits.d2, hits.e2, {}, [], self.waiting
-        hints, h, last_hint = [*times, math.inf], 0, _last_hint(times)
-        arrive, p = [*ok_times, math.inf], 0
-        nxt = arrive[0]
+        hints, h, last_hint = array("d", [*times, math.inf]), 0, _last_hint(times)
+        arrive, p = array("d", [*ok_times, math.inf]), 0
+        n_hints, n_ok, nxt = len(times), len(ok), arrive[0]
         while True:
             while nxt <= t:
                 waiting.append(ok[p])
@@ -173,7 +192,7 @@ class LeanSimulation:
             stepped = False
             if not waiting:
                 if not n:
-                    if p == len(ok):
+                    if p == n_ok:
                         break
                     t = nxt  # idle: wake at the next arrival
                     continue
@@ -182,18 +201,21 @@ class LeanSimulation:
                 # when its blocks fit, else the general schedule (a preemption)
                 kv_sum = sum_base + n * k
                 to_finish = (fins[0] >> shift) - k - 1
-                step_s = None
+                step_s = -1.0  # not priced yet
                 if to_finish >= MIN_STEPS:
                     key = kv_sum // n * nkey + n
-                    step_s = step_memo.get(key)
-                    if step_s is None:
-                        step_s = step_memo[key] = clock.step(n, kv_sum)
+                    got = step_memo.get(key)
+                    if got is None:
+                        got = step_memo[key] = clock.step(n, kv_sum)
+                    step_s = got
                     while hints[h] <= t:  # ``Simulation.steps_until_arrival``
                         h += 1
-                    gap = (last_hint if h == len(times) else hints[h]) - t
+                    gap = (last_hint if h == n_hints else hints[h]) - t
                     horizon = gap / step_s + 2 if gap >= 0 and step_s > 0 else math.inf
                     if horizon >= MIN_STEPS:
-                        steps = int(min(to_finish, MAX_STEPS, horizon))
+                        steps = min(to_finish, MAX_STEPS)
+                        if horizon < steps:  # ``int(min(to_finish, MAX_STEPS, horizon))``
+                            steps = int(horizon)
                         if available < n * (steps // bs + 1):  # the pool may cut the run
                             steps = run_fit(d2, k % bs, n, bs, steps, available)
                         if steps >= MIN_STEPS:  # ``fastforward.commit``: one log row
@@ -201,8 +223,11 @@ class LeanSimulation:
                             used = cap - available
                             s0 = k % bs
                             if m < bs:  # ``run_blocks`` within one block cycle
-                                need = sum(d2[s0:s0 + m])
-                                need_sum = (m + s0) * need - sum(e2[s0:s0 + m])
+                                need = need_sum = 0
+                                for i in range(s0, s0 + m):
+                                    need += d2[i]
+                                    need_sum -= e2[i]
+                                need_sum += (m + s0) * need
                             else:
                                 need, need_sum = run_blocks(d2, e2, s0, n, bs, m)
                             available -= need
@@ -215,11 +240,12 @@ class LeanSimulation:
                 new = d2[k % bs]
                 if new <= available:  # one decode step, committed below
                     available -= new
-                    if step_s is None:
+                    if step_s < 0:
                         key = kv_sum // n * nkey + n
-                        step_s = step_memo.get(key)
-                        if step_s is None:
-                            step_s = step_memo[key] = clock.step(n, kv_sum)
+                        got = step_memo.get(key)
+                        if got is None:
+                            got = step_memo[key] = clock.step(n, kv_sum)
+                        step_s = got
                     t += step_s
                     chunks, decode, stepped = (), True, True
             if not stepped:  # ``Continuous.schedule`` / ``PrefillFirst.schedule``
@@ -233,7 +259,7 @@ class LeanSimulation:
                     chunks, decode, available, n, sum_base, fins = self._schedule(
                         t, k, n, sum_base, available, hits, running, fins)
                 if not chunks and not decode:  # nothing fits until something arrives
-                    if p == len(ok):
+                    if p == n_ok:
                         break
                     t = max(t, nxt)
                     continue
