@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-$(NATIVE): sim/serving/lean.py sim/serving/decoderun.py | $(STAMP)
+$(NATIVE): $(wildcard sim/serving/lean.p* sim/serving/decoderun.p*) | $(STAMP)
 	$(BIN)/pip install --quiet --no-deps -e .
 
 report: $(STAMP) $(NATIVE)

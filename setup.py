@@ -12,16 +12,27 @@ records the sources' hashes at build time and ignores an extension whose source 
 since (an edited ``lean.py`` is never shadowed by a stale build).
 """
 
-import hashlib
+import importlib.util
 import json
+import time
 from pathlib import Path
 
 from setuptools import Extension, find_namespace_packages, setup
 from setuptools.command.build_ext import build_ext
 
 BUNDLED = "sim._bundled.scenarios"
-NATIVE = ("sim.serving.decoderun", "sim.serving.lean")  # = sim.native.SOURCES
-STAMP = Path("sim/serving/native.json")  # = sim.native.STAMP: source hashes of the build
+HERE = Path(__file__).resolve().parent
+
+
+def _native():
+    """sim/serving/native.py (standard library only), loaded without importing ``sim``."""
+    spec = importlib.util.spec_from_file_location("native", HERE / "sim/serving/native.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+native = _native()
 
 
 def _extensions() -> list:
@@ -29,22 +40,31 @@ def _extensions() -> list:
         from Cython.Build import cythonize
     except ImportError:  # no Cython: the engine runs interpreted
         return []
-    mods = [Extension(m, [m.replace(".", "/") + ".py"], optional=True) for m in NATIVE]
+    mods = [Extension(m, [m.replace(".", "/") + ".py"], optional=True) for m in native.SOURCES]
     return cythonize(mods, language_level=3, quiet=True)
 
 
 class BuildNative(build_ext):
-    """build_ext that then records which sources the extensions were built from."""
+    """build_ext that then records which sources the extensions it built came from: only
+    those it wrote in this run (an optional extension that failed to build keeps its old
+    entry, so an older extension left in place is still recognised as stale)."""
 
     def run(self) -> None:
+        start = time.time()
         super().run()
-        here = Path(__file__).resolve().parent
-        hashes = {m: hashlib.sha256((here / (m.replace(".", "/") + ".py")).read_bytes())
-                  .hexdigest() for m in NATIVE}
-        text = json.dumps(hashes, indent=1, sort_keys=True) + "\n"
-        for root in {here, Path(self.build_lib).resolve()}:
-            (root / STAMP).parent.mkdir(parents=True, exist_ok=True)
-            (root / STAMP).write_text(text)
+        for root in {HERE, Path(self.build_lib).resolve()}:
+            stamp = root / "sim/serving" / native.STAMP
+            try:
+                hashes = json.loads(stamp.read_text())
+            except (OSError, ValueError):
+                hashes = {}
+            for ext in self.extensions:
+                built = Path(self.get_ext_fullpath(ext.name))
+                if built.exists() and built.stat().st_mtime >= start - 1:
+                    hashes[ext.name] = native.source_hash(
+                        HERE / (ext.name.replace(".", "/") + ".py"))
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(json.dumps(hashes, indent=1, sort_keys=True) + "\n")
 
 
 setup(

@@ -37,7 +37,7 @@ import numpy as np
 from sim.serving.decoderun import DecodeClock, Hits, run_blocks, run_fit
 from sim.serving.engine import misfit, model_context
 from sim.serving.fastforward import MAX_STEPS, MIN_STEPS
-from sim.serving.iterlog import ROW, IterLog
+from sim.serving.iterlog import COLUMNS, IterLog
 from sim.serving.policies import POLICIES
 
 POLICIES_SUPPORTED = ("continuous", "prefill-first")
@@ -155,10 +155,11 @@ class LeanSimulation:
         new=cython.longlong, tokens=cython.longlong, freed=cython.longlong,
         rid=cython.longlong, base=cython.longlong, j=cython.longlong, g=cython.longlong,
         todo=cython.longlong, blocks=cython.longlong, stepped=cython.bint,
-        decode=cython.bint, first_policy=cython.bint,
+        decode=cython.bint, first_policy=cython.bint, clock=DecodeClock,
         output=cython.longlong[:], gen=cython.longlong[:], gbase=cython.longlong[:],
         first=cython.double[:], finish=cython.double[:], d2=cython.longlong[:],
-        e2=cython.longlong[:], hints=cython.double[:], arrive=cython.double[:])
+        e2=cython.longlong[:], hints=cython.double[:], arrive=cython.double[:],
+        rows=cython.double[:], filled=cython.Py_ssize_t, width=cython.Py_ssize_t)
     def _loop(self, times: list, ok: list, ok_times: list) -> None:
         """Arrivals (``ok_times[p]``: when admitted request ``ok[p]`` reaches the replica)
         against iteration ends; ``times``: every request's arrival, for the horizon hint.
@@ -176,7 +177,9 @@ class LeanSimulation:
                                              self.finish)
         shift, mask, heappush, heappop = self.shift, self.mask, heapq.heappush, heapq.heappop
         first_policy, budget = self.first_policy, self.policy.token_budget
-        rows, pack = self.log.rows, ROW.pack
+        width, filled = len(COLUMNS), 0  # the log's rows: ``table[:filled]``, row-major
+        table = np.empty(width << 12)
+        rows = table
         step_memo, nkey = {}, max_batch + 1  # one decode step's seconds by mean * nkey + n
         t, k, n, sum_base, available, peak, iters = 0.0, 0, 0, 0, cap, 0, 0
         hits = Hits(bs)
@@ -185,6 +188,9 @@ class LeanSimulation:
         arrive, p = array("d", [*ok_times, math.inf]), 0
         n_hints, n_ok, nxt = len(times), len(ok), arrive[0]
         while True:
+            if filled + 2 * width > len(table):  # room for this pass's row (or two)
+                table = _grown(table, filled)
+                rows = table
             while nxt <= t:
                 waiting.append(ok[p])
                 p += 1
@@ -235,7 +241,8 @@ class LeanSimulation:
                                 peak = used + need
                             k += m
                             iters += m
-                            rows += pack(t, m, n, used + need, m * used + need_sum, 0, n * m)
+                            filled = _row(rows, filled, t, m, n, used + need,
+                                          m * used + need_sum, 0, n * m)
                             continue
                 new = d2[k % bs]
                 if new <= available:  # one decode step, committed below
@@ -310,8 +317,10 @@ class LeanSimulation:
                     e2[j + bs] += j + bs
                     n, sum_base = n + 1, sum_base + base
             iters += 1
-            rows += pack(t, 1, n, cap - available, cap - available, len(waiting), tokens)
+            filled = _row(rows, filled, t, 1, n, cap - available, cap - available,
+                          len(waiting), tokens)
         self.peak, self.log.iterations = peak, iters
+        self.log.adopt(table[:filled])
 
     def _schedule(self, t, k, n, sum_base, available, hits, running, fins) -> tuple:
         """``Continuous.schedule`` / ``PrefillFirst.schedule`` at time ``t``: reserve the
@@ -378,6 +387,32 @@ class LeanSimulation:
         fins.remove((self.output[rid] - self.gbase[rid]) << self.shift | rid)
         heapq.heapify(fins)
         return fins
+
+
+@cython.cfunc
+@cython.inline
+def _row(rows: cython.double[:], at: cython.Py_ssize_t, t: cython.double,
+         steps: cython.longlong, batch: cython.longlong, used: cython.longlong,
+         used_sum: cython.longlong, waiting: cython.longlong,
+         tokens: cython.longlong) -> cython.Py_ssize_t:
+    """Write one ``IterLog`` row (``COLUMNS``' order) at ``rows[at:]``; returns the next
+    free index (as ``IterLog.add_run``, without a struct per row: ~0.5 us a row less)."""
+    rows[at] = t
+    rows[at + 1] = steps
+    rows[at + 2] = batch
+    rows[at + 3] = used
+    rows[at + 4] = used_sum
+    rows[at + 5] = waiting
+    rows[at + 6] = tokens
+    return at + 7
+
+
+def _grown(table: np.ndarray, filled: int) -> np.ndarray:
+    """A table twice the size holding ``table[:filled]`` (pages past it stay untouched,
+    so unused room costs no memory)."""
+    out = np.empty(2 * len(table))
+    out[:filled] = table[:filled]
+    return out
 
 
 def _ints(values: np.ndarray) -> array:
