@@ -28,6 +28,7 @@ from bench_serving_ff import OUTPUT, PROMPT, serve_args  # noqa: E402
 
 from sim.cli.main import build_parser  # noqa: E402
 from sim.cli.serve import config_from_args  # noqa: E402
+from sim.serving import native  # noqa: E402
 from sim.serving.api import build_workload, resolve, run_simulation  # noqa: E402
 from sim.serving.kvcache import budget  # noqa: E402
 from sim.serving.steptime import StepTimer  # noqa: E402
@@ -68,7 +69,8 @@ def main() -> int:
                       "engine_us_per_request": round(warm / a.requests * 1e6, 2),
                       "iterations": second.summary["iterations"],
                       "log_rows": sum(len(log) for _, log in second.logs),
-                      "load_avg_1m": round(os.getloadavg()[0], 2)}))
+                      "load_avg_1m": round(os.getloadavg()[0], 2),
+                      "compiled": native.compiled()}))
     if a.profile:
         prof = cProfile.Profile()
         prof.runcall(run_simulation, cfg, w, timer, kv)

@@ -80,6 +80,9 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    from sim.serving import native
+
+    compiled = all(native.compiled().values())  # setup.py's build, else the sources run
     rows = []
     for n in args.sizes:
         for rate in args.rates:
@@ -88,6 +91,7 @@ def main() -> int:
                 if mode == "step" and n >= 1_000_000:
                     continue  # stepping a million requests takes hours
                 pair[mode] = row = run_one(n, rate, mode == "ff", args.timeout)
+                row["lean_compiled"] = compiled
                 _compare(row, pair)
                 rows.append(row)
                 if not args.json:

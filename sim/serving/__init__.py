@@ -10,6 +10,10 @@ and aggregates; ``simulate_serving`` (``api``) ties it together. See docs/design
 
 import importlib
 
+from sim.serving.native import use_fresh_sources
+
+use_fresh_sources()  # an edited lean.py runs as written, never a stale compiled build
+
 _HOMES = {"ServingResult": "api", "run_simulation": "api", "simulate_serving": "api",
           "ServingConfig": "config", "ArrivalSpec": "workload", "LengthSpec": "workload",
           "Workload": "workload", "make_workload": "workload"}

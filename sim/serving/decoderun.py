@@ -27,27 +27,42 @@ between; see ``sim.serving.fastforward``). Two sums describe it, and both are cl
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from itertools import accumulate
+from array import array
+
+import cython
 
 from sim.serving.steptime import bracket as _bracket
 from sim.serving.steptime import nearest as _nearest
 
 
+@cython.cclass
+class _Cell:
+    """The grid cell lo <= m < hi of the mean context for n sequences: one step costs
+    a + b (m - lo) inside it (b, the slope, priced on first use: ``sloped``); xl, xh, fx
+    bracket n on the grid (module docstring, "Time")."""
+
+    def __init__(self, lo, hi, a, xl, xh, fx):
+        self.lo, self.hi, self.a, self.b, self.sloped = lo, hi, a, 0.0, False
+        self.xl, self.xh, self.fx = xl, xh, fx
+
+
+@cython.cclass
 class DecodeClock:
-    """Time of decode-only runs for one ``StepTimer`` (interpolated mode, ep = 1)."""
+    """Time of decode-only runs for one ``StepTimer`` (interpolated mode, ep = 1). Its
+    attributes are typed in ``decoderun.pxd`` (the compiled build calls it from the lean
+    engine's loop as C)."""
 
     def __init__(self, timer):
         self.timer = timer
         self._price = timer.corner
         self._cache = timer.cache  # priced corners (``_price`` fills it)
-        self._cells: dict[tuple[int, int], list] = {}  # (n, lo) -> [lo, hi, A, B or None, ..]
-        self._last: dict[int, list] = {}  # n -> the cell its last run used
-        self._steps: dict[tuple[int, int], float] = {}  # (n, mean) -> one step's seconds
-        self._near: dict[int, tuple] = {}
-        self._pairs: dict[tuple, tuple] = {}  # (n_p, x lo, x hi, n, mean) -> ``_pair``
+        self._cells = {}  # (n, lo) -> _Cell
+        self._last = {}  # n -> the _Cell its last run used
+        self._steps = {}  # (n, mean) -> one step's seconds
+        self._near = {}  # x -> ``bracket(x, 0)``
+        self._pairs = {}  # (n_p, x lo, x hi, n, mean) -> ``_pair``
 
-    def step(self, n: int, kv_sum: int) -> float:
+    def step(self, n, kv_sum) -> float:
         """One decode step, exactly as the stepping engine prices it (``StepTimer.step``
         is a function of n and the mean context alone here, so it is memoised on them)."""
         key = (n, kv_sum // n)
@@ -56,40 +71,48 @@ class DecodeClock:
             t = self._steps[key] = self.timer.step((), (), n, kv_sum, None, False)
         return t
 
-    def mixed(self, prompts: int, tok: int, n: int, kv_sum: int) -> float:
+    @cython.locals(n_p=cython.longlong, mean=cython.longlong, ml=cython.longlong,
+                   mh=cython.longlong, xl=cython.longlong, xh=cython.longlong,
+                   fm=cython.double, fx=cython.double, t=cython.double, low=cython.double,
+                   high=cython.double)
+    def mixed(self, prompts, tok, n, kv_sum) -> float:
         """An iteration prefilling ``prompts`` whole prompts of ``tok`` tokens in all beside
         ``n`` decodes holding ``kv_sum`` tokens: ``StepTimer.step``'s trilinear interpolation
         in (prompt tokens, decodes, mean context), the same operations in the same order (so
         the same float), without its general set-up."""
         n_p = min(prompts if prompts <= 8 else _nearest(prompts), tok)  # 0..8 on the grid
-        near = self._near  # ``bracket(x, 0)`` by x
         mean = kv_sum // n if n else 0
-        ml, mh, fm = near.get(mean) or self._bracket(mean)
-        xl, xh, fx = near.get(tok) or self._bracket(tok)
+        ml, mh, fm = self._bracket(mean)
+        xl, xh, fx = self._bracket(tok)
         if xl < n_p:  # ``bracket(tok, n_p)``: exact below the floor
             xl, xh, fx = tok, tok, 0.0
-        pairs = self._pairs
-        low, high = pairs.get((n_p, xl, xh, n, ml)) or self._pair(n_p, xl, xh, n, ml)
+        low, high = self._pair(n_p, xl, xh, n, ml)
         t = low + fx * (high - low) if fx else low  # ``StepTimer._bilinear``
         if fm:
-            low, high = pairs.get((n_p, xl, xh, n, mh)) or self._pair(n_p, xl, xh, n, mh)
+            low, high = self._pair(n_p, xl, xh, n, mh)
             t += fm * ((low + fx * (high - low) if fx else low) - t)
         return t
 
-    def _bracket(self, x: int) -> tuple[int, int, float]:
-        got = self._near[x] = _bracket(x, 0)
+    def _bracket(self, x) -> tuple:
+        """``bracket(x, 0)``, memoised."""
+        got = self._near.get(x)
+        if got is None:
+            got = self._near[x] = _bracket(x, 0)
         return got
 
-    def _pair(self, n_p: int, xl: int, xh: int, n: int, m: int) -> tuple[float, float]:
+    def _pair(self, n_p, xl, xh, n, m) -> tuple:
         """The corners at prompt tokens ``xl`` and ``xh`` (its grid bracket), each
         interpolated in the decode count ``n``, at mean context ``m`` (memoised: iterations
         repeat these far more often than they vary)."""
-        low = self._row(n_p, xl, n, m)
-        pair = self._pairs[(n_p, xl, xh, n, m)] = (
-            low, self._row(n_p, xh, n, m) if xh != xl else low)
+        key = (n_p, xl, xh, n, m)
+        pair = self._pairs.get(key)
+        if pair is None:
+            low = self._row(n_p, xl, n, m)
+            pair = self._pairs[key] = (low, self._row(n_p, xh, n, m) if xh != xl else low)
         return pair
 
-    def _row(self, n_p: int, x: int, n: int, m: int) -> float:
+    @cython.locals(fy=cython.double, low=cython.double)
+    def _row(self, n_p, x, n, m) -> float:
         """The corners at prompt tokens ``x`` interpolated in the decode count ``n``."""
         yl, yh, fy = _bracket(n, 0)
         get, price = self._cache.get, self._price
@@ -100,11 +123,13 @@ class DecodeClock:
             low += fy * ((get(key) or price(key)) - low)
         return low
 
-    def _cell(self, n: int, m: int) -> list:
-        """[lo, hi, A, B or None, ...] of the grid cell lo <= m < hi of the mean context for
-        ``n`` sequences (B is priced on first use, ``_slope``)."""
+    @cython.locals(lo=cython.longlong, hi=cython.longlong, cell=_Cell, a=cython.double,
+                   low=cython.double, fx=cython.double)
+    def _cell(self, n, m) -> _Cell:
+        """The grid cell of mean context ``m`` for ``n`` sequences (the last one used, or
+        from the memo, or priced at its lower corners)."""
         cell = self._last.get(n)
-        if cell is not None and cell[0] <= m < cell[1]:
+        if cell is not None and cell.lo <= m < cell.hi:
             return cell
         lo, hi, _ = _bracket(m, 0)
         if hi == lo:  # m is a grid point: the cell runs to the next one
@@ -114,52 +139,53 @@ class DecodeClock:
             xl, xh, fx = _bracket(n, 1)
             low = self._price((0, 0, 0, xl, lo, False))
             a = low + fx * (self._price((0, 0, 0, xh, lo, False)) - low) if fx else low
-            cell = self._cells[(n, lo)] = [lo, hi, a, None, xl, xh, fx]
+            cell = self._cells[(n, lo)] = _Cell(lo, hi, a, xl, xh, fx)
         self._last[n] = cell
         return cell
 
-    def _slope(self, cell: list) -> float:
-        """B of a cell (per unit of mean context), pricing its upper corners on first use."""
-        if cell[3] is None:
-            lo, hi, _, _, xl, xh, fx = cell
-            c = self._price
+    @cython.locals(dl=cython.double, dh=cython.double)
+    def _slope(self, cell: _Cell) -> float:
+        """b of a cell (per unit of mean context), pricing its upper corners on first use."""
+        if not cell.sloped:
+            c, lo, hi, xl, xh = self._price, cell.lo, cell.hi, cell.xl, cell.xh
             dl = c((0, 0, 0, xl, hi, False)) - c((0, 0, 0, xl, lo, False))
-            if fx:
+            if cell.fx:
                 dh = c((0, 0, 0, xh, hi, False)) - c((0, 0, 0, xh, lo, False))
-                dl = dl + fx * (dh - dl)
-            cell[3] = dl / (hi - lo)
-        return cell[3]
+                dl = dl + cell.fx * (dh - dl)
+            cell.b, cell.sloped = dl / (hi - lo), True
+        return cell.b
 
-    def advance(self, n: int, m0: int, steps: int, t0: float, deadline: float
-                ) -> tuple[int, float]:
+    @cython.locals(lo=cython.longlong, end=cython.longlong, u=cython.longlong,
+                   j=cython.longlong, a=cython.double, b=cython.double, seg=cython.double,
+                   cell=_Cell)
+    def advance(self, n, m0, steps, t0, deadline) -> tuple:
         """Run up to ``steps`` steps from time ``t0``, mean context ``m0`` at the first; stop
         after the first step ending at or after ``deadline``. Returns (steps done, end)."""
-        cell = self._last.get(n)
-        if cell is None or not cell[0] <= m0 < cell[1]:
-            cell = self._cell(n, m0)
-        lo, end = cell[0], m0 + steps
-        if end > cell[1]:  # the run crosses into the next cell
+        cell = self._cell(n, m0)
+        lo, end = cell.lo, m0 + steps
+        if end > cell.hi:  # the run crosses into the next cell
             return self._advance(n, m0, end, t0, deadline)
-        a, u = cell[2], m0 - lo
-        b = (cell[3] if cell[3] is not None else self._slope(cell)) if end - 1 > lo else 0.0
+        a, u = cell.a, m0 - lo
+        b = self._slope(cell) if end - 1 > lo else 0.0
         seg = steps * a + b * (steps * u + steps * (steps - 1) / 2)
         if t0 + seg < deadline:
             return steps, t0 + seg
         j = _first_reaching(a, b, u, steps, t0, deadline)
         return j, t0 + (j * a + b * (j * u + j * (j - 1) / 2))
 
-    def _advance(self, n: int, m: int, end: int, t: float, deadline: float
-                 ) -> tuple[int, float]:
+    @cython.locals(done=cython.longlong, lo=cython.longlong, stop=cython.longlong,
+                   k=cython.longlong, u=cython.longlong, j=cython.longlong, a=cython.double,
+                   b=cython.double, seg=cython.double, cell=_Cell)
+    def _advance(self, n, m, end, t, deadline) -> tuple:
         """``advance`` over the cells of mean contexts m .. end - 1, an arithmetic series in
         each."""
         done = 0
         while m < end:
             cell = self._cell(n, m)
-            lo, hi, a = cell[0], cell[1], cell[2]
-            stop = end if end < hi else hi
+            lo, a = cell.lo, cell.a
+            stop = end if end < cell.hi else cell.hi
             k, u = stop - m, m - lo
-            b = (cell[3] if cell[3] is not None else self._slope(cell)) if stop - 1 > lo \
-                else 0.0
+            b = self._slope(cell) if stop - 1 > lo else 0.0
             seg = k * a + b * (k * u + k * (k - 1) / 2)
             if t + seg >= deadline:
                 j = _first_reaching(a, b, u, k, t, deadline)
@@ -169,18 +195,20 @@ class DecodeClock:
             t, m, done = t + seg, stop, done + k
         return done, t
 
-    def _price_rest(self, n: int, m: int, end: int) -> None:
+    @cython.locals(cell=_Cell, stop=cython.longlong)
+    def _price_rest(self, n, m, end) -> None:
         """Price the corners of the steps planned beyond the cut (the stepping engine's
         fast-forward prices a whole planned run before an arrival ends it early)."""
         while m < end:
             cell = self._cell(n, m)
-            stop = min(end, cell[1])
-            if stop - 1 > cell[0]:
+            stop = min(end, cell.hi)
+            if stop - 1 > cell.lo:
                 self._slope(cell)
             m = stop
 
 
-def _first_reaching(a: float, b: float, u: int, k: int, t: float, deadline: float) -> int:
+@cython.locals(gap=cython.double, lin=cython.double, j=cython.longlong)
+def _first_reaching(a, b, u, k, t, deadline) -> int:
     """Smallest j in 1..k with t + j a + b (j u + j (j - 1) / 2) >= deadline (k does)."""
     gap = deadline - t  # root of b/2 j^2 + (a + b (u - 1/2)) j - gap = 0, then checked
     lin = a + b * (u - 0.5)
@@ -204,7 +232,7 @@ class Hits:
     __slots__ = ("bs", "d2", "e2")
 
     def __init__(self, bs: int):
-        self.bs, self.d2, self.e2 = bs, [0] * (2 * bs), [0] * (2 * bs)
+        self.bs, self.d2, self.e2 = bs, array("q", [0]) * (2 * bs), array("q", [0]) * (2 * bs)
 
     def add(self, base: int, sign: int) -> None:
         j = -base % self.bs  # its context base + k reaches a boundary at k = j (mod bs)
@@ -214,23 +242,35 @@ class Hits:
         self.e2[j + self.bs] += sign * (j + self.bs)
 
 
-def run_fit(d2: list[int], s0: int, n: int, bs: int, steps: int, free: int) -> int:
+@cython.locals(q=cython.longlong, rem=cython.longlong, r=cython.longlong, hit=cython.longlong)
+def run_fit(d2, s0, n, bs, steps, free) -> int:
     """The longest run of at most ``steps`` steps (from a step counter = ``s0`` mod bs) whose
     blocks fit in ``free`` blocks (the caller skips this when n (steps // bs + 1) fit)."""
-    p = list(accumulate(d2[s0:s0 + bs], initial=0))  # P[t]: boundaries within t steps
-    q, rem = divmod(free, n)
-    return min(steps, q * bs + bisect_right(p, rem) - 1)
+    q, rem = free // n, free % n  # whole cycles of bs steps, then P[r] <= rem boundaries
+    r, hit = 0, 0
+    while r < bs - 1 and hit + d2[s0 + r] <= rem:
+        hit += d2[s0 + r]
+        r += 1
+    return min(steps, q * bs + r)
 
 
-def run_blocks(d2: list[int], e2: list[int], s0: int, n: int, bs: int, m: int
-               ) -> tuple[int, int]:
+@cython.locals(q=cython.longlong, r=cython.longlong, i=cython.longlong, hit=cython.longlong,
+               part=cython.longlong, full=cython.longlong, cycle=cython.longlong,
+               whole=cython.longlong)
+def run_blocks(d2, e2, s0, n, bs, m) -> tuple:
     """(blocks the next ``m`` steps take, those summed over steps 1..m)."""
-    q, r = divmod(m, bs)
-    hit = sum(d2[s0:s0 + r])  # P[r]
-    part = (r + s0) * hit - sum(e2[s0:s0 + r])  # P[0] + .. + P[r]
+    q, r = m // bs, m % bs
+    hit = part = 0
+    for i in range(s0, s0 + r):
+        hit += d2[i]  # P[r]
+        part -= e2[i]
+    part += (r + s0) * hit  # P[0] + .. + P[r]
     if not q:
         return hit, part
     whole = bs * q * (q - 1) // 2 + q * (r + 1)
-    full = sum(d2[s0:s0 + bs - 1])
-    cycle = (bs - 1 + s0) * full - sum(e2[s0:s0 + bs - 1])  # P[0] + .. + P[bs - 1]
+    full = cycle = 0
+    for i in range(s0, s0 + bs - 1):
+        full += d2[i]
+        cycle -= e2[i]
+    cycle += (bs - 1 + s0) * full  # P[0] + .. + P[bs - 1]
     return q * n + hit, n * whole + q * cycle + part

@@ -8,8 +8,8 @@ produced. Rows are packed as native doubles into one ``bytearray`` (56 bytes a r
 per row; the integer fields stay exact below 2^53), so a million-request run keeps its record
 without a Python object per iteration; ``arrays`` splits it into typed columns. Packing a
 row with ``struct`` costs ~0.25 us against ~0.6 us for ``array.extend`` of a tuple (which
-converts item by item); the lean engine packs rows itself (``ROW.pack``, then adds the
-iterations to ``iterations``).
+converts item by item). The lean engine, compiled, writes its rows straight into a float64
+table (~10 ns a row) and hands the table over (``adopt``, no copy) with ``iterations``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ class IterLog:
         """``steps`` iterations ending at ``t``; ``used_sum`` sums KV use over them."""
         self.rows += ROW.pack(t, steps, batch, used, used_sum, waiting, tokens)
         self.iterations += steps
+
+    def adopt(self, table: np.ndarray) -> None:
+        """Take the rows from a float64 array of whole rows in ``COLUMNS``' order (the lean
+        engine writes them there directly), without copying."""
+        self.rows = memoryview(np.ascontiguousarray(table, dtype=np.float64)).cast("B")
 
     def __len__(self) -> int:
         return len(self.rows) // ROW.size
