@@ -93,9 +93,9 @@ def main() -> int:
         row[f"{name}_s"] = round(secs, 3)
         row[f"{name}_us_per_corner"] = round(secs / max(len(part), 1) * 1e6, 1)
         row[f"{name}_identical"] = all(out[k] == priced[k] for k in part)
+        row[f"{name}_calls"] = cold.calls  # cost-model calls (the run's: run_calls)
         warm = reprice_warm(part, cold)
         row[f"{name}_warm_us_per_corner"] = round(warm / max(len(part), 1) * 1e6, 1)
-        row[f"{name}_calls"] = cold.calls  # cost-model calls (the run's: run_calls)
     row["load_avg_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(row, indent=1 if args.json else None))
     return 0
