@@ -12,7 +12,7 @@ import pytest
 from hardware.loader import get_system
 from hardware.topology import Cluster
 from sim.costs import inference
-from sim.costs.inference import _attention_sums, _runs, forward_time
+from sim.costs.inference import SequenceTerms, _attention_sums, _runs, forward_time
 from sim.costs.inference_replica import _Layer, _total
 from sim.costs.kvcache import cached_tokens, kv_bytes_per_token_layer
 from sim.errors import ConfigError
@@ -50,7 +50,8 @@ def test_attention_sums_over_runs_equal_the_per_sequence_loop_bit_for_bit(monkey
         for q, c in [*zip(prefill, ctx, strict=True), *((1, c) for c in decode)]:
             f, k, o = _fractional_terms(model, q, c, 1, 2)
             flops, kv, qo = flops + f, kv + k, qo + o
-        assert _attention_sums(model, _runs(prefill, ctx, decode), 1, 2) == (flops, kv, qo)
+        terms = SequenceTerms(model, 1, 2)
+        assert _attention_sums(terms, _runs(prefill, ctx, decode)) == (flops, kv, qo)
 
 
 def test_a_run_of_equal_terms_is_not_n_times_the_term_so_the_sums_fold_it():

@@ -84,7 +84,7 @@ class StepCost:
 def _attention_ops(model: ModelConfig, runs, tp: int, db: float, layer: int,
                    name: str) -> tuple[Op, float]:
     """One batched attention op over the sequences ``runs`` and its KV bytes."""
-    flops, kv, qo = _attention_sums(model, runs, tp, db)
+    flops, kv, qo = _attention_sums(SequenceTerms(model, tp, db), runs)
     return _attention_op(model, runs, flops, kv + qo, layer, name), kv
 
 
@@ -100,25 +100,37 @@ def _attention_op(model: ModelConfig, runs, flops: float, nbytes: float, layer: 
     return Op(name, "attention", flops, nbytes, "fwd", layer, seqs=grouped, scores=scores)
 
 
-def _attention_sums(model: ModelConfig, runs, tp: int, db: float) -> tuple[float, float, float]:
+def _attention_sums(terms: SequenceTerms, runs) -> tuple[float, float, float]:
     """(FLOPs, KV bytes, Q/O bytes) summed sequence by sequence in order: a run's terms are
     computed once and its n equal terms added one by one (``reduce``; n * x would round
     differently), so the sums are those of the plain loop over the sequences, bit for bit."""
     flops = kv = qo = 0.0
     for q_len, ctx, n in runs:
-        f, dkv, dqo = _sequence_terms(model, q_len, ctx, tp, db)
+        f, dkv, dqo = terms[q_len, ctx]
         flops = reduce(add, repeat(f, n), flops)
         kv = reduce(add, repeat(dkv, n), kv)
         qo = reduce(add, repeat(dqo, n), qo)
     return flops, kv, qo
 
 
-@lru_cache(maxsize=65536)
+class SequenceTerms(dict):
+    """(new tokens, context) -> one sequence's attention FLOPs, KV bytes (cache or
+    linear-attention state, read and written) and Q/O bytes on one tp rank of ``model``,
+    each computed on first use: a serving run's corners repeat a few hundred pairs, and a
+    hit is a plain dict lookup (kept with the replica's ``ReplicaPricer``)."""
+
+    def __init__(self, model: ModelConfig, tp: int, db: float):
+        super().__init__()
+        self.model, self.tp, self.db = model, tp, db
+
+    def __missing__(self, key: tuple[int, int]) -> tuple:
+        q_len, ctx = key
+        got = self[key] = _sequence_terms(self.model, q_len, ctx, self.tp, self.db)
+        return got
+
+
 def _sequence_terms(model: ModelConfig, q_len: int, ctx: int, tp: int,
                     db: float) -> tuple[float, int | float, int | float]:
-    """One sequence's attention FLOPs, KV bytes (cache or linear-attention state, read and
-    written) and Q/O bytes on one tp rank (cached: a serving run's corners repeat a few
-    hundred (new tokens, context) pairs)."""
     d_qk, d_v = head_dims(model)
     kv = (cached_tokens(model, ctx + q_len) * kv_bytes_per_token_layer(model, db, tp)
           + 2 * linear_state_bytes(model, db, tp))
@@ -136,8 +148,9 @@ def _runs(prefill_lens, prefill_ctx, decode_kv_lens) -> list[tuple[int, int, int
     runs = [(q, c, len(list(run)))
             for (q, c), run in groupby(zip(prefill_lens, prefill_ctx, strict=True))]
     runs += [(1, c, len(list(run))) for c, run in groupby(decode_kv_lens)]
-    if any(q <= 0 or c < 0 for q, c, _ in runs):
-        raise ConfigError("prefill lengths must be positive and contexts/KV lengths >= 0")
+    for q, c, _ in runs:
+        if q <= 0 or c < 0:
+            raise ConfigError("prefill lengths must be positive and contexts/KV lengths >= 0")
     return runs
 
 
@@ -154,7 +167,8 @@ def _replica(model: ModelConfig, cluster_or_accelerator, plan: ParallelPlan) -> 
             cluster, acc = None, cluster_or_accelerator
         else:
             cluster, acc = cluster_or_accelerator, cluster_or_accelerator.accelerator
-        got = memo[plan] = ReplicaPricer(model, cluster, acc, plan)
+        sequences = SequenceTerms(model, plan.tp, dtype_bytes(plan.dtype))
+        got = memo[plan] = ReplicaPricer(model, cluster, acc, plan, sequences)
     return got
 
 
@@ -179,12 +193,12 @@ def forward_time(model: ModelConfig, cluster_or_accelerator, *, tp: int = 1, pp:
     if not 1 <= pp <= model.n_layers:
         raise ConfigError(f"pp={pp} must be between 1 and n_layers={model.n_layers}")
     rep = _replica(model, cluster_or_accelerator, _plan(tp, pp, ep, dtype, stack))
-    flops, kv, qo = _attention_sums(model, runs, tp, rep.db)
+    flops, kv, qo = _attention_sums(rep.sequences, runs)
     attn = rep.record(_attention_op(model, runs, flops, kv + qo, rep.attention_layer))
-    s = rep.iteration(attn, kv, tokens, len(prefill_lens) + len(decode_kv_lens))
+    time, *per_gpu, comm, stage = rep.iteration(attn, kv, tokens,
+                                                len(prefill_lens) + len(decode_kv_lens))
     p2p = rep.sends(tokens) if pp > 1 else 0.0
-    return StepCost(s.time + p2p, s.flops, s.bytes, s.weights, s.kv, s.compute, s.memory,
-                    s.comm + p2p, s.stage_time, tokens)
+    return StepCost(time + p2p, *per_gpu, comm + p2p, stage, tokens)
 
 
 def attention_op(model: ModelConfig, seqs, tp: int = 1, dtype: str = "bf16",

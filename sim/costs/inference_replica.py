@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from functools import lru_cache
-from itertools import pairwise
+from itertools import pairwise, repeat
+from operator import add, mul
 from typing import NamedTuple
 
 from hardware.types import Accelerator
@@ -92,35 +93,23 @@ class _Layer(NamedTuple):
                 sum((*b0, attn[5], *b1)))
 
 
-class _Totals(NamedTuple):
-    """Per-GPU totals of an iteration over the layers (averaged over the pp stages)."""
-
-    time: float
-    compute: float
-    memory: float
-    comm: float
-    flops: float
-    bytes: float
-    weights: float
-    kv: float
-    stage_time: float  # the slowest stage's
-
-
-def _totals(parts: list, pp: int) -> _Totals:
+def _totals(parts: list, pp: int) -> tuple:
     """Sum the layer kinds and the ends, in order: each (parts, per-stage counts, n in all,
     KV bytes, weight bytes, FLOPs, non-comm bytes) counted n times (per stage for the
-    stage times)."""
+    stage times). Per GPU, as ``StepCost`` orders them: (time, FLOPs, bytes, weight bytes,
+    KV bytes, compute, memory, comm, the slowest stage's time); FLOPs and bytes are
+    averaged over the pp stages."""
     stages = [0.0] * pp
     time = compute = memory = comm = flops = nbytes = weights = kv = 0.0
     for (t, c, mem, com), per_stage, n, dkv, w, f, b in parts:
-        stages = [st + k * t for st, k in zip(stages, per_stage, strict=True)]
+        stages = list(map(add, stages, map(mul, per_stage, repeat(t))))  # stage + k * t
         time, compute, memory, comm = time + n * t, compute + n * c, memory + n * mem, \
             comm + n * com
         flops += n * f / pp
         nbytes += n * b / pp
         weights += n * w / pp
         kv += n * dkv / pp
-    return _Totals(time, compute, memory, comm, flops, nbytes, weights, kv, max(stages))
+    return time, flops, nbytes, weights, kv, compute, memory, comm, max(stages)
 
 
 class _Kind(NamedTuple):
@@ -138,8 +127,10 @@ class ReplicaPricer:
     kinds per token count, the embedding per token count, the head per sequence count and
     the embedding and head together per (tokens, sequences)."""
 
-    def __init__(self, model: ModelConfig, cluster, acc: Accelerator, plan: ParallelPlan):
+    def __init__(self, model: ModelConfig, cluster, acc: Accelerator, plan: ParallelPlan,
+                 sequences: dict):
         self.model, self.cluster, self.acc, self.plan = model, cluster, acc, plan
+        self.sequences = sequences  # per-sequence attention terms (sim.costs.inference)
         self.dtype, self.db = plan.dtype, dtype_bytes(plan.dtype)
         self.kernel = attention_kernel(plan.stack)  # picks the accelerator's attention model
         self.factors: dict[str, float] = {}  # op kind -> the stack's time multiplier
@@ -147,7 +138,10 @@ class ReplicaPricer:
         self.kinds = tuple((layer, tuple(per), sum(per)) for layer, per in kinds.items())
         self.attention_layer = self.kinds[0][0]  # the attention op's (its cost has no layer)
         self.last = (0,) * (plan.pp - 1) + (1,)  # the ends: embedding and head on one stage
-        self.tables: dict[str, dict] = {"layers": {}, "ends": {}, "lowered": {}, "sends": {}}
+        self.layer_table: dict[int, tuple] = {}  # what it priced, by count
+        self.end_table: dict[tuple, tuple] = {}
+        self.lowered_table: dict[tuple, tuple] = {}
+        self.send_table: dict[int, float] = {}
 
     # --- one op --------------------------------------------------------------------------------
     def record(self, op: Op) -> tuple:
@@ -182,9 +176,9 @@ class ReplicaPricer:
         return collective_time(op.collective, op.bytes, ranks, self.cluster) * op.count
 
     # --- one iteration -------------------------------------------------------------------------
-    def iteration(self, attn: tuple, kv: float, tokens: int, n_seqs: int) -> _Totals:
+    def iteration(self, attn: tuple, kv: float, tokens: int, n_seqs: int) -> tuple:
         """The totals of an iteration of ``tokens`` new tokens over ``n_seqs`` sequences whose
-        attention op's record is ``attn`` (``kv``: its KV bytes, per layer)."""
+        attention op's record is ``attn`` (``kv``: its KV bytes, per layer): ``_totals``."""
         parts = []
         for layer, per_stage, n in self.layers(tokens):
             t, f, nbytes = layer.total(attn)
@@ -195,7 +189,7 @@ class ReplicaPricer:
 
     def layers(self, tokens: int) -> tuple[_Kind, ...]:
         """The layer kinds priced for ``tokens`` new tokens."""
-        table = self.tables["layers"]
+        table = self.layer_table
         got = table.get(tokens)
         if got is None:
             got = table[tokens] = tuple(_Kind(self._layer(layer, tokens), per, n)
@@ -212,7 +206,7 @@ class ReplicaPricer:
 
     def ends(self, tokens: int, n_seqs: int) -> tuple:
         """(parts, FLOPs, bytes, weight bytes) of the embedding then the head."""
-        table = self.tables["ends"]
+        table = self.end_table
         got = table.get((tokens, n_seqs))
         if got is None:
             emb_ops, emb = self._lowered(lower_embedding, Shape(1, tokens, "prefill"))
@@ -225,7 +219,7 @@ class ReplicaPricer:
     def _lowered(self, lower, shape: Shape) -> tuple[list, list]:
         """``lower(model, shape, plan)``'s ops and their records (the embedding depends on
         the tokens only, the head on the sequences only)."""
-        table = self.tables["lowered"]
+        table = self.lowered_table
         got = table.get((lower, shape))
         if got is None:
             ops = lower(self.model, shape, self.plan)
@@ -235,7 +229,7 @@ class ReplicaPricer:
     def sends(self, tokens: int) -> float:
         """pp-1 activation hand-offs of ``tokens`` tokens between consecutive stages (first
         tp rank of each)."""
-        table = self.tables["sends"]
+        table = self.send_table
         got = table.get(tokens)
         if got is None:
             nbytes = tokens * self.model.hidden * self.db
