@@ -41,7 +41,7 @@ def pnorm(p: float, *terms: float) -> float:
     top = max(terms)
     if top <= 0:
         return 0.0
-    return top * sum((t / top) ** p for t in terms) ** (1.0 / p)
+    return top * sum([(t / top) ** p for t in terms]) ** (1.0 / p)
 
 
 def gemm_op(m: int, n: int, k: int, dtype: str = "bf16") -> Op:

@@ -39,7 +39,12 @@ OPTIMIZER_UNFUSED_TRAFFIC = 2.0
 
 def op_factor(op, stack, flash: bool, acc=None) -> float:
     """Multiplier on a compute op's time under ``stack`` (on accelerator ``acc``)."""
-    if op.kind != "attention" or not flash:
+    return kind_factor(op.kind, stack, flash, acc)
+
+
+def kind_factor(kind: str, stack, flash: bool, acc=None) -> float:
+    """``op_factor`` of any op of ``kind`` (nothing else of the op matters)."""
+    if kind != "attention" or not flash:
         return 1.0
     return kernel_factor(stack.attention_kernel, acc)
 

@@ -44,6 +44,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sim.serving.stackcost import iteration_time, ops_per_iteration
+
 
 def quantize(x: int) -> int:
     """Round a non-negative integer to 6 significant bits (relative error <= 2^-6)."""
@@ -135,8 +137,6 @@ class StepTimer:
         self.stack = stack  # sim.stack.Stack of the engine (sim.serving.stackcost), or None
         self._n_ops = 0
         if stack is not None:
-            from sim.serving.stackcost import ops_per_iteration
-
             self._n_ops = ops_per_iteration(model, tp, pp)
         self.model, self.hw, self.draft, self.spec_k = model, hw, draft, spec_k
         self.kw = {"tp": tp, "pp": pp, "ep": ep, "dtype": dtype}
@@ -331,6 +331,4 @@ class StepTimer:
                          decode_kv_lens=kv, **self.kw)
         if self.stack is None:
             return _seconds(cost)
-        from sim.serving.stackcost import iteration_time
-
         return iteration_time(_seconds(cost), self.stack, self._n_ops, scheduler)

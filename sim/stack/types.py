@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from sim.identity import hash_once, state_without_hash
+
 # fa2-paged: FlashAttention-2's flash_attn_with_kvcache over a paged KV cache for prefill and
 # decode (Sarathi-Serve's FLASH_ATTENTION backend; Vidur's A100 attention profiles)
 ATTENTION_KERNELS = ("none", "math", "fa1", "fa2", "fa2-paged", "fa3", "flashinfer")
@@ -126,6 +128,9 @@ class Stack:
     scheduler_overhead_s: float = 0.0
     prefill_batching: str = "packed"
     sources: tuple = ()  # ((dotted key, source), ...)
+
+    __hash__ = hash_once  # stacks key the cost caches (inside every ParallelPlan)
+    __getstate__ = state_without_hash
 
     @property
     def flash(self) -> bool:
