@@ -18,11 +18,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import simpy
+from typing import TYPE_CHECKING, Any
 
 from sim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import simpy
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class BlockPool:
     """
 
     def __init__(self, env: simpy.Environment, blocks: int, block_size: int):
+        import simpy  # here, not at the top: the lean engine's imports stay free of SimPy
+
         self.capacity, self.block_size = blocks, block_size
         self.free = simpy.Container(env, capacity=max(blocks, 1), init=max(blocks, 1))
         if blocks == 0:

@@ -34,8 +34,8 @@ from collections import deque
 import cython
 import numpy as np
 
+from sim.serving.admission import misfit, model_context
 from sim.serving.decoderun import DecodeClock, Hits, run_blocks, run_fit
-from sim.serving.engine import misfit, model_context
 from sim.serving.fastforward import MAX_STEPS, MIN_STEPS
 from sim.serving.iterlog import COLUMNS, IterLog
 from sim.serving.policies import POLICIES

@@ -112,7 +112,7 @@ def saturation(cols: dict) -> dict:
             "offered_rate_rps": arrivals / window, "service_rate_rps": completions / window}
 
 
-REJECTION_KINDS = (  # (key, a phrase of the engine's reason text: sim.serving.engine.misfit)
+REJECTION_KINDS = (  # (key, a phrase of the engine's reason text: sim.serving.admission.misfit)
     ("longer_than_context", "context window"), ("no_kv_cache", "leave no HBM"),
     ("above_batch_token_budget", "max-batched-tokens"), ("longer_than_kv_pool", "KV blocks"),
 )
