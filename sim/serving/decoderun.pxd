@@ -3,7 +3,7 @@
 
 cdef class _Cell:
     cdef public long long lo, hi, xl, xh
-    cdef public double a, b, fx
+    cdef public double a, fx, l0, h0, l1, h1
     cdef public bint sloped
 
 cdef class DecodeClock:
@@ -16,15 +16,12 @@ cdef class DecodeClock:
     cdef tuple _pair(self, long long n_p, long long xl, long long xh, long long n, long long m)
     cdef double _row(self, long long n_p, long long x, long long n, long long m)
     cdef _Cell _cell(self, long long n, long long m)
-    cdef double _slope(self, _Cell cell)
+    cdef void _upper(self, _Cell cell)
+    cdef double _at(self, _Cell cell, long long m)
     cpdef tuple advance(self, long long n, long long m0, long long steps, double t0,
-                        double deadline)
-    cdef tuple _advance(self, long long n, long long m, long long end, double t,
                         double deadline)
     cdef void _price_rest(self, long long n, long long m, long long end)
 
-cpdef long long _first_reaching(double a, double b, long long u, long long k, double t,
-                                double deadline)
 cpdef long long run_fit(long long[:] d2, long long s0, long long n, long long bs,
                         long long steps, long long free)
 cpdef tuple run_blocks(long long[:] d2, long long[:] e2, long long s0, long long n,

@@ -1,18 +1,21 @@
-"""Closed-form runs of decode-only iterations: their time and their KV blocks, in scalars.
+"""Runs of decode-only iterations without the stepping loop: their time and their KV blocks.
 
 A run is k decode steps of the same n sequences (no arrival, finish or block shortage in
-between; see ``sim.serving.fastforward``). Two sums describe it, and both are closed forms:
+between; see ``sim.serving.fastforward``). Two sums describe it:
 
 * **Time.** In ``StepTimer``'s default (interpolated) mode a decode step of n sequences with
   total context S costs the bilinear interpolation of the grid corners around
   (n, S // n) (``StepTimer.step``). S grows by n per step, so the mean context is m0, m0+1,
-  ...: inside one grid cell [lo, hi) of the mean, the step time is A + B (m - lo) with A and
-  B fixed by the cell's four corners, and k steps sum to the arithmetic series
-  k A + B (k u + k (k - 1) / 2) (u: the first step's offset in the cell). The first step
-  ending at or after a time D is the root of that quadratic (then checked on the series).
-  This equals summing the per-step times up to rounding (a few ulps per run, far inside the
-  1e-9 relative tolerance of issue 18); corners are priced exactly as the stepping path
-  prices them (a cell's upper corners only when some step's mean lies inside the cell).
+  ...: inside one grid cell [lo, hi) of the mean the four corners are fixed, so a run is
+  priced cell by cell with no lookup per step (``_Cell``, ``_at``: ``_bilinear``'s
+  operations in its order, the same float). The run's end is the running sum of those
+  step times, added one by one as SimPy's clock adds them when the engine steps, and the
+  run is cut after the first step ending at or after the next arrival: timestamps equal
+  stepping's bit for bit. (An arithmetic series per cell, used before, was a few ulps off
+  per run; at 1M requests that drift reordered a near-tie between an arrival and a step end
+  and the two engines' schedules parted: measured, so rejected.) Corners are priced
+  exactly as the stepping path prices them (a cell's upper corners only when some step's
+  mean lies strictly inside the cell).
 * **Blocks.** A sequence whose context is a multiple of the block size starts a new block
   with its next token (vLLM's paged cache, Kwon et al. 2023, Sec. 4.1). With c_r sequences
   reaching a boundary r steps from now (0 <= r < bs), the blocks the next s steps need are
@@ -26,7 +29,6 @@ between; see ``sim.serving.fastforward``). Two sums describe it, and both are cl
 
 from __future__ import annotations
 
-import math
 from array import array
 
 import cython
@@ -37,13 +39,14 @@ from sim.serving.steptime import nearest as _nearest
 
 @cython.cclass
 class _Cell:
-    """The grid cell lo <= m < hi of the mean context for n sequences: one step costs
-    a + b (m - lo) inside it (b, the slope, priced on first use: ``sloped``); xl, xh, fx
-    bracket n on the grid (module docstring, "Time")."""
+    """The grid cell lo <= m < hi of the mean context for n sequences: its corners at the
+    grid counts xl <= n <= xh (weight fx of xh), l0 / h0 at lo and l1 / h1 at hi (the upper
+    ones priced on first use: ``_upper``); a = one step's seconds at m = lo."""
 
-    def __init__(self, lo, hi, a, xl, xh, fx):
-        self.lo, self.hi, self.a, self.b, self.sloped = lo, hi, a, 0.0, False
+    def __init__(self, lo, hi, a, xl, xh, fx, l0, h0):
+        self.lo, self.hi, self.a, self.sloped = lo, hi, a, False
         self.xl, self.xh, self.fx = xl, xh, fx
+        self.l0, self.h0, self.l1, self.h1 = l0, h0, 0.0, 0.0
 
 
 @cython.cclass
@@ -124,7 +127,7 @@ class DecodeClock:
         return low
 
     @cython.locals(lo=cython.longlong, hi=cython.longlong, cell=_Cell, a=cython.double,
-                   low=cython.double, fx=cython.double)
+                   l0=cython.double, h0=cython.double, fx=cython.double)
     def _cell(self, n, m) -> _Cell:
         """The grid cell of mean context ``m`` for ``n`` sequences (the last one used, or
         from the memo, or priced at its lower corners)."""
@@ -137,62 +140,54 @@ class DecodeClock:
         cell = self._cells.get((n, lo))
         if cell is None:
             xl, xh, fx = _bracket(n, 1)
-            low = self._price((0, 0, 0, xl, lo, False))
-            a = low + fx * (self._price((0, 0, 0, xh, lo, False)) - low) if fx else low
-            cell = self._cells[(n, lo)] = _Cell(lo, hi, a, xl, xh, fx)
+            l0 = self._price((0, 0, 0, xl, lo, False))
+            h0 = self._price((0, 0, 0, xh, lo, False)) if fx else l0
+            a = l0 + fx * (h0 - l0) if fx else l0  # ``StepTimer._bilinear`` at fy = 0
+            cell = self._cells[(n, lo)] = _Cell(lo, hi, a, xl, xh, fx, l0, h0)
         self._last[n] = cell
         return cell
 
-    @cython.locals(dl=cython.double, dh=cython.double)
-    def _slope(self, cell: _Cell) -> float:
-        """b of a cell (per unit of mean context), pricing its upper corners on first use."""
+    def _upper(self, cell: _Cell) -> None:
+        """Price a cell's upper corners (the stepping path prices them as soon as one
+        step's mean lies strictly inside the cell)."""
         if not cell.sloped:
-            c, lo, hi, xl, xh = self._price, cell.lo, cell.hi, cell.xl, cell.xh
-            dl = c((0, 0, 0, xl, hi, False)) - c((0, 0, 0, xl, lo, False))
-            if cell.fx:
-                dh = c((0, 0, 0, xh, hi, False)) - c((0, 0, 0, xh, lo, False))
-                dl = dl + cell.fx * (dh - dl)
-            cell.b, cell.sloped = dl / (hi - lo), True
-        return cell.b
+            cell.l1 = self._price((0, 0, 0, cell.xl, cell.hi, False))
+            cell.h1 = self._price((0, 0, 0, cell.xh, cell.hi, False)) if cell.fx else cell.l1
+            cell.sloped = True
 
-    @cython.locals(lo=cython.longlong, end=cython.longlong, u=cython.longlong,
-                   j=cython.longlong, a=cython.double, b=cython.double, seg=cython.double,
-                   cell=_Cell)
+    @cython.locals(fy=cython.double, low=cython.double, high=cython.double)
+    def _at(self, cell: _Cell, m) -> float:
+        """One step's seconds at mean context ``m`` inside ``cell`` (upper corners priced):
+        ``StepTimer._bilinear``'s operations in its order, so the same float."""
+        if m == cell.lo:
+            return cell.a
+        fy = (m - cell.lo) / (cell.hi - cell.lo)
+        low = cell.l0 + fy * (cell.l1 - cell.l0)
+        if not cell.fx:
+            return low
+        high = cell.h0 + fy * (cell.h1 - cell.h0)
+        return low + cell.fx * (high - low)
+
+    @cython.locals(m=cython.longlong, end=cython.longlong, stop=cython.longlong,
+                   done=cython.longlong, t=cython.double, cell=_Cell)
     def advance(self, n, m0, steps, t0, deadline) -> tuple:
         """Run up to ``steps`` steps from time ``t0``, mean context ``m0`` at the first; stop
-        after the first step ending at or after ``deadline``. Returns (steps done, end)."""
-        cell = self._cell(n, m0)
-        lo, end = cell.lo, m0 + steps
-        if end > cell.hi:  # the run crosses into the next cell
-            return self._advance(n, m0, end, t0, deadline)
-        a, u = cell.a, m0 - lo
-        b = self._slope(cell) if end - 1 > lo else 0.0
-        seg = steps * a + b * (steps * u + steps * (steps - 1) / 2)
-        if t0 + seg < deadline:
-            return steps, t0 + seg
-        j = _first_reaching(a, b, u, steps, t0, deadline)
-        return j, t0 + (j * a + b * (j * u + j * (j - 1) / 2))
-
-    @cython.locals(done=cython.longlong, lo=cython.longlong, stop=cython.longlong,
-                   k=cython.longlong, u=cython.longlong, j=cython.longlong, a=cython.double,
-                   b=cython.double, seg=cython.double, cell=_Cell)
-    def _advance(self, n, m, end, t, deadline) -> tuple:
-        """``advance`` over the cells of mean contexts m .. end - 1, an arithmetic series in
-        each."""
-        done = 0
+        after the first step ending at or after ``deadline``. Returns (steps done, end):
+        the end is the running sum of the step times, formed step by step as SimPy's clock
+        forms it when the engine steps (so the two engines' timestamps are the same floats)."""
+        m, end, t, done = m0, m0 + steps, t0, 0
         while m < end:
             cell = self._cell(n, m)
-            lo, a = cell.lo, cell.a
             stop = end if end < cell.hi else cell.hi
-            k, u = stop - m, m - lo
-            b = self._slope(cell) if stop - 1 > lo else 0.0
-            seg = k * a + b * (k * u + k * (k - 1) / 2)
-            if t + seg >= deadline:
-                j = _first_reaching(a, b, u, k, t, deadline)
-                if stop < end:
-                    self._price_rest(n, stop, end)
-                return done + j, t + (j * a + b * (j * u + j * (j - 1) / 2))
-            t, m, done = t + seg, stop, done + k
+            if stop - 1 > cell.lo:
+                self._upper(cell)
+            while m < stop:
+                t = t + self._at(cell, m)
+                m += 1
+                done += 1
+                if t >= deadline:
+                    self._price_rest(n, m, end)
+                    return done, t
         return done, t
 
     @cython.locals(cell=_Cell, stop=cython.longlong)
@@ -203,25 +198,8 @@ class DecodeClock:
             cell = self._cell(n, m)
             stop = min(end, cell.hi)
             if stop - 1 > cell.lo:
-                self._slope(cell)
+                self._upper(cell)
             m = stop
-
-
-@cython.locals(gap=cython.double, lin=cython.double, j=cython.longlong)
-def _first_reaching(a, b, u, k, t, deadline) -> int:
-    """Smallest j in 1..k with t + j a + b (j u + j (j - 1) / 2) >= deadline (k does)."""
-    gap = deadline - t  # root of b/2 j^2 + (a + b (u - 1/2)) j - gap = 0, then checked
-    lin = a + b * (u - 0.5)
-    if b > 0:
-        j = math.ceil((-lin + math.sqrt(lin * lin + 2 * b * gap)) / b)
-    else:
-        j = math.ceil(gap / lin) if lin > 0 else k
-    j = min(max(j, 1), k)
-    while j > 1 and t + ((j - 1) * a + b * ((j - 1) * u + (j - 1) * (j - 2) / 2)) >= deadline:
-        j -= 1
-    while j < k and not t + (j * a + b * (j * u + j * (j - 1) / 2)) >= deadline:
-        j += 1
-    return j
 
 
 class Hits:

@@ -11,7 +11,8 @@ each step reserves, and every step's time in one vectorised call
 comes first; on an arrival it finishes the step in flight (an iteration is never cut; the
 stepping loop would also see the arrival only at that step's end) and commits the steps done.
 
-Exactness: step end times are the same running sums SimPy forms step by step; block counts,
+Exactness: step end times are the same running sums SimPy forms step by step (and the
+replica's timeouts land on them exactly: ``replica._delay_to``); block counts,
 tokens and log rows are integer sums of the per-step values; speculative acceptance is drawn
 as one (steps x n) block from the same Generator, which fills arrays in C order, so the
 first m rows equal m successive draws of n and the generator is re-drawn to exactly the

@@ -22,6 +22,7 @@ blocks and puts it back at the front of the queue to prefill prompt + generated 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -102,14 +103,17 @@ class Replica:
         inbox receives something first; commit the steps done."""
         env, now = self.env, self.env.now
         ends = np.cumsum(np.concatenate(([now], run.times)))[1:]  # SimPy's running sums
-        get = self.inbox.get()
-        yield get | env.timeout(ends[-1] - now)
+        get, end = self.inbox.get(), ends[-1]
+        while True:  # one timeout, or two where SimPy cannot land on the end in one
+            yield get | env.timeout(_delay_to(env.now, end))
+            if get.triggered or env.now >= end:
+                break
         m, item = len(ends), _NOTHING
         if get.triggered:
             item = get.value
             m = min(int(np.searchsorted(ends, env.now, side="left")) + 1, len(ends))
-            if ends[m - 1] > env.now:
-                yield env.timeout(ends[m - 1] - env.now)
+            while ends[m - 1] > env.now:
+                yield env.timeout(_delay_to(env.now, ends[m - 1]))
         else:
             get.cancel()
         fastforward.commit(self, run, m, ends)
@@ -311,3 +315,14 @@ class TokenBudget:
         self.left -= req.todo
         self.force = False
         return True
+
+
+def _delay_to(now: float, at: float) -> float:
+    """The delay that SimPy adds to ``now`` to land on ``at`` exactly (stepping reaches
+    ``at`` as a running sum; ``at - now`` can miss it by an ulp), else the largest that
+    stays below it: from there ``at - now`` is exact (Sterbenz), so a second hop lands."""
+    delay = float(at) - now
+    while now + delay > at:
+        delay = math.nextafter(delay, -math.inf)
+    up = math.nextafter(delay, math.inf)
+    return up if now + up == at else delay
