@@ -44,7 +44,7 @@ class _Cell:
     ones priced on first use: ``_upper``); a = one step's seconds at m = lo."""
 
     def __init__(self, lo, hi, a, xl, xh, fx, l0, h0):
-        self.lo, self.hi, self.a, self.sloped = lo, hi, a, False
+        self.lo, self.hi, self.a, self.has_upper = lo, hi, a, False
         self.xl, self.xh, self.fx = xl, xh, fx
         self.l0, self.h0, self.l1, self.h1 = l0, h0, 0.0, 0.0
 
@@ -150,10 +150,10 @@ class DecodeClock:
     def _upper(self, cell: _Cell) -> None:
         """Price a cell's upper corners (the stepping path prices them as soon as one
         step's mean lies strictly inside the cell)."""
-        if not cell.sloped:
+        if not cell.has_upper:
             cell.l1 = self._price((0, 0, 0, cell.xl, cell.hi, False))
             cell.h1 = self._price((0, 0, 0, cell.xh, cell.hi, False)) if cell.fx else cell.l1
-            cell.sloped = True
+            cell.has_upper = True
 
     @cython.locals(fy=cython.double, low=cython.double, high=cython.double)
     def _at(self, cell: _Cell, m) -> float:
