@@ -3,7 +3,7 @@
 
 cdef class _Cell:
     cdef public long long lo, hi, xl, xh
-    cdef public double a, fx, l0, h0, l1, h1
+    cdef public double fx, l0, h0, l1, h1
     cdef public bint has_upper
 
 cdef class DecodeClock:

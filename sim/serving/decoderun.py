@@ -41,10 +41,10 @@ from sim.serving.steptime import nearest as _nearest
 class _Cell:
     """The grid cell lo <= m < hi of the mean context for n sequences: its corners at the
     grid counts xl <= n <= xh (weight fx of xh), l0 / h0 at lo and l1 / h1 at hi (the upper
-    ones priced on first use: ``_upper``); a = one step's seconds at m = lo."""
+    ones priced on first use: ``_upper``)."""
 
-    def __init__(self, lo, hi, a, xl, xh, fx, l0, h0):
-        self.lo, self.hi, self.a, self.has_upper = lo, hi, a, False
+    def __init__(self, lo, hi, xl, xh, fx, l0, h0):
+        self.lo, self.hi, self.has_upper = lo, hi, False
         self.xl, self.xh, self.fx = xl, xh, fx
         self.l0, self.h0, self.l1, self.h1 = l0, h0, 0.0, 0.0
 
@@ -126,8 +126,8 @@ class DecodeClock:
             low += fy * ((get(key) or price(key)) - low)
         return low
 
-    @cython.locals(lo=cython.longlong, hi=cython.longlong, cell=_Cell, a=cython.double,
-                   l0=cython.double, h0=cython.double, fx=cython.double)
+    @cython.locals(lo=cython.longlong, hi=cython.longlong, cell=_Cell, l0=cython.double,
+                   h0=cython.double, fx=cython.double)
     def _cell(self, n, m) -> _Cell:
         """The grid cell of mean context ``m`` for ``n`` sequences (the last one used, or
         from the memo, or priced at its lower corners)."""
@@ -142,8 +142,7 @@ class DecodeClock:
             xl, xh, fx = _bracket(n, 1)
             l0 = self._price((0, 0, 0, xl, lo, False))
             h0 = self._price((0, 0, 0, xh, lo, False)) if fx else l0
-            a = l0 + fx * (h0 - l0) if fx else l0  # ``StepTimer._bilinear`` at fy = 0
-            cell = self._cells[(n, lo)] = _Cell(lo, hi, a, xl, xh, fx, l0, h0)
+            cell = self._cells[(n, lo)] = _Cell(lo, hi, xl, xh, fx, l0, h0)
         self._last[n] = cell
         return cell
 
@@ -159,14 +158,12 @@ class DecodeClock:
     def _at(self, cell: _Cell, m) -> float:
         """One step's seconds at mean context ``m`` inside ``cell`` (upper corners priced):
         ``StepTimer._bilinear``'s operations in its order, so the same float."""
-        if m == cell.lo:
-            return cell.a
-        fy = (m - cell.lo) / (cell.hi - cell.lo)
-        low = cell.l0 + fy * (cell.l1 - cell.l0)
-        if not cell.fx:
-            return low
-        high = cell.h0 + fy * (cell.h1 - cell.h0)
-        return low + cell.fx * (high - low)
+        low, high = cell.l0, cell.h0
+        if m != cell.lo:  # off the grid point (fy != 0): blend towards the upper corners
+            fy = (m - cell.lo) / (cell.hi - cell.lo)
+            low = low + fy * (cell.l1 - low)
+            high = high + fy * (cell.h1 - high)
+        return low + cell.fx * (high - low) if cell.fx else low
 
     @cython.locals(m=cython.longlong, end=cython.longlong, stop=cython.longlong,
                    done=cython.longlong, t=cython.double, cell=_Cell)
